@@ -1,0 +1,164 @@
+"""Typed settings: one TOML file, then ``CALLSCREEN_*`` environment overrides.
+
+Invariants: every value is parsed into its declared type or loading fails with
+:class:`ConfigError` naming the setting; secrets are read from the environment
+or from a file named by ``CALLSCREEN_<NAME>_FILE`` and never from the TOML file,
+so a config file can be committed without leaking anything.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "CALLSCREEN_"
+SECRET_NAMES = ("hash_key", "encryption_key", "log_key", "dashboard_secret")
+
+
+class ConfigError(ValueError):
+    """A setting is missing or has a value of the wrong shape."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a callscreen process may be configured with."""
+
+    redis_url: str | None = None
+    data_dir: Path = Path("var")
+    default_region: str = "RU"
+    default_timezone: str = "Europe/Moscow"
+    retention_days: int = 1825
+    campaign_cache_seconds: float = 2.0
+    policy_dir: Path | None = None
+    # FastAGI server
+    agi_host: str = "127.0.0.1"
+    agi_port: int = 4573
+    agi_workers: int = 1
+    agi_allowed_hosts: tuple[str, ...] = ("127.0.0.1", "::1")
+    agi_read_timeout: float = 5.0
+    agi_decision_deadline_ms: int = 250
+    agi_max_connections: int = 512
+    agi_backlog: int = 4096
+    # dashboard and metrics
+    dashboard_host: str = "127.0.0.1"
+    dashboard_port: int = 8080
+    metrics_port: int = 9464
+    # secrets (never read from the TOML file)
+    hash_key: bytes = field(default=b"", repr=False)
+    encryption_key: bytes = field(default=b"", repr=False)
+    log_key: bytes = field(default=b"", repr=False)
+    dashboard_secret: bytes = field(default=b"", repr=False)
+
+    def require_secrets(self) -> Settings:
+        """Fail loudly unless the keys that protect phone numbers are present and strong enough."""
+        for name in ("hash_key", "encryption_key", "log_key"):
+            value: bytes = getattr(self, name)
+            if len(value) < 32:
+                env = ENV_PREFIX + name.upper()
+                raise ConfigError(
+                    f"{name}: need at least 32 bytes of key material in {env} or {env}_FILE "
+                    f"(hex or base64); got {len(value)}"
+                )
+        if len(self.encryption_key) not in (32,):
+            raise ConfigError("encryption_key: AES-256-GCM needs exactly 32 bytes")
+        return self
+
+
+def _parse_key(name: str, text: str) -> bytes:
+    text = text.strip()
+    if not text:
+        return b""
+    try:
+        if len(text) % 2 == 0 and all(c in "0123456789abcdefABCDEF" for c in text):
+            return bytes.fromhex(text)
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ConfigError(f"{name}: not hex or base64 key material") from exc
+
+
+def _coerce(name: str, kind: Any, value: Any) -> Any:
+    """Turn a TOML or environment value into the declared type of ``name``."""
+    text_kind = str(kind)
+    try:
+        if text_kind in ("str | None", "str"):
+            if value in ("", None) and text_kind == "str | None":
+                return None
+            if not isinstance(value, str):
+                raise TypeError("expected a string")
+            return value
+        if text_kind == "int":
+            if isinstance(value, bool):
+                raise TypeError("expected an integer")
+            return int(value)
+        if text_kind == "float":
+            return float(value)
+        if text_kind == "Path":
+            return Path(value)
+        if text_kind == "Path | None":
+            return Path(value) if value not in ("", None) else None
+        if text_kind == "tuple[str, ...]":
+            if isinstance(value, str):
+                return tuple(part.strip() for part in value.split(",") if part.strip())
+            if isinstance(value, list) and all(isinstance(v, str) for v in value):
+                return tuple(value)
+            raise TypeError("expected a list of strings")
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{name}: {value!r} is not a valid {text_kind} ({exc})") from exc
+    raise ConfigError(f"{name}: unsupported setting type {text_kind}")
+
+
+def _read_secret(name: str, environ: Mapping[str, str]) -> bytes:
+    env = ENV_PREFIX + name.upper()
+    if env in environ:
+        return _parse_key(env, environ[env])
+    file_env = env + "_FILE"
+    if file_env in environ:
+        path = Path(environ[file_env])
+        try:
+            return _parse_key(file_env, path.read_text())
+        except OSError as exc:
+            raise ConfigError(f"{file_env}: cannot read {path}: {exc.strerror}") from exc
+    return b""
+
+
+def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read settings from ``path`` (or ``$CALLSCREEN_CONFIG``, or ``./callscreen.toml`` if present)."""
+    environ = os.environ if environ is None else environ
+    path = path or environ.get(ENV_PREFIX + "CONFIG")
+    if path is None and Path("callscreen.toml").is_file():
+        path = "callscreen.toml"
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            with open(path, "rb") as handle:
+                raw = tomllib.load(handle)
+        except OSError as exc:
+            raise ConfigError(f"config file {path}: {exc.strerror}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path}: {exc}") from exc
+    known = {f.name: f for f in fields(Settings)}
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in known or key in SECRET_NAMES:
+            hint = " (secrets belong in the environment)" if key in SECRET_NAMES else ""
+            raise ConfigError(f"config file {path}: unknown setting {key!r}{hint}")
+        values[key] = _coerce(key, known[key].type, value)
+    for name, spec in known.items():
+        if name in SECRET_NAMES:
+            values[name] = _read_secret(name, environ)
+            continue
+        env = ENV_PREFIX + name.upper()
+        if env in environ:
+            values[name] = _coerce(env, spec.type, environ[env])
+    settings = Settings(**values)
+    if len(settings.default_region) != 2 or not settings.default_region.isupper():
+        raise ConfigError(f"default_region: {settings.default_region!r} is not an ISO 3166 alpha-2 code")
+    if settings.agi_workers < 1 or settings.agi_decision_deadline_ms < 1:
+        raise ConfigError("agi_workers and agi_decision_deadline_ms must be positive")
+    return settings

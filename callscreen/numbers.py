@@ -1,0 +1,127 @@
+"""Phone number normalization: any human spelling in, E.164 and its geography out.
+
+Invariant: :func:`normalize` either returns a valid number in E.164 form or raises
+:class:`InvalidNumber`; callers turn that into a BLOCK ``invalid_number`` decision.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+import phonenumbers
+from phonenumbers import geocoder, timezone
+
+MAX_INPUT_LENGTH = 64
+_SEPARATORS = re.compile(r"[\s\-.()/\u00a0\u2010-\u2015]+")
+_ALLOWED = re.compile(r"^\+?[0-9]+$")
+
+US_STATES = {
+    "Alabama": "AL", "Alaska": "AK", "Arizona": "AZ", "Arkansas": "AR", "California": "CA",
+    "Colorado": "CO", "Connecticut": "CT", "Delaware": "DE", "District of Columbia": "DC",
+    "Florida": "FL", "Georgia": "GA", "Hawaii": "HI", "Idaho": "ID", "Illinois": "IL",
+    "Indiana": "IN", "Iowa": "IA", "Kansas": "KS", "Kentucky": "KY", "Louisiana": "LA",
+    "Maine": "ME", "Maryland": "MD", "Massachusetts": "MA", "Michigan": "MI", "Minnesota": "MN",
+    "Mississippi": "MS", "Missouri": "MO", "Montana": "MT", "Nebraska": "NE", "Nevada": "NV",
+    "New Hampshire": "NH", "New Jersey": "NJ", "New Mexico": "NM", "New York": "NY",
+    "North Carolina": "NC", "North Dakota": "ND", "Ohio": "OH", "Oklahoma": "OK", "Oregon": "OR",
+    "Pennsylvania": "PA", "Rhode Island": "RI", "South Carolina": "SC", "South Dakota": "SD",
+    "Tennessee": "TN", "Texas": "TX", "Utah": "UT", "Vermont": "VT", "Virginia": "VA",
+    "Washington": "WA", "West Virginia": "WV", "Wisconsin": "WI", "Wyoming": "WY",
+}
+_STATE_CODES = set(US_STATES.values())
+
+
+class InvalidNumber(ValueError):
+    """The input is not a dialable phone number."""
+
+
+@dataclass(frozen=True, slots=True)
+class PhoneNumber:
+    """A valid number: E.164 text, its country, and what geography it implies.
+
+    ``timezones`` are every IANA zone the number may be in (16 for a Russian mobile);
+    ``subdivision`` is an ISO 3166-2 code such as ``US-FL`` when the number pins it down.
+    """
+
+    e164: str
+    region: str
+    timezones: tuple[str, ...]
+    subdivision: str | None = None
+
+    @property
+    def national_digits(self) -> str:
+        return str(phonenumbers.parse(self.e164).national_number)
+
+
+def _clean(raw: str) -> str:
+    if not isinstance(raw, str):
+        raise InvalidNumber("number must be text")
+    if len(raw) > MAX_INPUT_LENGTH:
+        raise InvalidNumber(f"number longer than {MAX_INPUT_LENGTH} characters")
+    text = _SEPARATORS.sub("", raw.strip())
+    if text.startswith("00"):
+        text = "+" + text[2:]
+    if not text or not _ALLOWED.match(text):
+        raise InvalidNumber(f"not a phone number: {raw!r}")
+    return text
+
+
+def _subdivision(parsed: phonenumbers.PhoneNumber, region: str) -> str | None:
+    if region != "US":
+        return None
+    description = geocoder.description_for_number(parsed, "en")
+    if "," in description:
+        code = description.rsplit(",", 1)[1].strip()
+        return f"US-{code}" if code in _STATE_CODES else None
+    code = US_STATES.get(description.strip())
+    return f"US-{code}" if code else None
+
+
+@lru_cache(maxsize=65536)
+def normalize(raw: str, default_region: str | None = None) -> PhoneNumber:
+    """Parse ``raw`` (``8 (999) 123-45-67``, ``00 44 20 7946 0958``, ``+1 212.555.0100``…)."""
+    text = _clean(raw)
+    try:
+        parsed = phonenumbers.parse(text, None if text.startswith("+") else default_region)
+    except phonenumbers.NumberParseException as exc:
+        raise InvalidNumber(f"not a phone number: {raw!r} ({exc._msg})") from exc
+    if not phonenumbers.is_valid_number(parsed):
+        raise InvalidNumber(f"not a valid number: {raw!r}")
+    region = phonenumbers.region_code_for_number(parsed) or ""
+    zones = tuple(z for z in timezone.time_zones_for_number(parsed) if z != "Etc/Unknown")
+    return PhoneNumber(
+        e164=phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164),
+        region=region,
+        timezones=zones,
+        subdivision=_subdivision(parsed, region),
+    )
+
+
+def mask(e164: str) -> str:
+    """Show a number the way supervisors see it: ``+7 999 ***-**-67``.
+
+    Keeps the country code, the first group (operator or area code) and the last two
+    digits; every other digit becomes ``*`` while the international grouping stays.
+    """
+    try:
+        parsed = phonenumbers.parse(e164)
+        formatted = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+    except phonenumbers.NumberParseException:
+        return "***"
+    country, _, rest = formatted.partition(" ")
+    groups = rest.split(" ", 1)
+    if len(groups) == 1:
+        head, tail = "", groups[0]
+    else:
+        head, tail = groups[0] + " ", groups[1]
+    digits_seen = sum(c.isdigit() for c in tail)
+    out = []
+    for char in tail:
+        if char.isdigit():
+            digits_seen -= 1
+            out.append(char if digits_seen < 2 else "*")
+        else:
+            out.append(char)
+    return f"{country} {head}{''.join(out)}"

