@@ -1,0 +1,258 @@
+"""Policy packs: what each jurisdiction's law asks of a marketing call, as data.
+
+A pack is a TOML file in ``callscreen/policy/packs/`` (or in ``Settings.policy_dir``, where a
+file of the same id replaces the built-in one). Each default in a shipped pack cites its
+source in a comment. Loading validates every field and fails with :class:`PolicyError`.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date, time, timedelta
+from pathlib import Path
+from typing import Any
+
+from callscreen.models import Campaign, LegalBasis
+
+BUILTIN_DIR = Path(__file__).with_name("policy") / "packs"
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+AUTOMATIC_DIALING_RULES = ("allowed", "consent_only", "forbidden")
+
+
+class PolicyError(ValueError):
+    """A policy pack is missing, malformed or self-contradictory."""
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A daily calling window ``[start, end)`` in the callee's local time."""
+
+    start: time
+    end: time
+
+    def contains(self, moment: time) -> bool:
+        return self.start <= moment < self.end
+
+    def __str__(self) -> str:
+        return f"{self.start:%H:%M}-{self.end:%H:%M}"
+
+
+@dataclass(frozen=True, slots=True)
+class CallingHours:
+    """Windows per weekday (Monday = 0) and for public holidays; ``None`` means no calls."""
+
+    by_weekday: tuple[Window | None, ...]
+    holiday: Window | None
+    holidays: frozenset[str] = frozenset()  # "MM-DD" every year, or "YYYY-MM-DD" once
+
+    def window_for(self, day: date) -> tuple[Window | None, str]:
+        if day.strftime("%m-%d") in self.holidays or day.isoformat() in self.holidays:
+            return self.holiday, "holiday"
+        return self.by_weekday[day.weekday()], DAYS[day.weekday()]
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptCap:
+    max_attempts: int
+    window: timedelta
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyPack:
+    """One jurisdiction's rules. See ``docs/policy.md`` for each field's meaning."""
+
+    id: str
+    version: str
+    jurisdiction: str
+    name: str
+    advertising_bases: tuple[LegalBasis, ...]
+    other_bases: tuple[LegalBasis, ...]
+    verification_required_for: tuple[str, ...]
+    automatic_dialing: str
+    ebr_purchase_days: int
+    ebr_inquiry_days: int
+    registries: tuple[str, ...]
+    registry_max_age_days: int
+    registry_exempt_bases: tuple[LegalBasis, ...]
+    hours: CallingHours
+    subdivision_hours: dict[str, CallingHours] = field(default_factory=dict)
+    attempt_cap: AttemptCap | None = None
+    subdivision_attempt_caps: dict[str, AttemptCap] = field(default_factory=dict)
+
+    def accepted_bases(self, campaign: Campaign) -> tuple[LegalBasis, ...]:
+        return self.advertising_bases if campaign.advertising else self.other_bases
+
+    def hours_for(self, subdivision: str | None) -> list[CallingHours]:
+        """Every hours table that may apply: the subdivision's if known; if it is not
+        known and the pack has subdivision rules, the default and all of them (strictest)."""
+        if subdivision and subdivision in self.subdivision_hours:
+            return [self.subdivision_hours[subdivision]]
+        if subdivision or not self.subdivision_hours:
+            return [self.hours]
+        return [self.hours, *self.subdivision_hours.values()]
+
+    def attempt_caps_for(self, subdivision: str | None) -> list[AttemptCap]:
+        caps = [self.attempt_cap] if self.attempt_cap else []
+        if subdivision and subdivision in self.subdivision_attempt_caps:
+            caps.append(self.subdivision_attempt_caps[subdivision])
+        elif not subdivision:
+            caps.extend(self.subdivision_attempt_caps.values())
+        return caps
+
+
+# --- parsing -----------------------------------------------------------------------------
+
+def _window(where: str, text: Any) -> Window | None:
+    if text in ("", None, "closed"):
+        return None
+    try:
+        start_text, end_text = str(text).split("-")
+        start, end = time.fromisoformat(start_text.strip()), time.fromisoformat(end_text.strip())
+    except ValueError as exc:
+        raise PolicyError(f"{where}: {text!r} is not a window like '08:00-21:00'") from exc
+    if start >= end:
+        raise PolicyError(f"{where}: window {text!r} ends before it starts")
+    return Window(start, end)
+
+
+def _hours(where: str, table: dict[str, Any], base: CallingHours | None = None) -> CallingHours:
+    unknown = set(table) - {*DAYS, "holiday", "holidays", "every_day"}
+    if unknown:
+        raise PolicyError(f"{where}: unknown keys {sorted(unknown)}")
+    every = table.get("every_day")
+    by_day = []
+    for index, day in enumerate(DAYS):
+        if day in table:
+            by_day.append(_window(f"{where}.{day}", table[day]))
+        elif every is not None:
+            by_day.append(_window(f"{where}.every_day", every))
+        elif base is not None:
+            by_day.append(base.by_weekday[index])
+        else:
+            raise PolicyError(f"{where}: no window for {day}")
+    if "holiday" in table:
+        holiday = _window(f"{where}.holiday", table["holiday"])
+    elif every is not None:
+        holiday = _window(f"{where}.every_day", every)
+    else:
+        holiday = base.holiday if base else None
+    holidays = frozenset(table.get("holidays", base.holidays if base else ()))
+    for entry in holidays:
+        try:
+            date.fromisoformat(entry if len(entry) == 10 else f"2000-{entry}")
+        except ValueError as exc:
+            raise PolicyError(f"{where}.holidays: {entry!r} is not MM-DD or YYYY-MM-DD") from exc
+    return CallingHours(tuple(by_day), holiday, holidays)
+
+
+def _bases(where: str, values: Iterable[str]) -> tuple[LegalBasis, ...]:
+    try:
+        return tuple(LegalBasis(v) for v in values)
+    except ValueError as exc:
+        raise PolicyError(f"{where}: {exc}") from exc
+
+
+def _cap(where: str, table: dict[str, Any]) -> AttemptCap:
+    try:
+        cap = AttemptCap(int(table["max"]), timedelta(hours=float(table["window_hours"])))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise PolicyError(f"{where}: needs integer 'max' and number 'window_hours'") from exc
+    if cap.max_attempts < 1 or cap.window <= timedelta(0):
+        raise PolicyError(f"{where}: cap must be positive")
+    return cap
+
+
+def parse_pack(data: dict[str, Any], source: str, parent: dict[str, Any] | None = None) -> PolicyPack:
+    """Build a pack from TOML data; ``parent`` is the data of the pack it ``extends``."""
+    if parent:
+        merged = {**parent, **data}
+        for section in ("bases", "consent", "existing_relationship", "registries", "attempts"):
+            merged[section] = {**parent.get(section, {}), **data.get(section, {})}
+        merged["hours"] = {**parent.get("hours", {}), **data.get("hours", {})}
+        data = merged
+    where = source
+    try:
+        pack = data["pack"]
+        bases = data["bases"]
+        hours = _hours(f"{where}: hours", {k: v for k, v in data["hours"].items() if not isinstance(v, dict)})
+        subdivision_hours = {
+            code: _hours(f"{where}: hours.{code}", table, hours)
+            for code, table in data["hours"].items()
+            if isinstance(table, dict)
+        }
+        attempts = data.get("attempts", {})
+        automatic = data["automatic_dialing"]["advertising"]
+        if automatic not in AUTOMATIC_DIALING_RULES:
+            raise PolicyError(f"{where}: automatic_dialing.advertising must be one of {AUTOMATIC_DIALING_RULES}")
+        registries = data.get("registries", {})
+        ebr = data.get("existing_relationship", {})
+        return PolicyPack(
+            id=str(pack["id"]),
+            version=str(pack["version"]),
+            jurisdiction=str(pack["jurisdiction"]).upper(),
+            name=str(pack.get("name", pack["id"])),
+            advertising_bases=_bases(f"{where}: bases.advertising", bases["advertising"]),
+            other_bases=_bases(f"{where}: bases.other", bases["other"]),
+            verification_required_for=tuple(data.get("consent", {}).get("verification_required_for", ())),
+            automatic_dialing=automatic,
+            ebr_purchase_days=int(ebr.get("after_purchase_days", 0)),
+            ebr_inquiry_days=int(ebr.get("after_inquiry_days", 0)),
+            registries=tuple(registries.get("required", ())),
+            registry_max_age_days=int(registries.get("max_age_days", 0)),
+            registry_exempt_bases=_bases(f"{where}: registries.exempt_bases", registries.get("exempt_bases", ())),
+            hours=hours,
+            subdivision_hours=subdivision_hours,
+            attempt_cap=_cap(f"{where}: attempts", attempts) if "max" in attempts else None,
+            subdivision_attempt_caps={
+                code: _cap(f"{where}: attempts.{code}", table)
+                for code, table in attempts.items()
+                if isinstance(table, dict)
+            },
+        )
+    except KeyError as exc:
+        raise PolicyError(f"{where}: missing {exc.args[0]!r}") from exc
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, PolicyError):
+            raise
+        raise PolicyError(f"{where}: {exc}") from exc
+
+
+class PolicyBook:
+    """All loaded packs, by jurisdiction code (``RU``, ``US``, ``GB``, ``EU``, ``BG``…)."""
+
+    def __init__(self, packs: Iterable[PolicyPack]) -> None:
+        self._by_jurisdiction = {p.jurisdiction: p for p in packs}
+
+    @classmethod
+    def load(cls, override_dir: Path | None = None) -> PolicyBook:
+        raw: dict[str, tuple[dict[str, Any], str]] = {}
+        dirs = [BUILTIN_DIR] + ([override_dir] if override_dir else [])
+        for folder in dirs:
+            if not folder.is_dir():
+                raise PolicyError(f"policy folder {folder} does not exist")
+            for path in sorted(folder.glob("*.toml")):
+                try:
+                    raw[path.stem] = (tomllib.loads(path.read_text(encoding="utf-8")), str(path))
+                except tomllib.TOMLDecodeError as exc:
+                    raise PolicyError(f"{path}: {exc}") from exc
+        packs = []
+        for _stem, (data, source) in raw.items():
+            parent_id = data.get("pack", {}).get("extends")
+            parent = None
+            if parent_id:
+                if parent_id not in raw:
+                    raise PolicyError(f"{source}: extends unknown pack {parent_id!r}")
+                parent = raw[parent_id][0]
+            packs.append(parse_pack(data, source, parent))
+        return cls(packs)
+
+    def jurisdictions(self) -> list[str]:
+        return sorted(self._by_jurisdiction)
+
+    def get(self, jurisdiction: str) -> PolicyPack | None:
+        return self._by_jurisdiction.get(jurisdiction.upper())
+
+    def for_campaign(self, campaign: Campaign) -> PolicyPack | None:
+        return self.get(campaign.jurisdiction)
