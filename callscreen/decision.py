@@ -50,7 +50,8 @@ def decide(request: ScreeningRequest, facts: Facts, pack: PolicyPack | None) -> 
     """Answer ALLOW or BLOCK with one reason, the basis and the trace of checks."""
     at = request.at
     if request.number is None:
-        detail = f"not a valid number: {request.raw_number!r}"
+        # The raw input is not repeated: the trace is logged and the input may be personal data.
+        detail = f"input of {len(request.raw_number)} characters is not a valid phone number"
         return _blocked(Reason.INVALID_NUMBER, [Check("number", False, detail)], at)
     if request.campaign is None:
         return _blocked(Reason.UNKNOWN_CAMPAIGN, [Check("campaign", False, "no such campaign")], at)

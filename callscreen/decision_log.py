@@ -1,0 +1,417 @@
+"""The decision log: provable, tamper-evident evidence of every decision.
+
+Invariants:
+- A decision is appended before its answer leaves callscreen; if the append fails the caller
+  answers BLOCK ``screening_unavailable`` (see :mod:`callscreen.screening`).
+- Records live in one Redis stream (``cs:{log}:stream``). Each writing process owns a
+  *chain*: its records carry ``seq`` and ``prev`` (the previous record's MAC) and a MAC,
+  HMAC-SHA256 under ``log_key`` over chain, seq, prev and the canonical record body. The
+  key never reaches Redis, so someone with write access to the store can delete or alter
+  records but cannot forge a chain that :meth:`DecisionLog.verify` accepts. The last MAC of
+  every chain is kept in ``cs:{log}:heads`` so truncating a chain's tail is detected.
+- Appends are compare-and-set: a Lua script adds the record only if the chain head in
+  Redis is the one the writer chained from.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import redis
+
+from callscreen import codec
+from callscreen.models import Decision
+from callscreen.store import Command, StoreError, ms, new_id, number_key, run_pipeline, run_pipeline_async
+
+STREAM = "cs:{log}:stream"
+HEADS = "cs:{log}:heads"
+IDS = "cs:{log}:ids"
+TRIMMED = "cs:{log}:trimmed"
+OUTCOMES = "cs:{log}:outcomes"
+GENESIS = "genesis"
+
+APPEND_SCRIPT = """
+local head = redis.call('HGET', KEYS[2], ARGV[1])
+if not head then head = '' end
+if head ~= ARGV[2] then return {0, head} end
+local sid = redis.call('XADD', KEYS[1], '*', 'id', ARGV[4], 'chain', ARGV[1], 'seq', ARGV[5],
+                       'prev', ARGV[6], 'mac', ARGV[7], 'body', ARGV[8])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+redis.call('HSET', KEYS[3], ARGV[4], sid)
+return {1, sid}
+"""
+APPEND_SHA = hashlib.sha1(APPEND_SCRIPT.encode()).hexdigest()
+
+
+class LogWriteError(StoreError):
+    """The record could not be appended; the decision must not be ALLOW."""
+
+
+@dataclass(frozen=True, slots=True)
+class LogRecord:
+    """One record as stored: a decision, a call outcome or a scrub summary."""
+
+    id: str
+    at: datetime
+    kind: str = "decision"
+    campaign_id: str = ""
+    number_digest: str = ""
+    number_sealed: str = ""
+    result: str = ""
+    reason: str = ""
+    basis: dict[str, Any] | None = None
+    policy_pack: str = ""
+    policy_version: str = ""
+    timezone: str = ""
+    checks: list[list[Any]] = field(default_factory=list)
+    origin: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+    # chain fields, filled when read back
+    chain: str = ""
+    seq: int = 0
+    prev: str = ""
+    mac: str = ""
+    stream_id: str = ""
+
+    def body(self) -> str:
+        """Canonical JSON of everything but the chain fields: what the MAC covers."""
+        data = {
+            "id": self.id, "at": codec.iso(self.at), "kind": self.kind, "campaign_id": self.campaign_id,
+            "number_digest": self.number_digest, "number_sealed": self.number_sealed,
+            "result": self.result, "reason": self.reason, "basis": self.basis,
+            "policy_pack": self.policy_pack, "policy_version": self.policy_version,
+            "timezone": self.timezone, "checks": self.checks, "origin": self.origin, "extra": self.extra,
+        }
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+
+    @classmethod
+    def from_decision(cls, decision: Decision, *, decision_id: str, campaign_id: str, digest: str,
+                      sealed: str, origin: str) -> LogRecord:
+        basis = codec.to_dict(decision.basis) if decision.basis else None
+        return cls(
+            id=decision_id, at=decision.decided_at or datetime.now(UTC), campaign_id=campaign_id,
+            number_digest=digest, number_sealed=sealed, result=decision.result.value,
+            reason=decision.reason.value, basis=basis, policy_pack=decision.policy_pack,
+            policy_version=decision.policy_version, timezone=decision.timezone,
+            checks=[[c.name, c.passed, c.detail] for c in decision.checks], origin=origin,
+        )
+
+    @classmethod
+    def from_entry(cls, stream_id: Any, fields: dict[Any, Any]) -> LogRecord:
+        get = {_text(k): _text(v) for k, v in fields.items()}
+        data = json.loads(get["body"])
+        data["at"] = codec.parse_time(data["at"])
+        return cls(**data, chain=get["chain"], seq=int(get["seq"]), prev=get["prev"], mac=get["mac"],
+                   stream_id=_text(stream_id))
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def chain_mac(key: bytes, chain: str, seq: int, prev: str, body: str) -> str:
+    message = f"{chain}\n{seq}\n{prev}\n{body}".encode()
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+@dataclass
+class VerifyReport:
+    records: int = 0
+    chains: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+class DecisionLog:
+    """Appends, reads and verifies the log. Thread- and task-safe per process."""
+
+    def __init__(self, client: redis.Redis, log_key: bytes, retention_days: int = 1825,
+                 aclient: Any = None) -> None:
+        if len(log_key) < 32:
+            raise ValueError("log_key must be at least 32 bytes")
+        self.client = client
+        self.aclient = aclient
+        self._key = log_key
+        self.retention = timedelta(days=retention_days)
+        self._thread_lock = threading.Lock()
+        self._task_lock: asyncio.Lock | None = None
+        self._pid = -1
+        self._chain = ""
+        self._seq = 0
+        self._prev = GENESIS
+
+    # --- appending ------------------------------------------------------------------------
+
+    def _ensure_chain(self) -> None:
+        if self._pid != os.getpid():  # a forked worker starts its own chain
+            self._pid = os.getpid()
+            self._chain = f"{socket.gethostname()}:{self._pid}:{secrets.token_hex(3)}"
+            self._seq, self._prev = 0, GENESIS
+
+    def _plan(self, record: LogRecord, extra: list[Command]) -> tuple[list[Command], str, str]:
+        self._ensure_chain()
+        seq = self._seq + 1
+        body = record.body()
+        mac = chain_mac(self._key, self._chain, seq, self._prev, body)
+        expected = "" if self._seq == 0 else f"{self._seq}:{self._prev}"
+        new_head = f"{seq}:{mac}"
+        script: Command = (
+            "EVALSHA", APPEND_SHA, 3, STREAM, HEADS, IDS,
+            self._chain, expected, new_head, record.id, seq, self._prev, mac, body,
+        )
+        return [script, *extra], new_head, mac
+
+    def _settle(self, replies: list[Any], new_head: str) -> str | None:
+        """Apply the script's reply; returns the stream id, or None when the head moved."""
+        reply = replies[0]
+        if isinstance(reply, redis.exceptions.NoScriptError):
+            return "NOSCRIPT"
+        if isinstance(reply, Exception):
+            raise LogWriteError(f"decision log append failed: {reply}")
+        ok, value = int(reply[0]), _text(reply[1])
+        if ok:
+            seq, mac = new_head.split(":", 1)
+            self._seq, self._prev = int(seq), mac
+            return value
+        if value:  # the stored head differs from ours: re-chain from it
+            seq, mac = value.split(":", 1)
+            self._seq, self._prev = int(seq), mac
+        else:
+            self._seq, self._prev = 0, GENESIS
+        return None
+
+    def append(self, record: LogRecord, extra: list[Command] = ()) -> str:
+        """Append ``record`` (and run ``extra`` commands in the same round trip); returns the stream id."""
+        with self._thread_lock:
+            for _attempt in range(3):
+                commands, new_head, _mac = self._plan(record, list(extra))
+                replies = run_pipeline(self.client, commands)
+                stream_id = self._settle(replies, new_head)
+                if stream_id == "NOSCRIPT":
+                    self.client.script_load(APPEND_SCRIPT)
+                    continue
+                if stream_id is not None:
+                    return stream_id
+                extra = []  # already applied
+        raise LogWriteError("decision log append kept conflicting with another writer")
+
+    async def append_async(self, record: LogRecord, extra: list[Command] = ()) -> str:
+        if self.aclient is None:
+            raise LogWriteError("no asyncio client configured")
+        if self._task_lock is None:
+            self._task_lock = asyncio.Lock()
+        async with self._task_lock:
+            for _attempt in range(3):
+                commands, new_head, _mac = self._plan(record, list(extra))
+                replies = await run_pipeline_async(self.aclient, commands)
+                stream_id = self._settle(replies, new_head)
+                if stream_id == "NOSCRIPT":
+                    await self.aclient.script_load(APPEND_SCRIPT)
+                    continue
+                if stream_id is not None:
+                    return stream_id
+                extra = []
+        raise LogWriteError("decision log append kept conflicting with another writer")
+
+    def decision_index_commands(self, record: LogRecord, attempt: bool) -> list[Command]:
+        """Per-number index writes that ride in the append's round trip."""
+        if not record.number_digest:
+            return []
+        stamp = ms(record.at)
+        horizon = ms(record.at - self.retention)
+        commands: list[Command] = [
+            ("ZADD", number_key(record.number_digest, "decisions"), stamp, record.id),
+            ("ZREMRANGEBYSCORE", number_key(record.number_digest, "decisions"), "-inf", horizon),
+        ]
+        if attempt:
+            week = ms(record.at - timedelta(days=8))
+            commands += [
+                ("ZADD", number_key(record.number_digest, "attempts"), stamp, record.id),
+                ("ZREMRANGEBYSCORE", number_key(record.number_digest, "attempts"), "-inf", week),
+            ]
+        return commands
+
+    # --- outcomes and summaries -----------------------------------------------------------
+
+    def outcome_record(self, decision: LogRecord, dialstatus: str, answered_seconds: int,
+                       hangup_cause: str, origin: str = "agi") -> tuple[LogRecord, list[Command]]:
+        """Plan the record of what happened to an allowed (or blocked) call."""
+        outcome = {"decision_id": decision.id, "dialstatus": dialstatus,
+                   "answered_seconds": answered_seconds, "hangup_cause": hangup_cause}
+        record = LogRecord(
+            id=new_id("o"), at=datetime.now(UTC), kind="outcome", campaign_id=decision.campaign_id,
+            number_digest=decision.number_digest, origin=origin, extra=outcome,
+        )
+        commands: list[Command] = [("HSET", OUTCOMES, decision.id, json.dumps(outcome))]
+        # A call that never left (no Dial, or our own trunk unavailable) is not an attempt.
+        if decision.number_digest and dialstatus in ("", "CHANUNAVAIL"):
+            commands.append(("ZREM", number_key(decision.number_digest, "attempts"), decision.id))
+        return record, commands
+
+    def record_outcome(self, decision_id: str, dialstatus: str, answered_seconds: int,
+                       hangup_cause: str) -> LogRecord:
+        decision = self.get(decision_id)
+        if decision is None:
+            raise KeyError(decision_id)
+        record, commands = self.outcome_record(decision, dialstatus, answered_seconds, hangup_cause)
+        self.append(record, commands)
+        return record
+
+    async def record_outcome_async(self, decision_id: str, dialstatus: str, answered_seconds: int,
+                                   hangup_cause: str) -> LogRecord:
+        decision = await self.get_async(decision_id)
+        if decision is None:
+            raise KeyError(decision_id)
+        record, commands = self.outcome_record(decision, dialstatus, answered_seconds, hangup_cause)
+        await self.append_async(record, commands)
+        return record
+
+    def outcome_of(self, decision_id: str) -> dict[str, Any] | None:
+        raw = self.client.hget(OUTCOMES, decision_id)
+        return None if raw is None else json.loads(raw)
+
+    def append_summary(self, kind: str, extra: dict[str, Any], campaign_id: str = "",
+                       origin: str = "cli") -> LogRecord:
+        """One record standing for a batch (e.g. a scrub), instead of a record per number."""
+        record = LogRecord(id=new_id(kind[:1] or "s"), at=datetime.now(UTC), kind=kind,
+                           campaign_id=campaign_id, origin=origin, extra=extra)
+        self.append(record)
+        return record
+
+    # --- reading ----------------------------------------------------------------------------
+
+    def get(self, record_id: str) -> LogRecord | None:
+        stream_id = self.client.hget(IDS, record_id)
+        if stream_id is None:
+            return None
+        entries = self.client.xrange(STREAM, stream_id, stream_id)
+        return LogRecord.from_entry(*entries[0]) if entries else None
+
+    async def get_async(self, record_id: str) -> LogRecord | None:
+        stream_id = await self.aclient.hget(IDS, record_id)
+        if stream_id is None:
+            return None
+        entries = await self.aclient.xrange(STREAM, stream_id, stream_id)
+        return LogRecord.from_entry(*entries[0]) if entries else None
+
+    def get_many(self, record_ids: list[str]) -> list[LogRecord]:
+        if not record_ids:
+            return []
+        stream_ids = self.client.hmget(IDS, record_ids)
+        pipe = self.client.pipeline(transaction=False)
+        wanted = [s for s in stream_ids if s is not None]
+        for sid in wanted:
+            pipe.xrange(STREAM, sid, sid)
+        return [LogRecord.from_entry(*e[0]) for e in pipe.execute() if e]
+
+    def for_number(self, digest: str, limit: int = 100) -> list[LogRecord]:
+        """The newest decisions about one number, newest first."""
+        ids = self.client.zrevrange(number_key(digest, "decisions"), 0, limit - 1)
+        return self.get_many([_text(i) for i in ids])
+
+    def scan(self, start: datetime | None = None, end: datetime | None = None, newest_first: bool = True,
+             batch: int = 500, before: str | None = None) -> Iterator[LogRecord]:
+        """Every record in a time range, streamed in batches; ``before`` is an exclusive stream id."""
+        low = f"{ms(start)}-0" if start else "-"
+        high = f"{ms(end)}-18446744073709551615" if end else "+"
+        if before:
+            high = "(" + before
+        while True:
+            if newest_first:
+                entries = self.client.xrevrange(STREAM, high, low, count=batch)
+            else:
+                entries = self.client.xrange(STREAM, low, high, count=batch)
+            for entry in entries:
+                yield LogRecord.from_entry(*entry)
+            if len(entries) < batch:
+                return
+            last = _text(entries[-1][0])
+            if newest_first:
+                high = "(" + last
+            else:
+                low = "(" + last
+
+    def query(self, start: datetime | None = None, end: datetime | None = None, campaign: str | None = None,
+              result: str | None = None, reason: str | None = None, kind: str = "decision",
+              limit: int = 50, cursor: str | None = None) -> tuple[list[LogRecord], str | None]:
+        """Newest-first page of records matching the filters; pass the returned cursor for the next page."""
+        found: list[LogRecord] = []
+        for record in self.scan(start, end, before=cursor):
+            if record.kind != kind or (campaign and record.campaign_id != campaign):
+                continue
+            if (result and record.result != result) or (reason and record.reason != reason):
+                continue
+            if len(found) == limit:
+                return found, found[-1].stream_id
+            found.append(record)
+        return found, None
+
+    def tail(self, count: int = 20) -> list[LogRecord]:
+        entries = self.client.xrevrange(STREAM, count=count)
+        return [LogRecord.from_entry(*e) for e in reversed(entries)]
+
+    # --- verification and retention ---------------------------------------------------------
+
+    def verify(self) -> VerifyReport:
+        """Check every chain: MACs, contiguous sequence numbers, and that each ends at its head."""
+        report = VerifyReport()
+        last: dict[str, tuple[int, str]] = {}
+        trimmed = {_text(k): _text(v) for k, v in self.client.hgetall(TRIMMED).items()}
+        for record in self.scan(newest_first=False, batch=2000):
+            report.records += 1
+            expected_mac = chain_mac(self._key, record.chain, record.seq, record.prev, record.body())
+            if not hmac.compare_digest(expected_mac, record.mac):
+                report.problems.append(f"{record.stream_id} ({record.id}): MAC does not match its content")
+            previous = last.get(record.chain)
+            if previous is None:
+                anchor = trimmed.get(record.chain)
+                start_ok = (record.seq == 1 and record.prev == GENESIS) or anchor == f"{record.seq - 1}:{record.prev}"
+                if not start_ok:
+                    report.problems.append(f"chain {record.chain} starts at seq {record.seq}: earlier records missing")
+            elif record.seq != previous[0] + 1 or record.prev != previous[1]:
+                report.problems.append(
+                    f"chain {record.chain}: seq {previous[0]} is followed by seq {record.seq} "
+                    f"({record.seq - previous[0] - 1} records missing or reordered)")
+            last[record.chain] = (record.seq, record.mac)
+        heads = {_text(k): _text(v) for k, v in self.client.hgetall(HEADS).items()}
+        for chain, head in heads.items():
+            seen = last.get(chain)
+            if seen is None:
+                if trimmed.get(chain) != head:
+                    report.problems.append(f"chain {chain}: head {head.split(':')[0]} but no records remain")
+            elif f"{seen[0]}:{seen[1]}" != head:
+                report.problems.append(f"chain {chain}: ends at seq {seen[0]} but its head is {head.split(':')[0]}")
+        report.chains = len(heads)
+        return report
+
+    def purge(self, now: datetime | None = None) -> int:
+        """Drop records older than the retention period, anchoring each chain where it was cut."""
+        cutoff = (now or datetime.now(UTC)) - self.retention
+        removed = 0
+        while True:
+            entries = self.client.xrange(STREAM, "-", f"({ms(cutoff)}-0", count=1000)
+            if not entries:
+                return removed
+            pipe = self.client.pipeline(transaction=True)
+            for stream_id, fields in entries:
+                record = LogRecord.from_entry(stream_id, fields)
+                pipe.hset(TRIMMED, record.chain, f"{record.seq}:{record.mac}")
+                pipe.hdel(IDS, record.id)
+                pipe.xdel(STREAM, stream_id)
+            pipe.execute()
+            removed += len(entries)
+

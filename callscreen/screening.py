@@ -1,0 +1,213 @@
+"""Screening: normalize, gather facts, decide, log — then answer. Fails closed.
+
+The thin adapter around :func:`callscreen.decision.decide`: everything here is I/O and
+bookkeeping; the policy lives in the decision. Invariant: no ALLOW leaves this module
+unless its log record was written; any failure becomes BLOCK ``screening_unavailable``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+
+from callscreen import codec
+from callscreen.config import Settings
+from callscreen.crypto import NumberVault
+from callscreen.decision import ScreeningRequest, decide
+from callscreen.decision_log import DecisionLog, LogRecord
+from callscreen.metrics import ScreeningMetrics
+from callscreen.models import Campaign, Check, Decision, Facts, Reason, Result
+from callscreen.numbers import InvalidNumber, PhoneNumber, normalize
+from callscreen.policy import PolicyBook, PolicyPack
+from callscreen.store import (
+    FactQuery,
+    RegistryLookup,
+    Store,
+    StoreError,
+    campaign_key,
+    new_id,
+    run_pipeline,
+    run_pipeline_async,
+)
+
+
+def unavailable(detail: str, at: datetime) -> Decision:
+    """The fail-closed answer."""
+    return Decision(Result.BLOCK, Reason.SCREENING_UNAVAILABLE, None,
+                    (Check("screening", False, detail),), decided_at=at)
+
+
+class CampaignCache:
+    """Campaigns by id, kept for ``ttl`` seconds; a miss is fetched at once."""
+
+    def __init__(self, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl = ttl
+        self._clock = clock
+        self._entries: dict[str, tuple[float, Campaign | None]] = {}
+
+    def lookup(self, campaign_id: str) -> tuple[bool, Campaign | None]:
+        entry = self._entries.get(campaign_id)
+        if entry is None or self._clock() - entry[0] > self.ttl:
+            return False, None
+        return True, entry[1]
+
+    def keep(self, campaign_id: str, campaign: Campaign | None) -> Campaign | None:
+        if len(self._entries) > 10_000:
+            self._entries.clear()
+        self._entries[campaign_id] = (self._clock(), campaign)
+        return campaign
+
+
+class Screener:
+    """Answers "may this number be called for this campaign now?" and proves the answer."""
+
+    def __init__(self, store: Store, log: DecisionLog, policies: PolicyBook, *, default_region: str = "RU",
+                 registries: RegistryLookup | None = None, aclient: Any = None,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 metrics: ScreeningMetrics | None = None, campaign_cache_seconds: float = 2.0,
+                 deadline_seconds: float = 0.25) -> None:
+        self.store = store
+        self.vault: NumberVault = store.vault
+        self.log = log
+        self.policies = policies
+        self.default_region = default_region
+        self.registries = registries
+        self.aclient = aclient
+        self.clock = clock
+        self.metrics = metrics
+        self.campaigns = CampaignCache(campaign_cache_seconds)
+        self.deadline = deadline_seconds
+
+    # --- the steps ----------------------------------------------------------------------------
+
+    def campaign(self, campaign_id: str) -> Campaign | None:
+        cached, campaign = self.campaigns.lookup(campaign_id)
+        if cached:
+            return campaign
+        try:
+            return self.campaigns.keep(campaign_id, self.store.get_campaign(campaign_id))
+        except redis.RedisError as exc:
+            raise StoreError(f"campaign lookup failed: {exc}") from exc
+
+    async def campaign_async(self, campaign_id: str) -> Campaign | None:
+        cached, campaign = self.campaigns.lookup(campaign_id)
+        if cached:
+            return campaign
+        raw = await self.aclient.get(campaign_key(campaign_id))
+        found = None if raw is None else codec.campaign_from(json.loads(raw))
+        return self.campaigns.keep(campaign_id, found)
+
+    def _request(self, raw_number: str, campaign: Campaign | None, at: datetime) -> ScreeningRequest:
+        region = campaign.default_region if campaign else self.default_region
+        number: PhoneNumber | None
+        try:
+            number = normalize(raw_number, region)
+        except InvalidNumber:
+            number = None
+        return ScreeningRequest(raw_number, number, campaign, at)
+
+    def _query(self, request: ScreeningRequest) -> tuple[PolicyPack | None, FactQuery | None]:
+        if request.number is None or request.campaign is None:
+            return None, None
+        pack = self.policies.for_campaign(request.campaign)
+        if pack is None:
+            return None, None
+        registry_ids = pack.registries if request.campaign.advertising else ()
+        query = FactQuery(request.number, self.vault.digest(request.number.e164), request.at,
+                          registry_ids, self.registries)
+        return pack, query
+
+    def _record(self, request: ScreeningRequest, decision: Decision, origin: str) -> tuple[LogRecord, list]:
+        digest = sealed = ""
+        if request.number is not None:
+            digest = self.vault.digest(request.number.e164)
+            sealed = self.vault.seal(request.number.e164)
+        campaign_id = request.campaign.id if request.campaign else ""
+        record = LogRecord.from_decision(decision, decision_id=new_id("d"), campaign_id=campaign_id,
+                                         digest=digest, sealed=sealed, origin=origin)
+        return record, self.log.decision_index_commands(record, attempt=decision.allowed)
+
+    def _observe(self, decision: Decision, origin: str, started: float) -> Decision:
+        if self.metrics is not None:
+            self.metrics.decisions.labels(decision.result.value, decision.reason.value, origin).inc()
+            self.metrics.latency.labels(origin).observe(time.perf_counter() - started)
+        return decision
+
+    def _fail(self, stage: str, detail: str, at: datetime) -> Decision:
+        if self.metrics is not None:
+            self.metrics.failures.labels(stage).inc()
+        return unavailable(detail, at)
+
+    # --- sync -------------------------------------------------------------------------------
+
+    def screen(self, raw_number: str, campaign_id: str, at: datetime | None = None, *, origin: str = "cli",
+               dry_run: bool = False) -> Decision:
+        """Decide and (unless ``dry_run``) log; never raises for store trouble."""
+        started = time.perf_counter()
+        at = at or self.clock()
+        try:
+            request = self._request(raw_number, self.campaign(campaign_id), at)
+            pack, query = self._query(request)
+            facts = query.parse(run_pipeline(self.store.client, query.commands())) if query else Facts()
+            decision = decide(request, facts, pack)
+        except (StoreError, redis.RedisError, ValueError, KeyError) as exc:
+            request = self._request(raw_number, None, at)
+            decision = self._fail("facts", f"facts unavailable: {exc}", at)
+        if dry_run:
+            return decision
+        try:
+            record, extra = self._record(request, decision, origin)
+            self.log.append(record, extra)
+        except (StoreError, redis.RedisError) as exc:
+            return self._observe(self._fail("log", f"decision log unavailable: {exc}", at), origin, started)
+        return self._observe(replace(decision, id=record.id), origin, started)
+
+    # --- asyncio ------------------------------------------------------------------------------
+
+    async def screen_async(self, raw_number: str, campaign_id: str, at: datetime | None = None, *,
+                           origin: str = "agi", deadline: float | None = None) -> Decision:
+        """The FastAGI path. Facts must arrive within ``deadline`` seconds or the answer is BLOCK
+        ``screening_unavailable`` (which is still logged when the log is reachable)."""
+        started = time.perf_counter()
+        at = at or self.clock()
+        budget = self.deadline if deadline is None else deadline
+        request = self._request(raw_number, None, at)
+        try:
+            async with asyncio.timeout(budget):
+                request = self._request(raw_number, await self.campaign_async(campaign_id), at)
+                pack, query = self._query(request)
+                facts = query.parse(await run_pipeline_async(self.aclient, query.commands())) if query else Facts()
+            decision = decide(request, facts, pack)
+        except TimeoutError:
+            decision = self._fail("deadline", f"store slower than the {budget * 1000:.0f} ms budget", at)
+        except (StoreError, redis.RedisError, OSError, ValueError, KeyError) as exc:
+            decision = self._fail("facts", f"facts unavailable: {exc}", at)
+        try:
+            record, extra = self._record(request, decision, origin)
+            async with asyncio.timeout(max(budget, 1.0)):
+                await self.log.append_async(record, extra)
+        except (TimeoutError, StoreError, redis.RedisError, OSError) as exc:
+            return self._observe(self._fail("log", f"decision log unavailable: {exc}", at), origin, started)
+        return self._observe(replace(decision, id=record.id), origin, started)
+
+
+def build_screener(settings: Settings, client: redis.Redis, aclient: Any = None,
+                   registries: RegistryLookup | None = None, metrics: ScreeningMetrics | None = None,
+                   policies: PolicyBook | None = None) -> Screener:
+    """Wire a Screener from settings (keys must be present: fails loudly otherwise)."""
+    settings.require_secrets()
+    vault = NumberVault(settings.hash_key, settings.encryption_key)
+    log = DecisionLog(client, settings.log_key, settings.retention_days, aclient=aclient)
+    return Screener(
+        Store(client, vault), log, policies or PolicyBook.load(settings.policy_dir),
+        default_region=settings.default_region, registries=registries, aclient=aclient, metrics=metrics,
+        campaign_cache_seconds=settings.campaign_cache_seconds,
+        deadline_seconds=settings.agi_decision_deadline_ms / 1000,
+    )
