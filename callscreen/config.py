@@ -55,6 +55,10 @@ class Settings:
     log_key: bytes = field(default=b"", repr=False)
     dashboard_secret: bytes = field(default=b"", repr=False)
 
+    @property
+    def secrets_dir(self) -> Path:
+        return self.data_dir / "secrets"
+
     def require_secrets(self) -> Settings:
         """Fail loudly unless the keys that protect phone numbers are present and strong enough."""
         for name in ("hash_key", "encryption_key", "log_key"):
@@ -113,18 +117,20 @@ def _coerce(name: str, kind: Any, value: Any) -> Any:
     raise ConfigError(f"{name}: unsupported setting type {text_kind}")
 
 
-def _read_secret(name: str, environ: Mapping[str, str]) -> bytes:
+def _read_secret(name: str, environ: Mapping[str, str], data_dir: Path) -> bytes:
+    """``CALLSCREEN_<NAME>``, else the file ``CALLSCREEN_<NAME>_FILE`` names, else the
+    development key ``<data_dir>/secrets/<name>`` that ``callscreen run`` creates."""
     env = ENV_PREFIX + name.upper()
     if env in environ:
         return _parse_key(env, environ[env])
     file_env = env + "_FILE"
-    if file_env in environ:
-        path = Path(environ[file_env])
-        try:
-            return _parse_key(file_env, path.read_text())
-        except OSError as exc:
-            raise ConfigError(f"{file_env}: cannot read {path}: {exc.strerror}") from exc
-    return b""
+    path = Path(environ[file_env]) if file_env in environ else data_dir / "secrets" / name
+    if file_env not in environ and not path.is_file():
+        return b""
+    try:
+        return _parse_key(file_env, path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{file_env}: cannot read {path}: {exc.strerror}") from exc
 
 
 def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
@@ -150,12 +156,12 @@ def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | N
             raise ConfigError(f"config file {path}: unknown setting {key!r}{hint}")
         values[key] = _coerce(key, known[key].type, value)
     for name, spec in known.items():
-        if name in SECRET_NAMES:
-            values[name] = _read_secret(name, environ)
-            continue
         env = ENV_PREFIX + name.upper()
-        if env in environ:
+        if name not in SECRET_NAMES and env in environ:
             values[name] = _coerce(env, spec.type, environ[env])
+    data_dir = values.get("data_dir", Settings.data_dir)
+    for name in SECRET_NAMES:
+        values[name] = _read_secret(name, environ, data_dir)
     settings = Settings(**values)
     if len(settings.default_region) != 2 or not settings.default_region.isupper():
         raise ConfigError(f"default_region: {settings.default_region!r} is not an ISO 3166 alpha-2 code")

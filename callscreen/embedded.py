@@ -45,7 +45,7 @@ class EmbeddedServer:
 
     def __init__(self, data_dir: Path | None = None, port: int | None = None, persist: bool = True) -> None:
         self._temporary = data_dir is None
-        self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="callscreen-valkey-"))
+        self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="callscreen-valkey-")).resolve()
         self.port = port or _free_port()
         self.persist = persist
         self.process: subprocess.Popen[bytes] | None = None
@@ -75,7 +75,8 @@ class EmbeddedServer:
         client = redis.Redis.from_url(self.url, socket_connect_timeout=0.2)
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                log = (self.data_dir / "valkey.log").read_text(errors="replace")[-2000:]
+                log_file = self.data_dir / "valkey.log"
+                log = log_file.read_text(errors="replace")[-2000:] if log_file.exists() else ""
                 raise EmbeddedServerError(f"valkey-server exited with {self.process.returncode}: {log}")
             try:
                 if client.ping():

@@ -26,6 +26,7 @@ from callscreen.crypto import NumberVault
 from callscreen.models import (
     Campaign,
     Consent,
+    Contact,
     Facts,
     Objection,
     OptOut,
@@ -251,21 +252,32 @@ class Store:
             self.client.hset(number_key(digest, "contact"), mapping=mapping)
 
     # consents
-    def add_consent(self, number: PhoneNumber, consent: Consent) -> Consent:
-        """Record a consent (or EBR / legitimate-interest basis). The id must be new."""
-        digest = self.vault.digest(number.e164)
-        consent = replace(
-            consent,
-            number_digest=digest,
-            number_sealed=self.vault.seal(number.e164),
-            recorded_at=consent.recorded_at or datetime.now(UTC),
-        )
+    def add_consent(self, number: PhoneNumber, consent: Consent, contact: Contact | None = None) -> Consent:
+        """Record a consent (or EBR / legitimate-interest basis); an existing id is replaced."""
+        return self.add_consents([(number, consent, contact)])[0]
+
+    def add_consents(self, items: Sequence[tuple[PhoneNumber, Consent, Contact | None]]) -> list[Consent]:
+        """Record many consents in one round trip (imports)."""
         pipe = self.client.pipeline(transaction=True)
-        self.remember_number(number, pipe)
-        pipe.hset(number_key(digest, "consents"), consent.id, codec.dumps(consent))
-        pipe.set(consent_pointer_key(consent.id), digest)
+        saved = []
+        for number, consent, contact in items:
+            digest = self.vault.digest(number.e164)
+            consent = replace(
+                consent,
+                number_digest=digest,
+                number_sealed=self.vault.seal(number.e164),
+                recorded_at=consent.recorded_at or datetime.now(UTC),
+            )
+            self.remember_number(number, pipe)
+            pipe.hset(number_key(digest, "consents"), consent.id, codec.dumps(consent))
+            pipe.set(consent_pointer_key(consent.id), digest)
+            mapping = {k: v for k, v in (("timezone", contact.timezone), ("subdivision", contact.subdivision))
+                       if v} if contact else {}
+            if mapping:
+                pipe.hset(number_key(digest, "contact"), mapping=mapping)
+            saved.append(consent)
         pipe.execute()
-        return consent
+        return saved
 
     def get_consent(self, consent_id: str) -> Consent | None:
         digest = self.client.get(consent_pointer_key(consent_id))

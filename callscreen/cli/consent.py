@@ -1,0 +1,181 @@
+"""``callscreen consent add|withdraw|show|import``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from callscreen import codec
+from callscreen.cli.check import parse_at
+from callscreen.cli.context import EXIT_INPUT, EXIT_OK, CliContext, CliError
+from callscreen.consent_import import ConsentRow, RowError, import_consents, parse_row
+from callscreen.models import CONSENT_SOURCES, Consent, LegalBasis
+from callscreen.numbers import InvalidNumber, mask, normalize
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("consent", help="record, withdraw, show and import consents")
+    commands = parser.add_subparsers(dest="action", metavar="ACTION")
+    commands.required = True
+
+    add = commands.add_parser("add", help="record a consent or another legal basis with its proof")
+    add.add_argument("number")
+    add.add_argument("--purpose", action="append", required=True, help="purpose covered (repeatable)")
+    add.add_argument("--basis", default="consent", choices=[b.value for b in LegalBasis])
+    add.add_argument("--source", required=True, choices=CONSENT_SOURCES)
+    add.add_argument("--captured-at", type=parse_at, help="when it was given (default: now)")
+    add.add_argument("--verified-at", type=parse_at, help="double opt-in confirmation time")
+    add.add_argument("--expires-at", type=parse_at)
+    add.add_argument("--relationship", choices=("purchase", "inquiry"), help="for existing_relationship")
+    add.add_argument("--ip", default="")
+    add.add_argument("--user-agent", default="")
+    add.add_argument("--form-text", default="", help="the exact consent wording shown")
+    add.add_argument("--form-text-file", type=Path, help="read the exact consent wording from a file")
+    add.add_argument("--form-version", default="")
+    add.add_argument("--page-url", default="")
+    add.add_argument("--recording-id", default="")
+    add.add_argument("--document-id", default="")
+    add.add_argument("--timezone", default="", help="the contact's IANA time zone, if known")
+    add.add_argument("--subdivision", default="", help="the contact's ISO 3166-2 region, e.g. US-FL")
+    add.add_argument("--region", help="region for national numbers (default: settings)")
+    add.add_argument("--id", default="", help="consent id (default: derived from the record)")
+    add.set_defaults(handler=add_consent)
+
+    withdraw = commands.add_parser("withdraw", help="withdraw a consent by id, or all of a number's")
+    target = withdraw.add_mutually_exclusive_group(required=True)
+    target.add_argument("--id", help="consent id")
+    target.add_argument("--number", help="withdraw every active consent of this number")
+    withdraw.add_argument("--purpose", help="with --number: only consents covering this purpose")
+    withdraw.add_argument("--how", required=True, help="how the withdrawal reached us, e.g. 'call 2026-11-21'")
+    withdraw.add_argument("--region")
+    withdraw.set_defaults(handler=withdraw_consent)
+
+    show = commands.add_parser("show", help="show a number's consents with their proof")
+    show.add_argument("number", nargs="?")
+    show.add_argument("--id", help="show one consent by id")
+    show.add_argument("--region")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(handler=show_consents)
+
+    imp = commands.add_parser("import", help="import consents from a CRM export (CSV)")
+    imp.add_argument("file", type=Path)
+    imp.add_argument("--region", help="region for national numbers (default: settings)")
+    imp.add_argument("--no-progress", action="store_true")
+    imp.set_defaults(handler=import_file)
+
+
+def _number(raw: str, region: str) -> Any:
+    try:
+        return normalize(raw, region)
+    except InvalidNumber as exc:
+        raise CliError(str(exc)) from exc
+
+
+def add_consent(args: argparse.Namespace, context: CliContext) -> int:
+    form_text = args.form_text
+    if args.form_text_file:
+        try:
+            form_text = args.form_text_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CliError(f"--form-text-file: {exc}") from exc
+    row = {
+        "number": args.number, "purposes": ";".join(args.purpose), "basis": args.basis, "source": args.source,
+        "captured_at": codec.iso(args.captured_at or datetime.now(UTC)),
+        "verified_at": codec.iso(args.verified_at) or "", "expires_at": codec.iso(args.expires_at) or "",
+        "relationship": args.relationship or "", "ip": args.ip, "user_agent": args.user_agent,
+        "form_text": form_text, "form_version": args.form_version, "page_url": args.page_url,
+        "recording_id": args.recording_id, "document_id": args.document_id, "timezone": args.timezone,
+        "subdivision": args.subdivision, "id": args.id,
+    }
+    try:
+        parsed = parse_row(row, args.region or context.settings.default_region, datetime.now(UTC))
+    except RowError as exc:
+        raise CliError(str(exc)) from exc
+    consent = context.store.add_consent(parsed.number, parsed.consent, parsed.contact)
+    print(f"consent {consent.id} recorded for {mask(parsed.number.e164)} "
+          f"({consent.basis.value}, {', '.join(consent.purposes)}, {consent.source})")
+    return EXIT_OK
+
+
+def withdraw_consent(args: argparse.Namespace, context: CliContext) -> int:
+    if args.id:
+        try:
+            withdrawn = [context.store.withdraw_consent(args.id, args.how)]
+        except KeyError as exc:
+            raise CliError(f"no consent {args.id!r}") from exc
+    else:
+        number = _number(args.number, args.region or context.settings.default_region)
+        withdrawn = context.store.withdraw_all(number, args.how, args.purpose)
+    for consent in withdrawn:
+        print(f"withdrawn {consent.id} ({', '.join(consent.purposes)}) at {codec.iso(consent.withdrawn_at)}")
+    if not withdrawn:
+        print("no active consent to withdraw")
+    return EXIT_OK
+
+
+def _describe(consent: Consent) -> str:
+    state = "withdrawn " + codec.iso(consent.withdrawn_at) if consent.withdrawn_at else "active"
+    lines = [
+        f"{consent.id}: {consent.basis.value} for {', '.join(consent.purposes)} — {state}",
+        f"  source {consent.source}, captured {codec.iso(consent.captured_at)}"
+        + (f", verified {codec.iso(consent.verified_at)}" if consent.verified_at else ", not verified")
+        + (f", expires {codec.iso(consent.expires_at)}" if consent.expires_at else ""),
+    ]
+    proof = consent.proof
+    for label, value in (("ip", proof.ip), ("user agent", proof.user_agent), ("page", proof.page_url),
+                         ("form version", proof.form_version), ("recording", proof.recording_id),
+                         ("document", proof.document_id), ("withdrawn how", consent.withdrawn_how)):
+        if value:
+            lines.append(f"  {label}: {value}")
+    if proof.form_text:
+        lines.append(f"  form text: {proof.form_text}")
+    return "\n".join(lines)
+
+
+def show_consents(args: argparse.Namespace, context: CliContext) -> int:
+    if args.id:
+        consent = context.store.get_consent(args.id)
+        consents = [consent] if consent else []
+    elif args.number:
+        number = _number(args.number, args.region or context.settings.default_region)
+        consents = context.store.consents_for(context.store.vault.digest(number.e164))
+    else:
+        raise CliError("give a NUMBER or --id")
+    if not consents:
+        raise CliError("no consent on record")
+    if args.json:
+        print(json.dumps([codec.to_dict(c) for c in consents], ensure_ascii=False, indent=2))
+    else:
+        print("\n".join(_describe(c) for c in consents))
+    return EXIT_OK
+
+
+def import_file(args: argparse.Namespace, context: CliContext) -> int:
+    from tqdm import tqdm
+
+    if not args.file.is_file():
+        raise CliError(f"{args.file}: no such file")
+    with open(args.file, "rb") as handle:
+        total = max(sum(1 for _ in handle) - 1, 0)
+    store = context.store
+
+    def save(rows: list[ConsentRow]) -> None:
+        store.add_consents([(r.number, r.consent, r.contact) for r in rows])
+
+    with tqdm(total=total, unit="rows", disable=args.no_progress, file=sys.stderr) as bar:
+        try:
+            report = import_consents(args.file, save, args.region or context.settings.default_region, bar.update)
+        except RowError as exc:
+            raise CliError(f"{args.file}: {exc}") from exc
+        except UnicodeDecodeError as exc:
+            raise CliError(f"{args.file}: not a text file ({exc.reason})") from exc
+    for line, problem in report.bad[:200]:
+        print(f"{args.file}:{line}: {problem}", file=sys.stderr)
+    if report.bad_count > 200:
+        print(f"… and {report.bad_count - 200} more bad rows", file=sys.stderr)
+    print(f"imported {report.imported} consents; {report.bad_count} bad rows skipped")
+    return EXIT_OK if not report.bad else EXIT_INPUT

@@ -1,0 +1,82 @@
+"""``callscreen log tail|export|verify|purge``: read and prove the decision log."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from typing import Any
+
+from callscreen import codec
+from callscreen.cli.check import parse_at
+from callscreen.cli.context import EXIT_OK, EXIT_TAMPERED, CliContext
+from callscreen.decision_log import LogRecord
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("log", help="the tamper-evident decision log")
+    commands = parser.add_subparsers(dest="action", metavar="ACTION")
+    commands.required = True
+    tail = commands.add_parser("tail", help="the newest records")
+    tail.add_argument("-n", type=int, default=20)
+    tail.add_argument("--json", action="store_true")
+    tail.set_defaults(handler=tail_log)
+    export = commands.add_parser("export", help="records as JSON lines (numbers stay encrypted)")
+    export.add_argument("--since", type=parse_at)
+    export.add_argument("--until", type=parse_at)
+    export.add_argument("--out", help="file to write (default: standard output)")
+    export.set_defaults(handler=export_log)
+    verify = commands.add_parser("verify", help="check every record's MAC and every chain's continuity")
+    verify.set_defaults(handler=verify_log)
+    purge = commands.add_parser("purge", help="drop records older than the retention period")
+    purge.set_defaults(handler=purge_log)
+
+
+def record_json(record: LogRecord) -> dict[str, Any]:
+    data = dataclasses.asdict(record)
+    data["at"] = codec.iso(record.at)
+    return data
+
+
+def _line(record: LogRecord) -> str:
+    basis = record.basis or {}
+    what = record.result if record.kind == "decision" else record.kind
+    detail = f"{record.reason:24} {basis.get('kind', '')}:{basis.get('source', '')}" if record.reason else (
+        json.dumps(record.extra, ensure_ascii=False)[:80])
+    return f"{codec.iso(record.at)} {record.id:24} {record.campaign_id:16} {what:8} {detail}"
+
+
+def tail_log(args: argparse.Namespace, context: CliContext) -> int:
+    for record in context.log.tail(max(1, min(args.n, 10_000))):
+        print(json.dumps(record_json(record), ensure_ascii=False) if args.json else _line(record))
+    return EXIT_OK
+
+
+def export_log(args: argparse.Namespace, context: CliContext) -> int:
+    out = open(args.out, "w", encoding="utf-8") if args.out else sys.stdout  # noqa: SIM115
+    count = 0
+    try:
+        for record in context.log.scan(args.since, args.until, newest_first=False, batch=2000):
+            out.write(json.dumps(record_json(record), ensure_ascii=False) + "\n")
+            count += 1
+    finally:
+        if args.out:
+            out.close()
+    print(f"exported {count} records", file=sys.stderr)
+    return EXIT_OK
+
+
+def verify_log(args: argparse.Namespace, context: CliContext) -> int:
+    report = context.log.verify()
+    for problem in report.problems[:100]:
+        print(f"TAMPERED: {problem}")
+    print(f"{report.records} records in {report.chains} chains: "
+          f"{'intact' if report.ok else str(len(report.problems)) + ' problems'}")
+    return EXIT_OK if report.ok else EXIT_TAMPERED
+
+
+def purge_log(args: argparse.Namespace, context: CliContext) -> int:
+    removed = context.log.purge()
+    print(f"purged {removed} records older than {context.settings.retention_days} days")
+    return EXIT_OK

@@ -1,0 +1,190 @@
+"""Consent records from a CRM export (CSV): validate each row, keep the good, report the bad.
+
+Invariant: a bad row never stops the import and never writes anything; it is reported with
+its line number and the first problem found. Re-importing the same file changes nothing:
+a row without an ``id`` gets one derived from its content.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from callscreen.codec import parse_time
+from callscreen.models import CONSENT_SOURCES, Consent, Contact, LegalBasis, Proof
+from callscreen.numbers import InvalidNumber, PhoneNumber, normalize
+
+PURPOSE = re.compile(r"^(\*|[a-z][a-z0-9_]{0,63})$")
+MAX_FIELD = {"form_text": 20_000, "user_agent": 1_000}
+DEFAULT_MAX_FIELD = 500
+FUTURE_TOLERANCE = timedelta(minutes=5)
+COLUMNS = (
+    "number", "purposes", "basis", "source", "captured_at", "verified_at", "expires_at", "relationship",
+    "ip", "user_agent", "form_text", "form_version", "page_url", "recording_id", "document_id",
+    "timezone", "subdivision", "id",
+)
+REQUIRED = ("number", "purposes", "source", "captured_at")
+
+
+class RowError(ValueError):
+    """One row's first problem, worded for the person fixing the file."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentRow:
+    number: PhoneNumber
+    consent: Consent
+    contact: Contact
+
+
+@dataclass
+class ImportReport:
+    imported: int = 0
+    bad: list[tuple[int, str]] = field(default_factory=list)
+
+    @property
+    def bad_count(self) -> int:
+        return len(self.bad)
+
+
+def _field(row: Mapping[str, str | None], name: str) -> str:
+    value = (row.get(name) or "").strip()
+    if "\x00" in value:
+        raise RowError(f"{name}: contains a NUL character")
+    if any("\udc80" <= c <= "\udcff" for c in value):
+        raise RowError(f"{name}: not valid UTF-8")
+    limit = MAX_FIELD.get(name, DEFAULT_MAX_FIELD)
+    if len(value) > limit:
+        raise RowError(f"{name}: longer than {limit} characters")
+    return value
+
+
+def _time(row: Mapping[str, str | None], name: str) -> datetime | None:
+    text = _field(row, name)
+    try:
+        return parse_time(text)
+    except ValueError as exc:
+        raise RowError(f"{name}: {text!r} is not an ISO 8601 time") from exc
+
+
+def parse_row(row: Mapping[str, str | None], default_region: str, now: datetime) -> ConsentRow:
+    """Validate one CSV row into a consent; raises RowError."""
+    for name in REQUIRED:
+        if not _field(row, name):
+            raise RowError(f"{name}: required")
+    try:
+        number = normalize(_field(row, "number"), default_region)
+    except InvalidNumber as exc:
+        raise RowError(f"number: {exc}") from exc
+    purposes = tuple(p.strip() for p in re.split(r"[;,|]", _field(row, "purposes")) if p.strip())
+    bad = [p for p in purposes if not PURPOSE.match(p)]
+    if bad or not purposes:
+        raise RowError(f"purposes: {bad[0] if bad else ''!r} is not a purpose like 'promotions'")
+    try:
+        basis = LegalBasis(_field(row, "basis") or "consent")
+    except ValueError as exc:
+        raise RowError(f"basis: use one of {', '.join(b.value for b in LegalBasis)}") from exc
+    source = _field(row, "source")
+    if source not in CONSENT_SOURCES:
+        raise RowError(f"source: {source!r} is not one of {', '.join(CONSENT_SOURCES)}")
+    captured = _time(row, "captured_at")
+    assert captured is not None
+    if captured > now + FUTURE_TOLERANCE:
+        raise RowError("captured_at: in the future")
+    verified, expires = _time(row, "verified_at"), _time(row, "expires_at")
+    if verified is not None and verified < captured:
+        raise RowError("verified_at: before captured_at")
+    if expires is not None and expires <= captured:
+        raise RowError("expires_at: not after captured_at")
+    relationship = _field(row, "relationship")
+    if basis is LegalBasis.EXISTING_RELATIONSHIP and relationship not in ("purchase", "inquiry"):
+        raise RowError("relationship: 'purchase' or 'inquiry' is required for existing_relationship")
+    zone = _field(row, "timezone")
+    if zone:
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise RowError(f"timezone: {zone!r} is not an IANA time zone") from exc
+    subdivision = _field(row, "subdivision").upper()
+    if subdivision and not re.match(r"^[A-Z]{2}-[A-Z0-9]{1,3}$", subdivision):
+        raise RowError(f"subdivision: {subdivision!r} is not an ISO 3166-2 code like US-FL")
+    proof = Proof(**{name: _field(row, name) for name in Proof.__dataclass_fields__})
+    consent_id = _field(row, "id") or _derived_id(number, purposes, source, captured)
+    if not re.match(r"^[A-Za-z0-9_.:-]{1,80}$", consent_id):
+        raise RowError(f"id: {consent_id!r} may only hold letters, digits and _ . : -")
+    consent = Consent(
+        id=consent_id, number_digest="", purposes=purposes, basis=basis, source=source, captured_at=captured,
+        proof=proof, verified_at=verified, expires_at=expires, relationship=relationship,
+    )
+    return ConsentRow(number, consent, Contact(zone, subdivision))
+
+
+def _derived_id(number: PhoneNumber, purposes: tuple[str, ...], source: str, captured: datetime) -> str:
+    text = "|".join((number.e164, ",".join(sorted(purposes)), source, captured.isoformat()))
+    return "c-" + hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def read_rows(path: Path) -> Iterator[tuple[int, dict[str, str | None] | None, str]]:
+    """Yield (line number, row or None, problem) for every data row of a CSV file."""
+    with open(path, encoding="utf-8-sig", errors="surrogateescape", newline="") as handle:
+        sample = handle.read(4096)
+        handle.seek(0)
+        try:
+            dialect: type[csv.Dialect] | csv.Dialect = csv.Sniffer().sniff(sample, delimiters=",;\t")
+        except csv.Error:
+            dialect = csv.excel
+        reader = csv.reader(handle, dialect)
+        header = [h.strip().lower() for h in next(reader, [])]
+        missing = [c for c in REQUIRED if c not in header]
+        if missing:
+            raise RowError(f"line 1: the header lacks {', '.join(missing)} (columns: {', '.join(COLUMNS)})")
+        line = reader.line_num
+        while True:
+            try:
+                values = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                yield reader.line_num, None, f"unreadable CSV: {exc}"
+                line = reader.line_num
+                continue
+            start, line = line + 1, reader.line_num
+            if not any(v.strip() for v in values):
+                continue
+            if len(values) != len(header):
+                yield start, None, f"{len(values)} fields where the header has {len(header)}"
+                continue
+            yield start, dict(zip(header, values, strict=True)), ""
+
+
+def import_consents(path: Path, save: Callable[[list[ConsentRow]], None], default_region: str,
+                    progress: Callable[[int], None] = lambda n: None, batch: int = 500,
+                    now: datetime | None = None) -> ImportReport:
+    """Import every good row of ``path`` through ``save`` (called with batches)."""
+    report = ImportReport()
+    now = now or datetime.now(UTC)
+    pending: list[ConsentRow] = []
+    for line, row, problem in read_rows(path):
+        progress(1)
+        if row is None:
+            report.bad.append((line, problem))
+            continue
+        try:
+            pending.append(parse_row(row, default_region, now))
+        except RowError as exc:
+            report.bad.append((line, str(exc)))
+            continue
+        if len(pending) >= batch:
+            save(pending)
+            report.imported += len(pending)
+            pending = []
+    if pending:
+        save(pending)
+        report.imported += len(pending)
+    return report
