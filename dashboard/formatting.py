@@ -1,0 +1,129 @@
+"""Human labels (translated) and time formatting for the pages.
+
+Times are stored in UTC and shown in the call centre's zone (``Settings.default_timezone``),
+with the zone name printed so nobody mistakes one for the other.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from flask_babel import lazy_gettext as _l
+
+from callscreen.crypto import SealError
+from callscreen.numbers import mask
+from dashboard.services import services
+
+REASONS = {
+    "consent": _l("consent"),
+    "existing_relationship": _l("existing relationship"),
+    "legitimate_interest": _l("legitimate interest"),
+    "invalid_number": _l("invalid number"),
+    "unknown_campaign": _l("unknown campaign"),
+    "complaint_suppressed": _l("suppressed after a complaint"),
+    "opted_out": _l("opted out"),
+    "objection": _l("objection to direct marketing"),
+    "national_dnc": _l("on a do-not-call registry"),
+    "registry_stale": _l("registry out of date"),
+    "no_basis": _l("no legal basis"),
+    "consent_withdrawn": _l("consent withdrawn"),
+    "consent_expired": _l("consent expired"),
+    "consent_unverified": _l("consent not verified"),
+    "purpose_mismatch": _l("consent for another purpose"),
+    "outside_calling_hours": _l("outside calling hours"),
+    "attempt_cap": _l("too many attempts"),
+    "automatic_dialing_forbidden": _l("automatic dialing forbidden"),
+    "screening_unavailable": _l("screening unavailable"),
+}
+STATUSES = {
+    "new": _l("new"),
+    "investigating": _l("investigating"),
+    "escalated": _l("escalated to a regulator"),
+    "resolved": _l("resolved"),
+}
+CHANNELS = {
+    "phone": _l("phone call"),
+    "email": _l("e-mail"),
+    "letter": _l("letter"),
+    "web_form": _l("web form"),
+    "in_person": _l("in person"),
+    "sms": _l("SMS"),
+    "regulator": _l("via a regulator"),
+    "api": _l("API"),
+}
+REGULATORS = {
+    "roskomnadzor": _l("Roskomnadzor (RU, personal data)"),
+    "fas": _l("FAS Russia (advertising law)"),
+    "ftc": _l("FTC (US, Telemarketing Sales Rule)"),
+    "fcc": _l("FCC (US, TCPA)"),
+    "state_ag": _l("US state attorney general"),
+    "ico": _l("ICO (UK)"),
+    "ofcom": _l("Ofcom (UK)"),
+    "dpa": _l("EU data protection authority"),
+    "other": _l("another authority"),
+}
+ROLES = {
+    "supervisor": _l("supervisor"),
+    "compliance": _l("compliance officer"),
+    "admin": _l("administrator"),
+}
+
+
+def reason_label(reason: Any) -> str:
+    return str(REASONS.get(str(reason), str(reason)))
+
+
+def status_label(status: Any) -> str:
+    return str(STATUSES.get(str(status), str(status)))
+
+
+def channel_label(channel: Any) -> str:
+    return str(CHANNELS.get(str(channel), str(channel)))
+
+
+def regulator_label(regulator: Any) -> str:
+    return str(REGULATORS.get(str(regulator), str(regulator)))
+
+
+def role_label(role: Any) -> str:
+    return str(ROLES.get(str(role), str(role)))
+
+
+def local_zone() -> ZoneInfo:
+    return ZoneInfo(services().settings.default_timezone)
+
+
+def when(moment: datetime | None) -> str:
+    if moment is None:
+        return "—"
+    local = moment.astimezone(local_zone())
+    return local.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def day(moment: datetime | None) -> str:
+    return "—" if moment is None else moment.astimezone(local_zone()).strftime("%Y-%m-%d")
+
+
+def percent(value: float) -> str:
+    return f"{value * 100:.1f}%"
+
+
+def masked_number(digest: str, sealed: str) -> str:
+    """The masked form of a sealed number (``+7 999 ***-**-67``); ``—`` if it cannot be opened."""
+    if not sealed or not digest:
+        return "—"
+    try:
+        return mask(services().vault.open(sealed, digest))
+    except SealError:
+        return "—"
+
+
+def masked_digest(digest: str) -> str:
+    """The masked number behind a digest, from the number's sealed copy in the store."""
+    try:
+        number = services().store.reveal(digest)
+    except SealError:
+        return "—"
+    return mask(number) if number else "—"

@@ -1,0 +1,77 @@
+"""Everything callscreen holds about one number, gathered for the lookup page and for a
+data subject's access request. The number is named only by its keyed digest."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from callscreen import codec
+from callscreen.complaints import Complaint, complaint_to_dict, consent_to_dict, record_to_dict
+from callscreen.models import Consent, Objection, OptOut, Suppression
+from callscreen.store import number_key
+from dashboard.services import Services
+
+DIGEST = re.compile(r"^[0-9a-f]{32}$")
+DECISIONS_SHOWN = 100
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+@dataclass
+class NumberFile:
+    digest: str
+    known: bool
+    consents: list[Consent]
+    opt_outs: list[OptOut]
+    objections: list[Objection]
+    suppressions: list[Suppression]
+    contact: dict[str, str]
+    attempts: int
+    complaints: list[Complaint]
+    decisions: list[Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The access export: plain JSON data, sealed copies left out."""
+        return {
+            "generated_at": codec.iso(datetime.now(UTC)),
+            "number_digest": self.digest,
+            "consents": [consent_to_dict(c) for c in self.consents],
+            "opt_outs": [codec.to_dict(o) for o in self.opt_outs],
+            "objections": [codec.to_dict(o) for o in self.objections],
+            "suppressions": [codec.to_dict(s) for s in self.suppressions],
+            "contact": self.contact,
+            "calls_in_last_8_days": self.attempts,
+            "complaints": [complaint_to_dict(c) for c in self.complaints],
+            "decisions": [record_to_dict(r) for r in self.decisions],
+        }
+
+
+def gather(svc: Services, digest: str, decisions: int = DECISIONS_SHOWN) -> NumberFile:
+    client = svc.client
+    pipe = client.pipeline(transaction=False)
+    for kind in ("optouts", "objections", "suppressions", "contact"):
+        pipe.hgetall(number_key(digest, kind))
+    pipe.zcard(number_key(digest, "attempts"))
+    optouts, objections, suppressions, contact, attempts = pipe.execute()
+    contact_map = {_text(k): _text(v) for k, v in contact.items()}
+    known = bool(contact_map.get("sealed"))
+    contact_map.pop("sealed", None)
+    return NumberFile(
+        digest=digest,
+        known=known,
+        consents=svc.store.consents_for(digest),
+        opt_outs=[codec.opt_out_from(json.loads(v)) for v in optouts.values()],
+        objections=[codec.objection_from(json.loads(v)) for v in objections.values()],
+        suppressions=sorted((codec.suppression_from(json.loads(v)) for v in suppressions.values()),
+                            key=lambda s: s.at),
+        contact=contact_map,
+        attempts=int(attempts),
+        complaints=svc.complaints.for_number(digest),
+        decisions=svc.log.for_number(digest, decisions),
+    )

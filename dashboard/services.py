@@ -1,0 +1,88 @@
+"""The core objects one dashboard app works with, built once per app from its Settings.
+
+Views reach them through :func:`services`; tests pass their own client (and, if they
+want, screener or decision log) to :func:`dashboard.app.create_app`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from flask import current_app
+
+from callscreen.complaints import ComplaintBook
+from callscreen.config import Settings
+from callscreen.crypto import NumberVault
+from callscreen.store import Store
+from dashboard.journal import AccessJournal
+from dashboard.tokens import TokenStore
+from dashboard.users import UserStore
+
+EXTENSION = "callscreen"
+
+
+@dataclass
+class Services:
+    settings: Settings
+    client: redis.Redis
+    vault: NumberVault
+    store: Store
+    users: UserStore
+    tokens: TokenStore
+    journal: AccessJournal
+    complaints: ComplaintBook
+    log: Any  # callscreen.decision_log.DecisionLog
+    screener: Any  # callscreen.screening.Screener
+    registry_status: Callable[[], list[Any]] | None
+
+
+def build_services(
+    settings: Settings,
+    client: redis.Redis | None = None,
+    *,
+    decision_log: Any = None,
+    screener: Any = None,
+    registry_status: Callable[[], list[Any]] | None = None,
+) -> Services:
+    if client is None:
+        if not settings.redis_url:
+            raise RuntimeError("the dashboard needs CALLSCREEN_REDIS_URL (the store the screener uses)")
+        client = redis.Redis.from_url(settings.redis_url)
+    vault = NumberVault(settings.hash_key, settings.encryption_key)
+    store = Store(client, vault)
+    if screener is None:
+        from callscreen.screening import build_screener
+
+        screener = build_screener(settings, client, registries=_default_registries(settings, client))
+    if decision_log is None:
+        decision_log = screener.log
+    return Services(
+        settings=settings,
+        client=client,
+        vault=vault,
+        store=store,
+        users=UserStore(client),
+        tokens=TokenStore(client),
+        journal=AccessJournal(client),
+        complaints=ComplaintBook(store, decision_log),
+        log=decision_log,
+        screener=screener,
+        registry_status=registry_status,
+    )
+
+
+def _default_registries(settings: Settings, client: redis.Redis) -> Any:
+    """The do-not-call registry lookup from :mod:`blocklists`, when that package provides one."""
+    try:
+        from blocklists import registry  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    factory = getattr(registry, "lookup_for", None)
+    return factory(settings, client) if factory is not None else None
+
+
+def services() -> Services:
+    return current_app.extensions[EXTENSION]
