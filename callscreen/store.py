@@ -81,6 +81,25 @@ def ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
+# --- connections -----------------------------------------------------------------------
+
+def connect(url: str, *, asyncio: bool = False, timeout: float = 2.0) -> Any:
+    """A client with bounded timeouts and a single quick retry: screening must fail closed
+    in milliseconds, not after redis-py's default back-off."""
+    from redis.backoff import ConstantBackoff
+    from redis.retry import Retry
+
+    options = dict(socket_timeout=timeout, socket_connect_timeout=min(timeout, 1.0),
+                   retry=Retry(ConstantBackoff(0.01), 1), health_check_interval=30)
+    if asyncio:
+        from redis.asyncio import Redis as AsyncRedis
+        from redis.asyncio.retry import Retry as AsyncRetry
+
+        options["retry"] = AsyncRetry(ConstantBackoff(0.01), 1)
+        return AsyncRedis.from_url(url, **options)
+    return redis.Redis.from_url(url, **options)
+
+
 # --- executing planned commands --------------------------------------------------------
 
 Command = tuple[Any, ...]

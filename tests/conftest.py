@@ -11,15 +11,13 @@ from pathlib import Path
 
 import pytest
 import redis
+from tests_support import TEST_ENCRYPTION_KEY, TEST_HASH_KEY, TEST_LOG_KEY
 
 from callscreen.config import Settings
 from callscreen.crypto import NumberVault
 from callscreen.embedded import EmbeddedServer
 from callscreen.store import Store
 
-TEST_HASH_KEY = bytes(range(32))
-TEST_ENCRYPTION_KEY = bytes(range(32, 64))
-TEST_LOG_KEY = bytes(range(64, 96))
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 
 

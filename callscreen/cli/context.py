@@ -21,6 +21,7 @@ import redis
 
 from callscreen.config import SECRET_NAMES, Settings
 from callscreen.embedded import EmbeddedServer
+from callscreen.store import connect
 
 
 class CliError(Exception):
@@ -100,7 +101,7 @@ class CliContext:
 
     @cached_property
     def client(self) -> redis.Redis:
-        client = redis.Redis.from_url(self.redis_url, socket_timeout=10, socket_connect_timeout=3)
+        client = connect(self.redis_url, timeout=30)
         try:
             client.ping()
         except redis.RedisError as exc:

@@ -1,0 +1,64 @@
+from pathlib import Path
+
+import pytest
+
+from callscreen.config import ConfigError, load_settings
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "callscreen.toml"
+    path.write_text(text)
+    return path
+
+
+def test_toml_values_are_typed_and_environment_overrides_them(tmp_path):
+    path = write(tmp_path, 'agi_port = 4600\ndefault_region = "US"\nagi_allowed_hosts = ["10.0.0.5"]\n')
+    settings = load_settings(path, {"CALLSCREEN_AGI_PORT": "4700", "CALLSCREEN_AGI_ALLOWED_HOSTS": "a, b"})
+    assert settings.agi_port == 4700
+    assert settings.default_region == "US"
+    assert settings.agi_allowed_hosts == ("a", "b")
+
+
+def test_a_bad_value_fails_loudly_naming_the_setting(tmp_path):
+    with pytest.raises(ConfigError, match="CALLSCREEN_AGI_PORT"):
+        load_settings(write(tmp_path, ""), {"CALLSCREEN_AGI_PORT": "many"})
+    with pytest.raises(ConfigError, match="agi_port"):
+        load_settings(write(tmp_path, 'agi_port = "x"\n'), {})
+    with pytest.raises(ConfigError, match="unknown setting"):
+        load_settings(write(tmp_path, "agi_prot = 1\n"), {})
+    with pytest.raises(ConfigError, match="default_region"):
+        load_settings(write(tmp_path, 'default_region = "Russia"\n'), {})
+
+
+def test_secrets_are_refused_in_the_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="secrets belong in the environment"):
+        load_settings(write(tmp_path, 'hash_key = "00"\n'), {})
+
+
+def test_secrets_come_from_the_environment_or_a_file(tmp_path):
+    key_file = tmp_path / "enc.key"
+    key_file.write_text("ab" * 32 + "\n")
+    settings = load_settings(write(tmp_path, ""), {
+        "CALLSCREEN_HASH_KEY": "01" * 32,
+        "CALLSCREEN_ENCRYPTION_KEY_FILE": str(key_file),
+        "CALLSCREEN_LOG_KEY": "02" * 32,
+        "CALLSCREEN_DATA_DIR": str(tmp_path),
+    })
+    assert settings.hash_key == bytes([1]) * 32
+    assert settings.encryption_key == bytes([0xAB]) * 32
+    settings.require_secrets()
+    assert "01" * 32 not in repr(settings)
+
+
+def test_missing_or_weak_keys_are_reported_before_any_number_is_touched(tmp_path):
+    settings = load_settings(write(tmp_path, ""), {"CALLSCREEN_HASH_KEY": "01" * 8,
+                                                   "CALLSCREEN_DATA_DIR": str(tmp_path)})
+    with pytest.raises(ConfigError, match="hash_key"):
+        settings.require_secrets()
+    with pytest.raises(ConfigError, match="not hex or base64"):
+        load_settings(write(tmp_path, ""), {"CALLSCREEN_HASH_KEY": "zz not a key"})
+
+
+def test_an_unreadable_secret_file_is_a_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_settings(write(tmp_path, ""), {"CALLSCREEN_HASH_KEY_FILE": str(tmp_path / "missing")})
