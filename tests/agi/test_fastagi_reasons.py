@@ -1,0 +1,244 @@
+"""Every screening reason, end to end: Asterisk's header in, SCREEN_* variables out, over a real
+socket, against the real server, the real Screener and the real valkey server."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from asterisk_client import header_bytes
+from conftest import WEDNESDAY_MORNING, WEDNESDAY_US_NOON, AGIEnv, TestRegistries
+
+from callscreen.decision_log import DecisionLog
+from callscreen.models import (
+    Campaign,
+    Consent,
+    LegalBasis,
+    Objection,
+    OptOut,
+    Reason,
+    Suppression,
+)
+from callscreen.numbers import normalize
+
+RU_NUMBER = "89991234567"  # as a Russian dialer sends it (trunk prefix 8)
+GB_NUMBER = "+442079460123"
+FL_NUMBER = "+13055550123"
+CAPTURED = datetime(2026, 5, 1, 10, 0, tzinfo=UTC)
+
+
+def campaign(env: AGIEnv, cid: str, jurisdiction: str = "RU", **changes: object) -> Campaign:
+    region = {"RU": "RU", "GB": "GB", "US": "US"}[jurisdiction]
+    zone = {"RU": "Europe/Moscow", "GB": "Europe/London", "US": "America/New_York"}[jurisdiction]
+    return env.store.put_campaign(
+        replace(Campaign(cid, "promotions", jurisdiction, region, zone), **changes)  # type: ignore[arg-type]
+    )
+
+
+def consent(env: AGIEnv, number: str, region: str = "RU", cid: str = "c-1", **changes: object) -> Consent:
+    base = Consent(id=cid, number_digest="", purposes=("promotions",), basis=LegalBasis.CONSENT,
+                   source="sms_double_opt_in", captured_at=CAPTURED)
+    return env.store.add_consent(normalize(number, region), replace(base, **changes))  # type: ignore[arg-type]
+
+
+def screen(env: AGIEnv, campaign_id: str, number: str | None = None, extension: str = RU_NUMBER):
+    args = [campaign_id] if number is None else [campaign_id, number]
+    session = env.asterisk().run(header_bytes(args=args, extension=extension))
+    assert session.violations == []
+    assert session.closed_by_server
+    return session
+
+
+def assert_logged(env: AGIEnv, session, reason: Reason) -> None:
+    log = DecisionLog(env.client, env.settings.log_key)
+    record = log.get(session.variables["SCREEN_ID"])
+    assert record is not None, "every answer with a SCREEN_ID has its log record"
+    assert record.result == session.result and record.reason == reason.value
+    assert record.origin == "agi"
+
+
+def test_consent_allows_and_sets_all_four_variables(agi: AGIEnv) -> None:
+    campaign(agi, "spring")
+    consent(agi, RU_NUMBER)
+    session = screen(agi, "spring")
+    assert session.variables["SCREEN_RESULT"] == "ALLOW", session.variables
+    assert session.variables["SCREEN_REASON"] == "consent"
+    assert session.variables["SCREEN_BASIS"] == "consent:sms_double_opt_in:2026-05-01"
+    assert session.variables["SCREEN_ID"].startswith("d-")
+    assert_logged(agi, session, Reason.CONSENT)
+
+
+def test_screening_takes_exactly_four_set_commands_and_result_comes_last(agi: AGIEnv) -> None:
+    campaign(agi, "spring")
+    session = screen(agi, "spring")
+    names = [c.split()[2] for c in session.commands]
+    assert names == ["SCREEN_ID", "SCREEN_REASON", "SCREEN_BASIS", "SCREEN_RESULT"]
+    assert all(c.startswith("SET VARIABLE ") for c in session.commands)
+
+
+def test_number_argument_wins_over_the_extension(agi: AGIEnv) -> None:
+    campaign(agi, "spring")
+    consent(agi, "+79990000001")
+    assert screen(agi, "spring", "+79990000001", extension="89995550000").result == "ALLOW"
+    assert screen(agi, "spring", extension="+79990000001").result == "ALLOW"
+    assert screen(agi, "spring", "+79990000002", extension="+79990000001").reason == "no_basis"
+
+
+def test_existing_relationship_allows_a_non_advertising_call(agi: AGIEnv) -> None:
+    campaign(agi, "service", advertising=False)
+    consent(agi, RU_NUMBER, basis=LegalBasis.EXISTING_RELATIONSHIP, source="crm_import", relationship="purchase")
+    session = screen(agi, "service")
+    assert (session.result, session.reason) == ("ALLOW", "existing_relationship")
+    assert session.variables["SCREEN_BASIS"] == "existing_relationship:crm_import:2026-05-01"
+    assert_logged(agi, session, Reason.EXISTING_RELATIONSHIP)
+
+
+def _gb_registries(env: AGIEnv, listed: bool = False, loaded: datetime | None = WEDNESDAY_MORNING) -> None:
+    for rid in ("gb-tps", "gb-ctps"):
+        if loaded is not None:
+            TestRegistries.load(env.client, rid, [GB_NUMBER] if listed and rid == "gb-tps" else [],
+                                loaded - timedelta(days=1))
+
+
+def test_legitimate_interest_allows_when_registries_are_fresh_and_clear(agi: AGIEnv) -> None:
+    campaign(agi, "uk-live", "GB")
+    consent(agi, GB_NUMBER, "GB", basis=LegalBasis.LEGITIMATE_INTEREST, source="crm_import")
+    _gb_registries(agi)
+    session = screen(agi, "uk-live", GB_NUMBER)
+    assert (session.result, session.reason) == ("ALLOW", "legitimate_interest")
+    assert_logged(agi, session, Reason.LEGITIMATE_INTEREST)
+
+
+def test_number_on_a_national_registry_blocks(agi: AGIEnv) -> None:
+    campaign(agi, "uk-live", "GB")
+    consent(agi, GB_NUMBER, "GB", basis=LegalBasis.LEGITIMATE_INTEREST, source="crm_import")
+    _gb_registries(agi, listed=True)
+    session = screen(agi, "uk-live", GB_NUMBER)
+    assert (session.result, session.reason) == ("BLOCK", "national_dnc")
+    assert_logged(agi, session, Reason.NATIONAL_DNC)
+
+
+def test_registry_not_loaded_blocks_as_stale(agi: AGIEnv) -> None:
+    campaign(agi, "uk-live", "GB")
+    consent(agi, GB_NUMBER, "GB", basis=LegalBasis.LEGITIMATE_INTEREST, source="crm_import")
+    session = screen(agi, "uk-live", GB_NUMBER)
+    assert (session.result, session.reason) == ("BLOCK", "registry_stale")
+
+
+@pytest.mark.parametrize(
+    ("number", "expected"),
+    [("12ab", "invalid_number"), ("", "invalid_number"), ("8" * 80, "invalid_number")],
+)
+def test_malformed_numbers_block_as_invalid(agi: AGIEnv, number: str, expected: str) -> None:
+    campaign(agi, "spring")
+    session = screen(agi, "spring", number)
+    assert (session.result, session.reason) == ("BLOCK", expected)
+    assert session.variables["SCREEN_BASIS"] == "none"
+    assert_logged(agi, session, Reason.INVALID_NUMBER)
+
+
+def test_unknown_campaign_blocks(agi: AGIEnv) -> None:
+    session = screen(agi, "no-such-campaign")
+    assert (session.result, session.reason) == ("BLOCK", "unknown_campaign")
+    assert_logged(agi, session, Reason.UNKNOWN_CAMPAIGN)
+
+
+def test_complaint_suppression_blocks(agi: AGIEnv) -> None:
+    campaign(agi, "spring")
+    consent(agi, RU_NUMBER)
+    digest = agi.store.vault.digest(normalize(RU_NUMBER, "RU").e164)
+    agi.store.suppress(digest, Suppression("cmp-1", CAPTURED))
+    assert screen(agi, "spring").reason == "complaint_suppressed"
+
+
+def test_opt_out_blocks(agi: AGIEnv) -> None:
+    campaign(agi, "spring")
+    consent(agi, RU_NUMBER)
+    agi.store.add_opt_out(normalize(RU_NUMBER, "RU"), OptOut(None, "call", CAPTURED))
+    assert screen(agi, "spring").reason == "opted_out"
+
+
+def test_objection_blocks(agi: AGIEnv) -> None:
+    campaign(agi, "spring")
+    consent(agi, RU_NUMBER)
+    agi.store.add_objection(normalize(RU_NUMBER, "RU"), Objection(CAPTURED, "call"))
+    assert screen(agi, "spring").reason == "objection"
+
+
+def test_no_basis_blocks(agi: AGIEnv) -> None:
+    campaign(agi, "spring")
+    assert screen(agi, "spring").reason == "no_basis"
+
+
+def test_withdrawn_consent_blocks(agi: AGIEnv) -> None:
+    campaign(agi, "spring")
+    consent(agi, RU_NUMBER, withdrawn_at=CAPTURED + timedelta(days=2), withdrawn_how="call")
+    assert screen(agi, "spring").reason == "consent_withdrawn"
+
+
+def test_expired_consent_blocks(agi: AGIEnv) -> None:
+    campaign(agi, "spring")
+    consent(agi, RU_NUMBER, expires_at=CAPTURED + timedelta(days=2))
+    session = screen(agi, "spring")
+    assert session.reason == "consent_expired"
+    assert session.variables["SCREEN_BASIS"] == "consent:sms_double_opt_in:2026-05-01"
+
+
+def test_unverified_web_form_consent_blocks_in_russia(agi: AGIEnv) -> None:
+    campaign(agi, "spring")
+    consent(agi, RU_NUMBER, source="web_form")
+    assert screen(agi, "spring").reason == "consent_unverified"
+
+
+def test_consent_for_another_purpose_blocks(agi: AGIEnv) -> None:
+    campaign(agi, "spring")
+    consent(agi, RU_NUMBER, purposes=("appointment_reminders",))
+    assert screen(agi, "spring").reason == "purpose_mismatch"
+
+
+def test_night_time_blocks_as_outside_calling_hours(agi: AGIEnv) -> None:
+    campaign(agi, "spring")
+    consent(agi, RU_NUMBER)
+    agi.clock[0] = datetime(2026, 6, 10, 0, 30, tzinfo=UTC)  # 03:30 in Moscow
+    session = screen(agi, "spring")
+    assert session.reason == "outside_calling_hours"
+    assert_logged(agi, session, Reason.OUTSIDE_CALLING_HOURS)
+
+
+def test_automatic_dialing_of_advertising_is_forbidden_in_russia(agi: AGIEnv) -> None:
+    campaign(agi, "robo", automatic_dialing=True)
+    consent(agi, RU_NUMBER)
+    assert screen(agi, "robo").reason == "automatic_dialing_forbidden"
+
+
+def test_fourth_call_in_a_day_to_florida_hits_the_attempt_cap(agi: AGIEnv) -> None:
+    agi.clock[0] = WEDNESDAY_US_NOON
+    campaign(agi, "us-promo", "US")
+    consent(agi, FL_NUMBER, "US")
+    results = [screen(agi, "us-promo", FL_NUMBER).reason for _ in range(4)]
+    assert results == ["consent", "consent", "consent", "attempt_cap"]
+
+
+def test_outcome_of_a_call_that_never_left_does_not_count_as_an_attempt(agi: AGIEnv) -> None:
+    agi.clock[0] = WEDNESDAY_US_NOON
+    campaign(agi, "us-promo", "US")
+    consent(agi, FL_NUMBER, "US")
+    ids = [screen(agi, "us-promo", FL_NUMBER).variables["SCREEN_ID"] for _ in range(3)]
+    outcome = agi.asterisk().run(header_bytes(script="outcome", args=[ids[0], "CHANUNAVAIL", "", "34"]))
+    assert outcome.commands == [] and outcome.closed_by_server
+    assert agi.metric("callscreen_agi_outcomes_total", dialstatus="CHANUNAVAIL") == 1
+    assert screen(agi, "us-promo", FL_NUMBER).reason == "consent"  # the cap counts real attempts only
+    assert screen(agi, "us-promo", FL_NUMBER).reason == "attempt_cap"
+
+
+def test_every_reason_is_reachable_through_fastagi() -> None:
+    """Guards the list above: a new Reason needs an end-to-end test here."""
+    import inspect
+    import sys
+
+    source = inspect.getsource(sys.modules[__name__]) + inspect.getsource(
+        __import__("test_fastagi_failures")
+    )
+    missing = [r.value for r in Reason if f'"{r.value}"' not in source and f"Reason.{r.name}" not in source]
+    assert missing == []
