@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 import redis
-from tests_support import TEST_ENCRYPTION_KEY, TEST_HASH_KEY, TEST_LOG_KEY
 
 from callscreen.config import Settings
 from callscreen.crypto import NumberVault
 from callscreen.embedded import EmbeddedServer
 from callscreen.store import Store
+from tests_support import TEST_ENCRYPTION_KEY, TEST_HASH_KEY, TEST_LOG_KEY
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 

@@ -6,10 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis
-from tests_support import TEST_LOG_KEY
 
 from callscreen.decision_log import HEADS, STREAM, DecisionLog, LogRecord
 from callscreen.store import StoreError, connect
+from tests_support import TEST_LOG_KEY
 
 
 def record(n: int, at: datetime | None = None) -> LogRecord:
