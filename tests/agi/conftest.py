@@ -107,9 +107,10 @@ class AGIEnv:
 
 
 def _start(settings: Settings, client: redis.Redis, registry: CollectorRegistry, clock: list[datetime],
-           runner: ServerThread, **server_kwargs: Any) -> tuple[FastAGIServer, Screener]:
+           runner: ServerThread, aclient_url: str | None = None,
+           **server_kwargs: Any) -> tuple[FastAGIServer, Screener]:
     async def build() -> tuple[FastAGIServer, Screener]:
-        aclient = redis.asyncio.Redis.from_url(settings.redis_url)
+        aclient = redis.asyncio.Redis.from_url(aclient_url or settings.redis_url)
         screener = build_screener(settings, client, aclient, registries=TestRegistries(),
                                   metrics=ScreeningMetrics(registry))
         screener.clock = lambda: clock[0]
@@ -127,13 +128,13 @@ def agi_factory(settings: Settings, redis_client: redis.Redis) -> Iterator[Calla
     started: list[AGIEnv] = []
 
     def make(*, host: str = "127.0.0.1", allowed_hosts: Sequence[str] | None = None,
-             **overrides: Any) -> AGIEnv:
+             aclient_url: str | None = None, **overrides: Any) -> AGIEnv:
         tuned = replace(settings, agi_port=0, agi_read_timeout=overrides.pop("agi_read_timeout", 2.0),
                         **overrides)
         registry = CollectorRegistry()
         clock = [WEDNESDAY_MORNING]
         runner = ServerThread()
-        server, screener = _start(tuned, redis_client, registry, clock, runner, host=host,
+        server, screener = _start(tuned, redis_client, registry, clock, runner, aclient_url, host=host,
                                   allowed_hosts=allowed_hosts)
         env = AGIEnv(server, screener, screener.store, redis_client, tuned, registry, clock, runner)
         started.append(env)
