@@ -13,6 +13,7 @@ the first (Asterisk's poll-then-fgets loop would stall on it), ``EXEC`` or ``GET
 
 from __future__ import annotations
 
+import contextlib
 import re
 import socket
 import time
@@ -244,10 +245,8 @@ class AsteriskClient:
                 if reply_delay:
                     time.sleep(reply_delay)
                 sock.sendall(self.reply(session, line).encode())
-            try:  # as in the capture: Asterisk tells the closed script the channel is gone
+            with contextlib.suppress(OSError):  # as captured: Asterisk tells the closed script "HANGUP"
                 sock.sendall(b"HANGUP\n")
-            except OSError:
-                pass
         finally:
             sock.close()
             session.seconds = time.monotonic() - started

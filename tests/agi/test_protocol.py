@@ -213,7 +213,7 @@ def test_the_bare_hangup_line_after_the_last_reply_is_noted_not_misread() -> Non
 
 
 def test_classic_script_capture_replies_parse() -> None:
-    (set_cmd, set_reply), (get_cmd, get_reply) = SCRIPT.exchanges
+    (_set_cmd, set_reply), (_get_cmd, get_reply) = SCRIPT.exchanges
     assert parse_reply(set_reply)[0].ok
     assert parse_reply(get_reply)[0].data == "BLOCK"
 
