@@ -1,0 +1,355 @@
+"""Batch pre-scrub: screen a whole lead list as the dial-time check would, without dialing.
+
+One output row per input row: the input's columns unchanged, then ``result`` and ``reason``
+(no number is added in any other spelling). Nothing is counted as a call attempt and the
+decision log gets one summary record for the whole run, not one per number.
+
+Speed comes from batching, never from a different decision:
+- numbers are normalized with :func:`callscreen.numbers.normalize`, except NANP numbers
+  already spelled as 10/11 digits or ``+1…``, whose validity and geography (region, time
+  zones, state) depend only on the area code and exchange: those are computed once per
+  area code + exchange by ``normalize`` itself and reused (:class:`PrefixNormalizer`);
+- facts are read for thousands of numbers per pipeline: one ``EXISTS`` over the number's
+  fact keys plus the registry ``GETBIT`` per number; only numbers that have any record get
+  the full :class:`~callscreen.store.FactQuery`;
+- :func:`callscreen.decision.decide` is pure, so its answer for a number without records is
+  reused for every number with the same geography and registry status.
+- ``workers`` > 1 spreads batches over processes (order is kept).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import multiprocessing
+import re
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from callscreen.crypto import NumberVault
+from callscreen.decision import ScreeningRequest, decide
+from callscreen.models import Campaign, Decision, Facts, Reason, Result
+from callscreen.numbers import MAX_INPUT_LENGTH, InvalidNumber, PhoneNumber, normalize
+from callscreen.policy import PolicyPack
+from callscreen.store import FactQuery, RegistryLookup, number_key, run_pipeline
+
+BATCH_ROWS = 5000
+NUMBER_HEADERS = ("phone", "number", "phone_number", "msisdn", "tel", "telephone", "mobile", "e164")
+_SEPARATORS = re.compile(r"[\s\-.()/\u00a0\u2010-\u2015]+")  # as callscreen.numbers cleans input
+_NANP_REGIONS = frozenset({
+    "US", "CA", "AG", "AI", "AS", "BB", "BM", "BS", "DM", "DO", "GD", "GU", "JM", "KN", "KY", "LC",
+    "MP", "MS", "PR", "SX", "TC", "TT", "VC", "VG", "VI",
+})
+
+
+class ScrubError(ValueError):
+    """The scrub cannot start (unknown campaign, no policy, unreadable file, bad column)."""
+
+
+class PrefixNormalizer:
+    """:func:`normalize` with a per-exchange cache for plainly spelled NANP numbers.
+
+    NANP validity (phonenumbers' patterns end in ``\\d{4}`` after the exchange), time zones
+    and geocoding depend only on the first six national digits, so the first number of each
+    area code + exchange is normalized in full and its answer reused for the others.
+    """
+
+    def __init__(self, default_region: str) -> None:
+        self.default_region = default_region
+        self.nanp_default = default_region.upper() in _NANP_REGIONS
+        self._cache: dict[str, tuple[str, tuple[str, ...], str | None] | None] = {}
+
+    def __call__(self, raw: str) -> PhoneNumber:
+        if len(raw) > MAX_INPUT_LENGTH:
+            return normalize(raw, self.default_region)
+        text = _SEPARATORS.sub("", raw.strip())
+        nsn = None
+        if text.startswith("+1") and len(text) == 12 and text[1:].isdigit():
+            nsn = text[2:]
+        elif self.nanp_default and text.isdigit() and text.isascii():
+            if len(text) == 10:
+                nsn = text
+            elif len(text) == 11 and text[0] == "1":
+                nsn = text[1:]
+        if nsn is None or not nsn.isascii():
+            return normalize(raw, self.default_region)
+        prefix = nsn[:6]
+        if prefix not in self._cache:
+            try:
+                found = normalize("+1" + nsn)
+                self._cache[prefix] = (found.region, found.timezones, found.subdivision)
+            except InvalidNumber:
+                self._cache[prefix] = None
+        entry = self._cache[prefix]
+        if entry is None:
+            raise InvalidNumber(f"not a valid number: {raw!r}")
+        return PhoneNumber("+1" + nsn, entry[0], entry[1], entry[2])
+
+
+@dataclass(slots=True)
+class ScrubSummary:
+    campaign_id: str
+    at: datetime
+    rows: int = 0
+    allowed: int = 0
+    blocked: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)
+    bad_rows: int = 0
+    bad_samples: list[tuple[int, str]] = field(default_factory=list)  # (line, why)
+    seconds: float = 0.0
+    log_id: str = ""
+
+    @property
+    def rate(self) -> float:
+        return self.rows / self.seconds if self.seconds else 0.0
+
+    def as_record(self, source: str) -> dict[str, Any]:
+        """What the summary log record holds (no number, only counts)."""
+        return {
+            "source": source, "at": self.at.isoformat(), "rows": self.rows, "allowed": self.allowed,
+            "blocked": self.blocked, "reasons": dict(sorted(self.reasons.items())),
+            "bad_rows": self.bad_rows, "seconds": round(self.seconds, 3),
+        }
+
+
+class BatchScreener:
+    """Decides a batch of raw numbers for one campaign at one moment (no logging, no attempts)."""
+
+    def __init__(self, client: redis.Redis, vault: NumberVault, campaign: Campaign, pack: PolicyPack,
+                 at: datetime, registries: RegistryLookup | None) -> None:
+        self.client = client
+        self.vault = vault
+        self.campaign = campaign
+        self.pack = pack
+        self.at = at
+        self.registries = registries
+        self.registry_ids = tuple(pack.registries) if campaign.advertising else ()
+        self.normalizer = PrefixNormalizer(campaign.default_region)
+        self._memo: dict[tuple[Any, ...], Decision] = {}
+
+    def screen(self, raws: Sequence[str]) -> list[tuple[Result, Reason]]:
+        numbers: list[PhoneNumber | None] = []
+        for raw in raws:
+            try:
+                numbers.append(self.normalizer(raw))
+            except InvalidNumber:
+                numbers.append(None)
+        digests = [self.vault.digest(n.e164) if n else "" for n in numbers]
+        plans: list[list[Any]] = []
+        commands: list[Any] = []
+        for number, digest in zip(numbers, digests, strict=True):
+            if number is None:
+                plans.append([])
+                continue
+            keys = [number_key(digest, kind) for kind in (*FactQuery.KINDS, "attempts")]
+            registry_commands = self.registries.commands(number, self.registry_ids) if self.registries else []
+            plan = [("EXISTS", *keys), *registry_commands]
+            plans.append(plan)
+            commands.extend(plan)
+        replies = run_pipeline(self.client, commands) if commands else []
+        out: list[tuple[Result, Reason]] = []
+        index = 0
+        full: list[int] = []
+        for position, (raw, number, plan) in enumerate(zip(raws, numbers, plans, strict=True)):
+            if number is None:
+                out.append((Result.BLOCK, Reason.INVALID_NUMBER))
+                continue
+            mine = replies[index:index + len(plan)]
+            index += len(plan)
+            if isinstance(mine[0], Exception):
+                raise mine[0]
+            if mine[0]:  # the number has records: gather its facts in full below
+                full.append(position)
+                out.append((Result.BLOCK, Reason.SCREENING_UNAVAILABLE))
+                continue
+            statuses = self._statuses(number, mine[1:])
+            out.append(self._decide_empty(raw, number, statuses))
+        if full:
+            self._screen_full(raws, numbers, digests, full, out)
+        return out
+
+    def _statuses(self, number: PhoneNumber, replies: Sequence[Any]) -> tuple[Any, ...]:
+        if self.registries is None:
+            return ()
+        return self.registries.parse(number, self.registry_ids, replies)
+
+    def _decide_empty(self, raw: str, number: PhoneNumber, statuses: tuple[Any, ...]) -> tuple[Result, Reason]:
+        key = (number.region, number.timezones, number.subdivision, statuses)
+        decision = self._memo.get(key)
+        if decision is None:
+            facts = Facts(registries=statuses)
+            decision = decide(ScreeningRequest(raw, number, self.campaign, self.at), facts, self.pack)
+            if len(self._memo) > 100_000:
+                self._memo.clear()
+            self._memo[key] = decision
+        return decision.result, decision.reason
+
+    def _screen_full(self, raws: Sequence[str], numbers: Sequence[PhoneNumber | None], digests: Sequence[str],
+                     positions: list[int], out: list[tuple[Result, Reason]]) -> None:
+        queries = []
+        commands: list[Any] = []
+        for position in positions:
+            number = numbers[position]
+            assert number is not None
+            query = FactQuery(number, digests[position], self.at, self.registry_ids, self.registries)
+            planned = query.commands()
+            queries.append((position, query, len(planned)))
+            commands.extend(planned)
+        replies = run_pipeline(self.client, commands)
+        index = 0
+        for position, query, size in queries:
+            facts = query.parse(replies[index:index + size])
+            index += size
+            number = numbers[position]
+            decision = decide(ScreeningRequest(raws[position], number, self.campaign, self.at), facts, self.pack)
+            out[position] = (decision.result, decision.reason)
+
+
+# --- the CSV run ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class ScrubJob:
+    """What a worker process needs to rebuild a BatchScreener."""
+
+    redis_url: str
+    hash_key: bytes
+    encryption_key: bytes
+    campaign: Campaign
+    pack: PolicyPack
+    at: datetime
+
+
+_worker: BatchScreener | None = None
+
+
+def _init_worker(job: ScrubJob) -> None:
+    global _worker
+    from blocklists.lookup import RedisRegistryLookup
+
+    client = redis.Redis.from_url(job.redis_url)
+    _worker = BatchScreener(client, NumberVault(job.hash_key, job.encryption_key), job.campaign, job.pack,
+                            job.at, RedisRegistryLookup(client))
+
+
+def _work(raws: list[str]) -> list[tuple[Result, Reason]]:
+    assert _worker is not None
+    return _worker.screen(raws)
+
+
+def _number_column(header: list[str] | None, column: str | None) -> int:
+    if column is not None and column.strip().isdigit():
+        index = int(column) - 1
+        if index < 0:
+            raise ScrubError("--column counts from 1")
+        return index
+    if header is None:
+        if column is not None:
+            raise ScrubError(f"--column {column!r} names a column, but the file has no header")
+        return 0
+    names = [h.strip().lower() for h in header]
+    if column is not None:
+        if column.strip().lower() not in names:
+            raise ScrubError(f"no column named {column!r} in the header")
+        return names.index(column.strip().lower())
+    return next((names.index(n) for n in NUMBER_HEADERS if n in names), 0)
+
+
+def _batches(reader: Any, index: int, size: int) -> Iterator[tuple[list[list[str]], list[str], list[int]]]:
+    """Batches of (rows, the number cell of each, the line each row ends on)."""
+    rows: list[list[str]] = []
+    raws: list[str] = []
+    lines: list[int] = []
+    for row in reader:
+        rows.append(row)
+        raws.append(row[index] if index < len(row) else "")
+        lines.append(reader.line_num)
+        if len(rows) >= size:
+            yield rows, raws, lines
+            rows, raws, lines = [], [], []
+    if rows:
+        yield rows, raws, lines
+
+
+def scrub_csv(screener_or_job: BatchScreener | ScrubJob, source: str | Path, out: io.TextIOBase | Any, *,
+              column: str | None = None, header: bool = True, workers: int = 1, batch_rows: int = BATCH_ROWS,
+              bad_limit: int = 100, progress: Callable[[int], None] | None = None) -> ScrubSummary:
+    """Scrub ``source`` into the text stream ``out``; returns the counts (the caller logs them).
+
+    ``screener_or_job`` is a ready BatchScreener (one process) or a ScrubJob (``workers``
+    processes). Invalid numbers and rows without a number come out as BLOCK invalid_number and
+    are counted in ``bad_rows`` with their line numbers.
+    """
+    started = time.perf_counter()
+    summary = ScrubSummary(screener_or_job.campaign.id, screener_or_job.at)
+    try:
+        handle = open(source, encoding="utf-8-sig", errors="replace", newline="")  # noqa: SIM115
+    except OSError as exc:
+        raise ScrubError(f"cannot read {source}: {exc.strerror}") from exc
+    with handle:
+        reader = csv.reader(handle)
+        writer = csv.writer(out, lineterminator="\n")
+        head = next(reader, None) if header else None
+        index = _number_column(head, column)
+        if head is not None:
+            writer.writerow([*head, "result", "reason"])
+        batches = _batches(reader, index, batch_rows)
+        if isinstance(screener_or_job, ScrubJob) and workers > 1:
+            context = multiprocessing.get_context("fork")
+            with context.Pool(workers, _init_worker, (screener_or_job,)) as pool:
+                pending = ((rows, raws, lines, pool.apply_async(_work, (raws,))) for rows, raws, lines in batches)
+                _drain(_lookahead(pending, workers * 2), writer, summary, index, bad_limit, progress)
+        else:
+            screener = screener_or_job
+            if isinstance(screener, ScrubJob):
+                _init_worker(screener)
+                screener = _worker
+            assert isinstance(screener, BatchScreener)
+            done = ((rows, raws, lines, _Done(screener.screen(raws))) for rows, raws, lines in batches)
+            _drain(done, writer, summary, index, bad_limit, progress)
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+class _Done:
+    def __init__(self, value: list[tuple[Result, Reason]]) -> None:
+        self.value = value
+
+    def get(self) -> list[tuple[Result, Reason]]:
+        return self.value
+
+
+def _lookahead(items: Iterator[Any], depth: int) -> Iterator[Any]:
+    """Keep ``depth`` batches in flight so the worker processes never wait for the reader."""
+    queue: list[Any] = []
+    for item in items:
+        queue.append(item)
+        if len(queue) > depth:
+            yield queue.pop(0)
+    yield from queue
+
+
+def _drain(results: Iterator[tuple[list[list[str]], list[str], list[int], Any]], writer: Any,
+           summary: ScrubSummary, index: int, bad_limit: int, progress: Callable[[int], None] | None) -> None:
+    for rows, raws, lines, pending in results:
+        for row, raw, line, (result, reason) in zip(rows, raws, lines, pending.get(), strict=True):
+            writer.writerow([*row, result.value, reason.value])
+            summary.rows += 1
+            summary.reasons[reason.value] += 1
+            if result is Result.ALLOW:
+                summary.allowed += 1
+            else:
+                summary.blocked += 1
+            if reason is Reason.INVALID_NUMBER:
+                summary.bad_rows += 1
+                if len(summary.bad_samples) < bad_limit:
+                    why = "not a valid phone number" if raw.strip() else f"no number in column {index + 1}"
+                    summary.bad_samples.append((line, why))
+        if progress:
+            progress(len(rows))

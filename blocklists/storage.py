@@ -1,0 +1,163 @@
+"""Compact registry storage: one Redis bitmap per shard, built in memory, written whole.
+
+Key schema (all under ``cs:reg:``; documented in ``docs/registries.md``):
+
+- ``cs:reg:index`` — set of loaded registry ids
+- ``cs:reg:<id>:current`` — JSON of the live generation's metadata (the pointer readers use)
+- ``cs:reg:<id>:gen`` — counter of generations
+- ``cs:reg:<id>:lock`` — held while an import or change list writes
+- ``cs:reg:<id>:history`` — the last imports, newest first (JSON)
+- ``cs:reg:<id>:v<gen>:shards`` — set of the shard names a generation holds
+- ``cs:reg:<id>:v<gen>:<cc>:<prefix>`` — the bitmap: bit ``offset`` set = number listed
+
+Bitmaps use Redis bit order (offset 0 is the most significant bit of byte 0) so a lookup is
+``GETBIT <shard key> <offset>``. A shard is trimmed after its last set byte: Redis answers 0
+for bits past the end of a string.
+
+Building: numbers are first marked in a *byte* map per shard (one byte per possible number;
+setting many bytes is a C-level loop), then packed 8:1 into the bitmap with a few big-integer
+shifts. Byte maps are kept for at most ``memory_bytes``; beyond that the least recently used
+is packed and merged (OR) into its bitmap.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections import OrderedDict, deque
+from collections.abc import Iterator
+from itertools import islice, repeat
+from operator import sub
+
+from blocklists.numbering import Scheme
+
+PREFIX = "cs:reg:"
+INDEX_KEY = PREFIX + "index"
+EVENTS_CHANNEL = PREFIX + "events"
+
+
+def current_key(registry_id: str) -> str:
+    return f"{PREFIX}{registry_id}:current"
+
+
+def generation_counter_key(registry_id: str) -> str:
+    return f"{PREFIX}{registry_id}:gen"
+
+
+def lock_key(registry_id: str) -> str:
+    return f"{PREFIX}{registry_id}:lock"
+
+
+def history_key(registry_id: str) -> str:
+    return f"{PREFIX}{registry_id}:history"
+
+
+def shards_key(registry_id: str, generation: int) -> str:
+    return f"{PREFIX}{registry_id}:v{generation}:shards"
+
+
+def shard_key(registry_id: str, generation: int, shard: str) -> str:
+    return f"{PREFIX}{registry_id}:v{generation}:{shard}"
+
+
+# --- packing -----------------------------------------------------------------------------------
+
+def pack(bytemap: bytes | bytearray) -> bytes:
+    """Byte map (each byte 0 or 1, length a multiple of 8) -> bitmap in Redis bit order.
+
+    Byte ``i`` holds its flag in bit 0; shifting the whole map right by 7, 14, 28 bits and
+    OR-ing gathers the 8 flags of each aligned group into the group's last byte, flag ``k``
+    of the group at bit ``7 - k`` — exactly GETBIT's order. No carries can occur because
+    every (byte, bit) position receives at most one flag.
+    """
+    size = len(bytemap)
+    if size % 8:
+        raise ValueError("byte map length must be a multiple of 8")
+    value = int.from_bytes(bytemap, "big")
+    if not value:
+        return b""
+    value |= value >> 7
+    value |= value >> 14
+    value |= value >> 28
+    return value.to_bytes(size, "big")[7::8]
+
+
+def merge(left: bytes, right: bytes) -> bytes:
+    """Bitwise OR of two bitmaps of possibly different lengths (Redis bit order)."""
+    size = max(len(left), len(right))
+    a = int.from_bytes(left.ljust(size, b"\0"), "big")
+    b = int.from_bytes(right.ljust(size, b"\0"), "big")
+    return (a | b).to_bytes(size, "big")
+
+
+def popcount(bitmap: bytes) -> int:
+    return int.from_bytes(bitmap, "big").bit_count()
+
+
+def offsets(bitmap: bytes, limit: int | None = None) -> Iterator[int]:
+    """Set bit offsets of a bitmap, ascending (stops after ``limit``)."""
+    found = 0
+    for index, byte in enumerate(bitmap):
+        if not byte:
+            continue
+        for bit in range(8):
+            if byte & (0x80 >> bit):
+                yield index * 8 + bit
+                found += 1
+                if limit is not None and found >= limit:
+                    return
+
+
+# --- building -------------------------------------------------------------------------------------
+
+class BitmapBuilder:
+    """Collects registry keys (see :class:`~blocklists.numbering.Scheme`) into shard bitmaps."""
+
+    def __init__(self, scheme: Scheme, memory_bytes: int = 4 << 30) -> None:
+        self.scheme = scheme
+        self._unit = 10**scheme.tail
+        self._maps: OrderedDict[int, bytearray] = OrderedDict()
+        self._max_maps = max(1, memory_bytes // self._unit)
+        self._packed: dict[int, bytes] = {}
+        self.accepted = 0  # keys added, duplicates included
+
+    def add(self, keys: list[int]) -> None:
+        """Mark ``keys`` (any order; the list is sorted in place)."""
+        if not keys:
+            return
+        keys.sort()
+        self.accepted += len(keys)
+        unit, start, size = self._unit, 0, len(keys)
+        while start < size:
+            shard_id = keys[start] // unit
+            end = bisect_left(keys, (shard_id + 1) * unit, start)
+            bytemap = self._bytemap(shard_id)
+            setter = bytemap.__setitem__
+            deque(map(setter, map(sub, islice(keys, start, end), repeat(shard_id * unit)), repeat(1)), maxlen=0)
+            start = end
+
+    def _bytemap(self, shard_id: int) -> bytearray:
+        bytemap = self._maps.get(shard_id)
+        if bytemap is not None:
+            self._maps.move_to_end(shard_id)
+            return bytemap
+        while len(self._maps) >= self._max_maps:
+            self._fold(*self._maps.popitem(last=False))
+        bytemap = self._maps[shard_id] = bytearray(self._unit)
+        return bytemap
+
+    def _fold(self, shard_id: int, bytemap: bytearray) -> None:
+        bits = pack(memoryview(bytemap)[self.scheme.base:])
+        previous = self._packed.get(shard_id)
+        self._packed[shard_id] = merge(previous, bits) if previous else bits
+
+    def shards(self) -> Iterator[tuple[int, bytes]]:
+        """Every non-empty shard as (shard id, bitmap trimmed after its last set byte), sorted.
+
+        Consumes the builder: byte maps are released as they are packed.
+        """
+        while self._maps:
+            self._fold(*self._maps.popitem(last=False))
+        for shard_id in sorted(self._packed):
+            bitmap = self._packed.pop(shard_id).rstrip(b"\0")
+            if bitmap:
+                yield shard_id, bitmap

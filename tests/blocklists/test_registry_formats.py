@@ -1,0 +1,164 @@
+"""Registry file formats: every spelling in, exact keys out; bad lines reported by line number."""
+
+import gzip
+import random
+import zipfile
+
+import pytest
+
+from blocklists.formats import FormatError, Source, read_batches
+from blocklists.numbering import GB, NANP, BadNumber, locate_e164, scheme_for_country, split_e164
+from blocklists.storage import BitmapBuilder, pack
+
+
+def read_all(path, fmt, scheme=NANP, **options):
+    keys, deletions, bad, bad_count, lines = [], [], [], 0, 0
+    for batch in read_batches(Source(path), fmt, scheme, **options):
+        keys += batch.keys
+        deletions += batch.deletions
+        bad += batch.bad
+        bad_count += batch.bad_count
+        lines += batch.lines
+    return keys, deletions, bad, bad_count, lines
+
+
+def e164s(keys, scheme=NANP):
+    return sorted(f"+{scheme.cc}{str(k)[1:]}" for k in keys)
+
+
+def write(path, text, kind="plain", member="list.txt"):
+    data = text.encode()
+    if kind == "gzip":
+        path.write_bytes(gzip.compress(data))
+    elif kind == "zip":
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr(member, data)
+    else:
+        path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["plain", "gzip", "zip"])
+def test_one_number_per_line_in_any_spelling_reads_the_same_plain_gz_or_zip(tmp_path, kind):
+    text = "(212) 555-0100\n+1 212 555 0101\n1-212-555-0102\n212.555.0103\r\n\n2125550104\n"
+    path = write(tmp_path / f"list.{kind}", text, kind)
+    keys, _, bad, bad_count, lines = read_all(path, "lines")
+    assert e164s(keys) == [f"+121255501{i:02d}" for i in range(5)]
+    assert (bad, bad_count, lines) == ([], 0, 6)
+
+
+def test_bad_lines_are_counted_with_their_line_numbers_and_good_lines_kept(tmp_path):
+    text = "2125550100\nhello\n212-155-0100\n12345\n2125550101\n+44 20 7946 0958\n"
+    keys, _, bad, bad_count, _ = read_all(write(tmp_path / "l.txt", text), "lines")
+    assert e164s(keys) == ["+12125550100", "+12125550101"]
+    assert bad_count == 4
+    assert [(b.line, b.text) for b in bad] == [(2, "hello"), (3, "212-155-0100"), (4, "12345"),
+                                              (6, "+44 20 7946 0958")]
+    assert "exchange" in bad[1].reason
+
+
+def test_bad_lines_in_a_zip_name_their_member(tmp_path):
+    path = tmp_path / "two.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("201.txt", "2012001234\n")
+        archive.writestr("202.txt", "2022001234\nnope\n")
+    keys, _, bad, _, _ = read_all(path, "lines")
+    assert e164s(keys) == ["+12012001234", "+12022001234"]
+    assert [(b.where, b.line) for b in bad] == [("202.txt", 2)]
+
+
+def test_the_fast_chunk_parser_agrees_with_the_line_parser_on_a_large_clean_file(tmp_path):
+    rng = random.Random(7)
+    numbers = {f"{rng.randrange(201, 990)}{rng.randrange(200, 1000)}{rng.randrange(10000):04d}" for _ in range(30000)}
+    path = write(tmp_path / "big.txt", "".join(f"{n[:3]},{n[3:]}\n" for n in numbers))
+    fast = read_all(path, "ftc", chunk_bytes=64 << 10)
+    slow = read_all(write(tmp_path / "big-slow.txt", "".join(f"+1 {n}\n" for n in numbers)), "lines",
+                    chunk_bytes=64 << 10)
+    assert e164s(fast[0]) == e164s(slow[0]) == sorted("+1" + n for n in numbers)
+    assert fast[3] == slow[3] == 0
+
+
+def test_one_bad_line_in_a_chunk_costs_that_line_only(tmp_path):
+    good = [f"212{e}0000" for e in range(200, 1000)]
+    text = "\n".join(good[:400] + ["212555O100"] + good[400:]) + "\n"  # letter O, not zero
+    keys, _, bad, bad_count, _ = read_all(write(tmp_path / "l.txt", text), "lines", chunk_bytes=4096)
+    assert len(keys) == 800 and bad_count == 1 and bad[0].line == 401
+
+
+def test_ftc_full_list_is_area_code_comma_number(tmp_path):
+    path = write(tmp_path / "ftc.txt", "201,2001234\n202,3004567\n203,1234567\n2045550123\n")
+    keys, _, bad, _, _ = read_all(path, "ftc")
+    assert e164s(keys) == ["+12012001234", "+12023004567", "+12045550123"]
+    assert [b.line for b in bad] == [3]
+
+
+def test_ftc_change_list_gives_additions_and_deletions_with_the_flag_in_any_field(tmp_path):
+    text = "201,2001234,A\n202,3004567,D,2026-11-01\nA,2035550123\n204,5550123,X\n"
+    keys, deletions, bad, _, _ = read_all(write(tmp_path / "c.txt", text, "gzip"), "ftc-changes")
+    assert e164s(keys) == ["+12012001234", "+12035550123"]
+    assert e164s(deletions) == ["+12023004567"]
+    assert [(b.line, "flag" in b.reason) for b in bad] == [(4, True)]
+
+
+def test_uk_tps_fixed_width_records_with_a_five_character_code_or_twelve_characters(tmp_path):
+    text = "0207 9460958\n01212345678 \n02071234567\n0207946095x \n0207946095812345\n"
+    keys, _, bad, _, _ = read_all(write(tmp_path / "tps.txt", text), "tps", GB)
+    assert e164s(keys, GB) == ["+441212345678", "+442071234567", "+442079460958"]
+    assert [b.line for b in bad] == [4, 5]
+
+
+def test_csv_with_a_column_by_name_or_index(tmp_path):
+    text = 'id,name,phone\n1,"Doe, J",+1 212 555 0100\n2,x,not-a-number\n3,y,\n4,z,2125550101\n'
+    path = write(tmp_path / "l.csv", text)
+    keys, _, bad, _, _ = read_all(path, "csv", column="Phone")
+    assert e164s(keys) == ["+12125550100", "+12125550101"]
+    assert [(b.line, b.reason) for b in bad] == [(3, "not a phone number"), (4, "empty")]
+    assert e164s(read_all(path, "csv", column="3")[0]) == ["+12125550100", "+12125550101"]
+    with pytest.raises(FormatError, match="no column named"):
+        read_all(path, "csv", column="mobile")
+
+
+def test_a_truncated_gzip_file_is_an_error_not_a_short_list(tmp_path):
+    path = tmp_path / "cut.gz"
+    rng = random.Random(3)
+    data = "".join(f"212{rng.randrange(2000000, 9999999)}\n" for _ in range(50000)).encode()
+    path.write_bytes(gzip.compress(data)[:100_000])
+    with pytest.raises(FormatError, match="cannot read"):
+        read_all(path, "lines")
+
+
+def test_checksum_is_the_sha256_of_the_file_as_given(tmp_path):
+    import hashlib
+
+    path = write(tmp_path / "l.gz", "2125550100\n", "gzip")
+    source = Source(path)
+    for _ in read_batches(source, "lines", NANP):
+        pass
+    assert source.checksum == "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_shard_and_offset_round_trip_for_nanp_uk_and_other_countries():
+    for e164 in ("+12125550100", "+19999999999", "+12002000000", "+442079460958", "+441212345678",
+                 "+4915112345678", "+79991234567", "+390612345678"):
+        cc, nsn = split_e164(e164)
+        scheme = scheme_for_country({"1": "US", "44": "GB", "49": "DE", "7": "RU", "39": "IT"}[cc])
+        shard, offset = scheme.locate(nsn)
+        assert (shard, offset) == locate_e164(e164)
+        assert scheme.e164(scheme.shard_id(shard), offset) == e164
+        assert 0 <= offset < scheme.shard_bits
+    assert locate_e164("+12121550100")[0] == "-"  # exchange 155 cannot exist
+    with pytest.raises(BadNumber):
+        NANP.nsn_from_digits("12345")
+
+
+def test_packed_bitmaps_use_redis_bit_order(redis_client):
+    builder = BitmapBuilder(GB, memory_bytes=1)  # forces folding of evicted byte maps
+    keys = [GB.key(n) for n in ("2079460958", "2079000000", "1212345678", "2079999999", "2079460958")]
+    for key in keys:
+        builder.add([key])
+    shards = dict(builder.shards())
+    for nsn in ("2079460958", "2079000000", "1212345678", "2079999999", "2079460959"):
+        shard, offset = GB.locate(nsn)
+        redis_client.set("bm:" + shard, shards[GB.shard_id(shard)])
+        assert redis_client.getbit("bm:" + shard, offset) == (nsn != "2079460959")
+    assert pack(bytes([1, 0, 0, 0, 0, 0, 0, 1])) == b"\x81"
