@@ -74,7 +74,7 @@ def decide(request: ScreeningRequest, facts: Facts, pack: PolicyPack | None) -> 
     rule(*_automatic_dialing(campaign, pack, facts, at))
     basis, basis_failure, basis_detail = _basis(facts, campaign, pack, at)
     rule("basis", basis_failure, basis_detail)
-    rule(*_registries(facts, campaign, pack, basis, at))
+    rule(*_registries(facts, campaign, pack, basis if basis_failure is None else None, at))
     subdivision = facts.contact.subdivision or number.subdivision
     hours_failure, hours_detail, zone = _calling_hours(number, facts, campaign, pack, subdivision, at)
     rule("calling_hours", hours_failure, hours_detail)
@@ -135,8 +135,6 @@ def _consent_problem(consent: Consent, campaign: Campaign, pack: PolicyPack, at:
     """Why a basis record that covers the campaign's purpose does not hold now (None: it holds)."""
     if consent.withdrawn_at is not None and consent.withdrawn_at <= at:
         return Reason.CONSENT_WITHDRAWN
-    if consent.captured_at > at:
-        return Reason.NO_BASIS
     if consent.expires_at is not None and consent.expires_at <= at:
         return Reason.CONSENT_EXPIRED
     if consent.basis is LegalBasis.EXISTING_RELATIONSHIP:
@@ -149,14 +147,15 @@ def _consent_problem(consent: Consent, campaign: Campaign, pack: PolicyPack, at:
     return None
 
 
-def _voice_records(consents: tuple[Consent, ...]) -> list[Consent]:
-    return [c for c in consents if c.channel == "voice"]
+def _voice_records(consents: tuple[Consent, ...], at: datetime) -> list[Consent]:
+    """Voice-channel records that existed at ``at`` (a record captured later proves nothing then)."""
+    return [c for c in consents if c.channel == "voice" and c.captured_at <= at]
 
 
 def _best_valid(consents: tuple[Consent, ...], campaign: Campaign, pack: PolicyPack, at: datetime,
                 accepted: tuple[LegalBasis, ...]) -> Consent | None:
     valid = [
-        c for c in _voice_records(consents)
+        c for c in _voice_records(consents, at)
         if c.covers(campaign.purpose) and c.basis in accepted and _consent_problem(c, campaign, pack, at) is None
     ]
     if not valid:
@@ -172,7 +171,7 @@ def _basis(facts: Facts, campaign: Campaign, pack: PolicyPack,
     if best is not None:
         return _basis_of(best, campaign), None, (
             f"{best.basis.value} {best.id} from {best.source} on {best.captured_at:%Y-%m-%d} covers {campaign.purpose}")
-    voice = _voice_records(facts.consents)
+    voice = _voice_records(facts.consents, at)
     covering = [c for c in voice if c.covers(campaign.purpose)]
     problems = {_consent_problem(c, campaign, pack, at): c for c in covering if c.basis in accepted}
     for reason in CONSENT_FAILURES:
@@ -186,6 +185,9 @@ def _basis(facts: Facts, campaign: Campaign, pack: PolicyPack,
     if voice:
         purposes = ", ".join(sorted({p for c in voice for p in c.purposes}))
         return None, Reason.PURPOSE_MISMATCH, f"records cover {purposes}, not {campaign.purpose}"
+    later = [c for c in facts.consents if c.captured_at > at and c.covers(campaign.purpose)]
+    if later:
+        return None, Reason.NO_BASIS, f"no basis on record at that time ({later[0].id} was captured later)"
     return None, Reason.NO_BASIS, "no consent or other basis on record"
 
 
