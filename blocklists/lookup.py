@@ -144,7 +144,7 @@ class RedisRegistryLookup:
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=self.refresh_seconds + 2)
+            self._thread.join(timeout=5)
             self._thread = None
 
     def _run(self) -> None:
@@ -155,7 +155,7 @@ class RedisRegistryLookup:
                     pubsub = self.client.pubsub(ignore_subscribe_messages=True)
                     pubsub.subscribe(storage.EVENTS_CHANNEL)
                     self.refresh()  # anything published before the subscription took effect
-                message = pubsub.get_message(timeout=self.refresh_seconds)
+                message = pubsub.get_message(timeout=min(self.refresh_seconds, 0.5))
                 if self._stop.is_set():
                     break
                 if message is not None or self._clock() - self._snapshot.taken >= self.refresh_seconds:

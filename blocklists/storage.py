@@ -146,7 +146,12 @@ class BitmapBuilder:
         return bytemap
 
     def _fold(self, shard_id: int, bytemap: bytearray) -> None:
-        bits = pack(memoryview(bytemap)[self.scheme.base:])
+        base = self.scheme.base
+        last = bytemap.rfind(1)  # pack only up to the last marked number
+        if last < base:
+            return
+        end = base + ((last - base) // 8 + 1) * 8
+        bits = pack(memoryview(bytemap)[base:end])
         previous = self._packed.get(shard_id)
         self._packed[shard_id] = merge(previous, bits) if previous else bits
 

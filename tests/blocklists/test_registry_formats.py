@@ -80,7 +80,7 @@ def test_the_fast_chunk_parser_agrees_with_the_line_parser_on_a_large_clean_file
 
 def test_one_bad_line_in_a_chunk_costs_that_line_only(tmp_path):
     good = [f"212{e}0000" for e in range(200, 1000)]
-    text = "\n".join(good[:400] + ["212555O100"] + good[400:]) + "\n"  # letter O, not zero
+    text = "\n".join([*good[:400], "212555O100", *good[400:]]) + "\n"  # letter O, not zero
     keys, _, bad, bad_count, _ = read_all(write(tmp_path / "l.txt", text), "lines", chunk_bytes=4096)
     assert len(keys) == 800 and bad_count == 1 and bad[0].line == 401
 
