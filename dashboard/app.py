@@ -145,17 +145,18 @@ def create_app(
 
 
 def _default_registry_status(settings: Settings, client: redis.Redis | None) -> Callable[[], list[Any]] | None:
-    """Hook for the do-not-call registries package: its ``status`` function, if it has one."""
+    """Registry freshness from :mod:`blocklists` against the policy packs' age limits; None
+    (the overview then says no registries are loaded) when that package is absent."""
     try:
-        from blocklists import registry as registries  # type: ignore[attr-defined]
+        from blocklists.registry import RegistryManager
     except ImportError:
-        return None
-    status = getattr(registries, "status", None)
-    if status is None:
         return None
 
     def read() -> list[Any]:
-        return list(status(services().client))
+        svc = services()
+        book = svc.screener.policies
+        packs = [book.get(j) for j in book.jurisdictions()]
+        return list(RegistryManager(svc.client).status([p for p in packs if p is not None]))
 
     return read
 
@@ -180,6 +181,7 @@ def _register_template_helpers(app: Flask) -> None:
         channel_label=formatting.channel_label,
         regulator_label=formatting.regulator_label,
         role_label=formatting.role_label,
+        registry_state=formatting.registry_state,
         masked_number=formatting.masked_number,
         masked_digest=formatting.masked_digest,
     )

@@ -64,6 +64,12 @@ REGULATORS = {
     "dpa": _l("EU data protection authority"),
     "other": _l("another authority"),
 }
+REGISTRY_STATES = {
+    "fresh": _l("fresh"),
+    "stale": _l("out of date"),
+    "missing": _l("required, not loaded"),
+    "loaded": _l("loaded"),
+}
 ROLES = {
     "supervisor": _l("supervisor"),
     "compliance": _l("compliance officer"),
@@ -85,6 +91,10 @@ def channel_label(channel: Any) -> str:
 
 def regulator_label(regulator: Any) -> str:
     return str(REGULATORS.get(str(regulator), str(regulator)))
+
+
+def registry_state(state: Any) -> str:
+    return str(REGISTRY_STATES.get(str(state), str(state)))
 
 
 def role_label(role: Any) -> str:

@@ -75,13 +75,12 @@ def build_services(
 
 
 def _default_registries(settings: Settings, client: redis.Redis) -> Any:
-    """The do-not-call registry lookup from :mod:`blocklists`, when that package provides one."""
+    """The do-not-call registry lookup from :mod:`blocklists` (refreshed lazily on use)."""
     try:
-        from blocklists import registry  # type: ignore[attr-defined]
+        from blocklists.lookup import registry_lookup_for
     except ImportError:
         return None
-    factory = getattr(registry, "lookup_for", None)
-    return factory(settings, client) if factory is not None else None
+    return registry_lookup_for(client)
 
 
 def services() -> Services:
