@@ -1,0 +1,218 @@
+"""Batch pre-scrub and the registry CLI: same answers as the dial-time check, one summary record."""
+
+import csv
+import io
+import random
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from blocklists.lookup import RedisRegistryLookup
+from blocklists.registry import RegistryManager
+from blocklists.scrub import BatchScreener, PrefixNormalizer, ScrubJob, scrub_csv
+from callscreen.cli.main import main
+from callscreen.models import Campaign, Consent, Contact, LegalBasis, OptOut
+from callscreen.numbers import InvalidNumber, normalize
+from callscreen.screening import build_screener
+from callscreen.store import number_key
+from tests_support import TEST_ENCRYPTION_KEY, TEST_HASH_KEY, TEST_LOG_KEY
+
+AT = datetime(2026, 11, 20, 14, 0, tzinfo=UTC)  # Friday: 09:00 in New York, 14:00 in London
+
+
+def consent(consent_id, basis=LegalBasis.CONSENT, **extra):
+    return Consent(consent_id, "", ("promotions",), basis, "web_form", AT - timedelta(days=10), **extra)
+
+
+@pytest.fixture
+def world(settings, redis_client, tmp_path):
+    """US and UK campaigns, registries loaded a day ago, and a few numbers with records."""
+    manager = RegistryManager(redis_client, clock=lambda: AT - timedelta(days=1))
+    (tmp_path / "dnc.txt").write_text("212,5550101\n212,5550102\n305,5550123\n")
+    manager.import_file("us-dnc", tmp_path / "dnc.txt", fmt="ftc", country="US")
+    (tmp_path / "tps.txt").write_text("02079460958\n")
+    manager.import_file("gb-tps", tmp_path / "tps.txt", fmt="tps", country="GB")
+    (tmp_path / "ctps.txt").write_text("01212345678\n")
+    manager.import_file("gb-ctps", tmp_path / "ctps.txt", fmt="tps", country="GB")
+    lookup = RedisRegistryLookup(redis_client)
+    screener = build_screener(settings, redis_client, registries=lookup)
+    store = screener.store
+    store.put_campaign(Campaign("us-promo", "promotions", "US", "US", "America/New_York"))
+    store.put_campaign(Campaign("uk-promo", "promotions", "GB", "GB", "Europe/London"))
+    store.add_consent(normalize("+12125550100"), consent("c-1"))
+    store.add_consent(normalize("+12125550102"), consent("c-2"))
+    store.add_consent(normalize("+12125550103"), consent("ebr", LegalBasis.EXISTING_RELATIONSHIP,
+                                                         relationship="purchase"))
+    store.add_consent(normalize("+12125550104"), consent("c-4"))
+    store.add_opt_out(normalize("+12125550104"), OptOut(None, "call", AT - timedelta(days=1)))
+    store.add_consent(normalize("+13055550100"), consent("c-fl"), Contact("America/Los_Angeles", "US-CA"))
+    for raw in ("+442079460958", "+442071234567", "+441212345678"):
+        store.add_consent(normalize(raw), consent(f"li-{raw[-3:]}", LegalBasis.LEGITIMATE_INTEREST))
+    return screener, lookup
+
+
+US_LEADS = [
+    ["1", "Ann", "+1 212 555 0100"],  # consent (exempts the DNC)
+    ["2", "Bob", "(212) 555-0101"],  # on the DNC, no basis
+    ["3", "Cy", "212.555.0102"],  # on the DNC with consent
+    ["4", "Di", "2125550103"],  # existing relationship
+    ["5", "Ed", "12125550104"],  # opted out
+    ["6", "Flo", "12345"],  # not a number
+    ["7", "Gus", ""],  # no number
+    ["8", "Hal", "+1 305 555 0100"],  # consent, contact zone known: 06:00 in Los Angeles
+    ["9", "Ivy", "+1 212 555 0199"],  # nothing on file
+    ["10", "Jo", "+44 20 7946 0958"],  # a UK number for a US campaign
+]
+UK_LEADS = [["a", "020 7946 0958"], ["b", "020 7123 4567"], ["c", "0121 234 5678"], ["d", "07400 123456"],
+            ["e", "+1 212 555 0100"]]
+
+
+def scrub_rows(screener, lookup, campaign_id, header, rows, column=None, **options):
+    source = screener.store.client  # the same store
+    campaign = screener.store.get_campaign(campaign_id)
+    pack = screener.policies.for_campaign(campaign)
+    path = options.pop("path")
+    with open(path, "w", newline="") as handle:
+        csv.writer(handle).writerows([header, *rows])
+    out = io.StringIO()
+    engine = options.pop("engine", None) or BatchScreener(source, screener.vault, campaign, pack, AT, lookup)
+    summary = scrub_csv(engine, path, out, column=column, **options)
+    return list(csv.reader(io.StringIO(out.getvalue()))), summary
+
+
+def test_scrub_answers_every_row_exactly_as_the_dial_time_check_would(world, tmp_path):
+    screener, lookup = world
+    for campaign_id, header, rows, column in (("us-promo", ["id", "name", "Phone"], US_LEADS, None),
+                                              ("uk-promo", ["ref", "tel"], UK_LEADS, "tel")):
+        out, summary = scrub_rows(screener, lookup, campaign_id, header, rows, column, path=tmp_path / "in.csv")
+        assert out[0] == [*header, "result", "reason"]
+        assert [row[:-2] for row in out[1:]] == rows  # input kept, no number added
+        for row, line in zip(rows, out[1:], strict=True):
+            number_cell = row[-1]
+            expected = screener.screen(number_cell, campaign_id, AT, dry_run=True)
+            assert line[-2:] == [expected.result.value, expected.reason.value], row
+        assert summary.rows == len(rows)
+    us, _ = scrub_rows(screener, lookup, "us-promo", ["id", "name", "phone"], US_LEADS, path=tmp_path / "us.csv")
+    assert [line[-1] for line in us[1:]] == [
+        "consent", "no_basis", "consent", "existing_relationship", "opted_out", "invalid_number",
+        "invalid_number", "outside_calling_hours", "no_basis", "no_basis"]
+    uk, _ = scrub_rows(screener, lookup, "uk-promo", ["ref", "tel"], UK_LEADS, "2", path=tmp_path / "uk.csv")
+    assert [line[-1] for line in uk[1:]] == [
+        "national_dnc", "legitimate_interest", "national_dnc", "no_basis", "consent"]
+
+
+def test_scrub_reports_bad_rows_with_line_numbers_and_counts_no_attempt_and_logs_nothing_per_row(
+        world, redis_client, tmp_path):
+    screener, lookup = world
+    out, summary = scrub_rows(screener, lookup, "us-promo", ["id", "name", "phone"], US_LEADS,
+                              path=tmp_path / "in.csv")
+    assert summary.bad_rows == 2
+    assert summary.bad_samples == [(7, "not a valid phone number"), (8, "no number in column 3")]
+    assert summary.allowed == 3 and summary.blocked == 7
+    assert summary.reasons["no_basis"] == 3
+    digest = screener.vault.digest("+12125550100")
+    assert redis_client.zcard(number_key(digest, "attempts")) == 0
+    assert screener.log.tail(5) == []
+
+
+def test_scrub_in_worker_processes_gives_the_same_rows_in_the_same_order(world, settings, tmp_path):
+    screener, lookup = world
+    rng = random.Random(11)
+    rows = [[str(i), rng.choice(["+1 212 555 01%02d" % rng.randrange(6), "2125550101", "bad", "",
+                                 f"{rng.randrange(200, 999)}{rng.randrange(200, 999)}{rng.randrange(10000):04d}"])]
+            for i in range(3000)]
+    single, _ = scrub_rows(screener, lookup, "us-promo", ["id", "phone"], rows, path=tmp_path / "a.csv",
+                           batch_rows=250)
+    campaign = screener.store.get_campaign("us-promo")
+    job = ScrubJob(settings.redis_url, settings.hash_key, settings.encryption_key, campaign,
+                   screener.policies.for_campaign(campaign), AT)
+    multi, summary = scrub_rows(screener, lookup, "us-promo", ["id", "phone"], rows, path=tmp_path / "b.csv",
+                                engine=job, workers=2, batch_rows=250)
+    assert multi == single and summary.rows == 3000
+
+
+def test_the_exchange_cache_agrees_with_full_normalization():
+    rng = random.Random(5)
+    spellings = []
+    for _ in range(3000):
+        digits = f"{rng.randrange(100, 1000)}{rng.randrange(0, 1000):03d}{rng.randrange(10000):04d}"
+        spelled = rng.choice([digits, "1" + digits, "+1" + digits, f"({digits[:3]}) {digits[3:6]}-{digits[6:]}",
+                              f"+1 {digits[:3]}.{digits[3:6]}.{digits[6:]}", "001" + digits, digits[:9]])
+        spellings.append(spelled)
+    for region in ("US", "GB"):
+        fast = PrefixNormalizer(region)
+        for raw in spellings:
+            try:
+                expected = normalize(raw, region)
+            except InvalidNumber:
+                expected = None
+            try:
+                got = fast(raw)
+            except InvalidNumber:
+                got = None
+            assert got == expected, (raw, region)
+
+
+# --- the command line ---------------------------------------------------------------------------
+
+@pytest.fixture
+def cli(valkey_server, redis_client, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CALLSCREEN_REDIS_URL", valkey_server.url)
+    monkeypatch.setenv("CALLSCREEN_HASH_KEY", TEST_HASH_KEY.hex())
+    monkeypatch.setenv("CALLSCREEN_ENCRYPTION_KEY", TEST_ENCRYPTION_KEY.hex())
+    monkeypatch.setenv("CALLSCREEN_LOG_KEY", TEST_LOG_KEY.hex())
+
+    def run(*args):
+        code = main(list(args))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def test_registry_commands_import_list_status_diff_and_drop(cli, tmp_path):
+    (tmp_path / "dnc.txt").write_text("201,2001234\n202,2001234\nbroken line\n")
+    code, out, _ = cli("registry", "import", "dnc.txt", "--id", "us-dnc", "--country", "US", "--quiet")
+    assert code == 0 and "loaded 2 numbers from 3 lines" in out and "line 3: expected 'area code,number'" in out
+    (tmp_path / "changes.txt").write_text("203,2001234,A\n201,2001234,D\n")
+    code, out, _ = cli("registry", "import", "changes.txt", "--id", "us-dnc", "--changes", "--quiet")
+    assert code == 0 and "+1 -1, now 2 numbers" in out
+    code, out, _ = cli("registry", "list")
+    assert code == 0 and "us-dnc" in out and " 2 " in out
+    code, out, _ = cli("registry", "status")
+    assert code == 1  # gb-tps and gb-ctps are required by the GB pack but not loaded
+    assert "us-dnc       fresh" in out and "gb-tps       missing" in out
+    code, out, _ = cli("registry", "diff", "dnc.txt", "--id", "us-dnc", "--format", "ftc")
+    assert code == 0 and "only in dnc.txt: 1  +12012001234" in out and "in both: 1" in out
+    code, out, _ = cli("registry", "drop", "us-dnc")
+    assert code == 0 and "dropped" in out
+    code, _, err = cli("registry", "drop", "us-dnc")
+    assert code == 3 and err.strip() == "callscreen: registry 'us-dnc' is not loaded"
+
+
+def test_registry_import_errors_are_one_clear_line(cli, tmp_path):
+    code, _, err = cli("registry", "import", "missing.txt", "--id", "us-dnc", "--country", "US")
+    assert code == 3 and err.strip() == "callscreen: missing.txt: no such file"
+    (tmp_path / "junk.txt").write_text("junk\n")
+    code, _, err = cli("registry", "import", "junk.txt", "--id", "us-dnc", "--country", "US", "--quiet")
+    assert code == 3 and "holds no valid number" in err and len(err.strip().splitlines()) == 1
+
+
+def test_scrub_command_writes_the_rows_and_one_summary_record(cli, tmp_path, redis_client):
+    (tmp_path / "dnc.txt").write_text("212,5550101\n")
+    cli("registry", "import", "dnc.txt", "--id", "us-dnc", "--country", "US", "--quiet")
+    cli("campaign", "add", "us-promo", "--purpose", "promotions", "--jurisdiction", "US",
+        "--timezone", "America/New_York")
+    (tmp_path / "leads.csv").write_text("name,phone\nAnn,+1 212 555 0100\nBob,nope\n")
+    code, _, err = cli("scrub", "leads.csv", "--campaign", "us-promo", "--at", "2026-11-20T15:00:00Z",
+                       "--out", "out.csv", "--quiet")
+    assert code == 0, err
+    assert (tmp_path / "out.csv").read_text() == ("name,phone,result,reason\nAnn,+1 212 555 0100,BLOCK,no_basis\n"
+                                                  "Bob,nope,BLOCK,invalid_number\n")
+    assert "scrubbed 2 rows" in err and "line 3: not a valid phone number" in err
+    records = redis_client.xrange("cs:{log}:stream")
+    kinds = [b'"kind":"scrub"' in fields[b"body"] for _id, fields in records]
+    assert kinds.count(True) == 1 and len(records) == 1
+    code, _, err = cli("scrub", "leads.csv", "--campaign", "nope", "--quiet")
+    assert code == 3 and err.strip() == "callscreen: no campaign 'nope'"
