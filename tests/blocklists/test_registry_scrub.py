@@ -104,7 +104,7 @@ def test_scrub_answers_every_row_exactly_as_the_dial_time_check_would(world, tmp
 def test_scrub_reports_bad_rows_with_line_numbers_and_counts_no_attempt_and_logs_nothing_per_row(
         world, redis_client, tmp_path):
     screener, lookup = world
-    out, summary = scrub_rows(screener, lookup, "us-promo", ["id", "name", "phone"], US_LEADS,
+    _out, summary = scrub_rows(screener, lookup, "us-promo", ["id", "name", "phone"], US_LEADS,
                               path=tmp_path / "in.csv")
     assert summary.bad_rows == 2
     assert summary.bad_samples == [(7, "not a valid phone number"), (8, "no number in column 3")]
@@ -118,7 +118,7 @@ def test_scrub_reports_bad_rows_with_line_numbers_and_counts_no_attempt_and_logs
 def test_scrub_in_worker_processes_gives_the_same_rows_in_the_same_order(world, settings, tmp_path):
     screener, lookup = world
     rng = random.Random(11)
-    rows = [[str(i), rng.choice(["+1 212 555 01%02d" % rng.randrange(6), "2125550101", "bad", "",
+    rows = [[str(i), rng.choice([f"+1 212 555 01{rng.randrange(6):02d}", "2125550101", "bad", "",
                                  f"{rng.randrange(200, 999)}{rng.randrange(200, 999)}{rng.randrange(10000):04d}"])]
             for i in range(3000)]
     single, _ = scrub_rows(screener, lookup, "us-promo", ["id", "phone"], rows, path=tmp_path / "a.csv",
