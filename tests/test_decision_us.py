@@ -132,7 +132,6 @@ def test_registries_are_skipped_for_non_advertising_calls() -> None:
     assert check(decision, "registries").detail == "no do-not-call registry applies"
 
 
-@pytest.mark.xfail(strict=True, reason="decision._registries exempts on a basis that failed (withdrawn consent)")
 def test_withdrawn_consent_does_not_exempt_the_number_from_the_registry_in_the_trace() -> None:
     known = facts(consent(withdrawn_at=WEDNESDAY_NOON - DAY),
                   registries=(registry("us-dnc", listed=True, loaded_at=WEDNESDAY_NOON - DAY),))
