@@ -235,3 +235,10 @@ def test_mask_shows_only_the_country_code_first_group_and_last_two_digits(number
 def test_mask_hides_at_least_half_of_the_national_digits() -> None:
     masked = mask("+376712345")  # Andorra: shown as '+376 712 *45', one of six digits hidden
     assert masked.count("*") >= 3
+
+
+@pytest.mark.xfail(strict=True, reason="phonenumbers maps Kaliningrad (+7 4012) to Europe/Bucharest, which keeps "
+                                       "summer time; normalize passes it through")
+def test_kaliningrad_numbers_are_in_the_kaliningrad_zone() -> None:
+    assert normalize("+7 4012 12-34-56").timezones == ("Europe/Kaliningrad",)
+    assert "Europe/Bucharest" not in normalize("+79991234567").timezones
