@@ -173,6 +173,16 @@ def test_a_local_pack_can_extend_a_shipped_one(tmp_path: Path) -> None:
     assert de.hours == eu.hours
 
 
+@pytest.mark.xfail(strict=True, reason="PolicyBook.load merges only the direct parent: extending bg (which extends "
+                                       "eu) fails with 'hours: no window for mon'")
+def test_a_local_pack_can_extend_a_pack_that_itself_extends_another(tmp_path: Path) -> None:
+    write_pack(tmp_path, '[pack]\nid = "bg-sofia"\nextends = "bg"\nversion = "1"\njurisdiction = "BG-22"\n',
+               "bg-sofia.toml")
+    sofia, bg = PolicyBook.load(tmp_path).get("BG-22"), PolicyBook.load().get("BG")
+    assert sofia.advertising_bases == bg.advertising_bases
+    assert sofia.hours == bg.hours
+
+
 # --- malformed packs ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize(
