@@ -32,6 +32,28 @@ US_STATES = {
 }
 _STATE_CODES = set(US_STATES.values())
 
+# phonenumbers' zone data for the shared +7 code lists Kazakh zones for Russian numbers and
+# stands Europe/Bucharest in for Kaliningrad (which keeps UTC+2 all year, unlike Bucharest).
+RUSSIAN_ZONES = frozenset({
+    "Europe/Kaliningrad", "Europe/Moscow", "Europe/Simferopol", "Europe/Kirov", "Europe/Volgograd",
+    "Europe/Astrakhan", "Europe/Saratov", "Europe/Ulyanovsk", "Europe/Samara", "Asia/Yekaterinburg",
+    "Asia/Omsk", "Asia/Novosibirsk", "Asia/Barnaul", "Asia/Tomsk", "Asia/Novokuznetsk", "Asia/Krasnoyarsk",
+    "Asia/Irkutsk", "Asia/Chita", "Asia/Yakutsk", "Asia/Khandyga", "Asia/Vladivostok", "Asia/Ust-Nera",
+    "Asia/Magadan", "Asia/Sakhalin", "Asia/Srednekolymsk", "Asia/Kamchatka", "Asia/Anadyr",
+})
+ZONE_CORRECTIONS = {("RU", "Europe/Bucharest"): "Europe/Kaliningrad"}
+
+
+def _zones_for(parsed: phonenumbers.PhoneNumber, region: str) -> tuple[str, ...]:
+    zones = []
+    for zone in timezone.time_zones_for_number(parsed):
+        zone = ZONE_CORRECTIONS.get((region, zone), zone)
+        if zone == "Etc/Unknown" or (region == "RU" and zone not in RUSSIAN_ZONES):
+            continue
+        if zone not in zones:
+            zones.append(zone)
+    return tuple(zones)
+
 
 class InvalidNumber(ValueError):
     """The input is not a dialable phone number."""
@@ -90,7 +112,7 @@ def normalize(raw: str, default_region: str | None = None) -> PhoneNumber:
     if not phonenumbers.is_valid_number(parsed):
         raise InvalidNumber(f"not a valid number: {raw!r}")
     region = phonenumbers.region_code_for_number(parsed) or ""
-    zones = tuple(z for z in timezone.time_zones_for_number(parsed) if z != "Etc/Unknown")
+    zones = _zones_for(parsed, region)
     return PhoneNumber(
         e164=phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164),
         region=region,
@@ -102,8 +124,9 @@ def normalize(raw: str, default_region: str | None = None) -> PhoneNumber:
 def mask(e164: str) -> str:
     """Show a number the way supervisors see it: ``+7 999 ***-**-67``.
 
-    Keeps the country code, the first group (operator or area code) and the last two
-    digits; every other digit becomes ``*`` while the international grouping stays.
+    Keeps the country code and the last two digits. The first group (operator or area code)
+    stays visible only when it is space-separated and at least six digits remain after it, so
+    at least half of a short number is always hidden. Grouping is kept.
     """
     try:
         parsed = phonenumbers.parse(e164)
@@ -111,17 +134,15 @@ def mask(e164: str) -> str:
     except phonenumbers.NumberParseException:
         return "***"
     country, _, rest = formatted.partition(" ")
-    groups = rest.split(" ", 1)
-    if len(groups) == 1:
-        head, tail = "", groups[0]
-    else:
-        head, tail = groups[0] + " ", groups[1]
-    digits_seen = sum(c.isdigit() for c in tail)
+    head, _, tail = rest.partition(" ")
+    if not tail or sum(c.isdigit() for c in tail) < 6:
+        head, tail = "", rest
+    digits_left = sum(c.isdigit() for c in tail)
     out = []
     for char in tail:
         if char.isdigit():
-            digits_seen -= 1
-            out.append(char if digits_seen < 2 else "*")
+            digits_left -= 1
+            out.append(char if digits_left < 2 else "*")
         else:
             out.append(char)
-    return f"{country} {head}{''.join(out)}"
+    return f"{country} {head + ' ' if head else ''}{''.join(out)}"
