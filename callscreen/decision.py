@@ -138,7 +138,8 @@ def _consent_problem(consent: Consent, campaign: Campaign, pack: PolicyPack, at:
     if consent.expires_at is not None and consent.expires_at <= at:
         return Reason.CONSENT_EXPIRED
     if consent.basis is LegalBasis.EXISTING_RELATIONSHIP:
-        days = pack.ebr_inquiry_days if consent.relationship == "inquiry" else pack.ebr_purchase_days
+        # An unrecorded relationship type gets the shorter (inquiry) window.
+        days = pack.ebr_purchase_days if consent.relationship == "purchase" else pack.ebr_inquiry_days
         if consent.captured_at + timedelta(days=days) <= at:
             return Reason.CONSENT_EXPIRED
     if (consent.basis is LegalBasis.CONSENT and consent.source in pack.verification_required_for

@@ -154,6 +154,22 @@ def _bases(where: str, values: Iterable[str]) -> tuple[LegalBasis, ...]:
         raise PolicyError(f"{where}: {exc}") from exc
 
 
+def _int(where: str, table: dict[str, Any], name: str, default: int = 0) -> int:
+    value = table.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise PolicyError(f"{where}.{name}: {value!r} is not a whole number of days")
+    return value
+
+
+def _strings(where: str, table: dict[str, Any], name: str, required: bool = False) -> tuple[str, ...]:
+    if required and name not in table:
+        raise KeyError(name)
+    value = table.get(name, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise PolicyError(f"{where}.{name}: {value!r} is not a list of strings like [\"a\", \"b\"]")
+    return tuple(value)
+
+
 def _cap(where: str, table: dict[str, Any]) -> AttemptCap:
     try:
         cap = AttemptCap(int(table["max"]), timedelta(hours=float(table["window_hours"])))
@@ -164,14 +180,8 @@ def _cap(where: str, table: dict[str, Any]) -> AttemptCap:
     return cap
 
 
-def parse_pack(data: dict[str, Any], source: str, parent: dict[str, Any] | None = None) -> PolicyPack:
-    """Build a pack from TOML data; ``parent`` is the data of the pack it ``extends``."""
-    if parent:
-        merged = {**parent, **data}
-        for section in ("bases", "consent", "existing_relationship", "registries", "attempts"):
-            merged[section] = {**parent.get(section, {}), **data.get(section, {})}
-        merged["hours"] = {**parent.get("hours", {}), **data.get("hours", {})}
-        data = merged
+def parse_pack(data: dict[str, Any], source: str) -> PolicyPack:
+    """Build a pack from TOML data (with its ``extends`` ancestors already merged in)."""
     where = source
     try:
         pack = data["pack"]
@@ -193,15 +203,18 @@ def parse_pack(data: dict[str, Any], source: str, parent: dict[str, Any] | None 
             version=str(pack["version"]),
             jurisdiction=str(pack["jurisdiction"]).upper(),
             name=str(pack.get("name", pack["id"])),
-            advertising_bases=_bases(f"{where}: bases.advertising", bases["advertising"]),
-            other_bases=_bases(f"{where}: bases.other", bases["other"]),
-            verification_required_for=tuple(data.get("consent", {}).get("verification_required_for", ())),
+            advertising_bases=_bases(f"{where}: bases.advertising",
+                                     _strings(f"{where}: bases", bases, "advertising", True)),
+            other_bases=_bases(f"{where}: bases.other", _strings(f"{where}: bases", bases, "other", True)),
+            verification_required_for=_strings(f"{where}: consent", data.get("consent", {}),
+                                               "verification_required_for"),
             automatic_dialing=automatic,
-            ebr_purchase_days=int(ebr.get("after_purchase_days", 0)),
-            ebr_inquiry_days=int(ebr.get("after_inquiry_days", 0)),
-            registries=tuple(registries.get("required", ())),
-            registry_max_age_days=int(registries.get("max_age_days", 0)),
-            registry_exempt_bases=_bases(f"{where}: registries.exempt_bases", registries.get("exempt_bases", ())),
+            ebr_purchase_days=_int(f"{where}: existing_relationship", ebr, "after_purchase_days"),
+            ebr_inquiry_days=_int(f"{where}: existing_relationship", ebr, "after_inquiry_days"),
+            registries=_strings(f"{where}: registries", registries, "required"),
+            registry_max_age_days=_int(f"{where}: registries", registries, "max_age_days"),
+            registry_exempt_bases=_bases(f"{where}: registries.exempt_bases",
+                                         _strings(f"{where}: registries", registries, "exempt_bases")),
             hours=hours,
             subdivision_hours=subdivision_hours,
             attempt_cap=_cap(f"{where}: attempts", attempts) if "max" in attempts else None,
@@ -217,6 +230,30 @@ def parse_pack(data: dict[str, Any], source: str, parent: dict[str, Any] | None 
         if isinstance(exc, PolicyError):
             raise
         raise PolicyError(f"{where}: {exc}") from exc
+
+
+def _merge(parent: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+    """A child pack replaces its parent's fields section by section (hours table by table)."""
+    merged = {**parent, **data}
+    for section, value in parent.items():
+        if isinstance(value, dict) and isinstance(data.get(section), dict):
+            merged[section] = {**value, **data[section]}
+    return merged
+
+
+def _resolved(stem: str, raw: dict[str, tuple[dict[str, Any], str]],
+              seen: tuple[str, ...]) -> tuple[dict[str, Any], str]:
+    """A pack's data with every ancestor named by ``extends`` merged in, parents first."""
+    data, source = raw[stem]
+    parent_id = data.get("pack", {}).get("extends")
+    if not parent_id:
+        return data, source
+    if parent_id in seen or parent_id == stem:
+        raise PolicyError(f"{source}: extends forms a cycle through {parent_id!r}")
+    if parent_id not in raw:
+        raise PolicyError(f"{source}: extends unknown pack {parent_id!r}")
+    parent, _ = _resolved(parent_id, raw, (*seen, stem))
+    return _merge(parent, data), source
 
 
 class PolicyBook:
@@ -237,15 +274,7 @@ class PolicyBook:
                     raw[path.stem] = (tomllib.loads(path.read_text(encoding="utf-8")), str(path))
                 except tomllib.TOMLDecodeError as exc:
                     raise PolicyError(f"{path}: {exc}") from exc
-        packs = []
-        for _stem, (data, source) in raw.items():
-            parent_id = data.get("pack", {}).get("extends")
-            parent = None
-            if parent_id:
-                if parent_id not in raw:
-                    raise PolicyError(f"{source}: extends unknown pack {parent_id!r}")
-                parent = raw[parent_id][0]
-            packs.append(parse_pack(data, source, parent))
+        packs = [parse_pack(*_resolved(stem, raw, ())) for stem in raw]
         return cls(packs)
 
     def jurisdictions(self) -> list[str]:

@@ -118,7 +118,6 @@ def test_hours_for_an_unknown_state_are_every_table() -> None:
     assert len(us.attempt_caps_for(None)) == 3
 
 
-@pytest.mark.xfail(strict=True, reason="some sections of the shipped packs carry no source comment")
 def test_every_section_of_a_shipped_pack_cites_its_source() -> None:
     """Each default is stated with its source in a comment, in or just above its section."""
     uncited = []
@@ -173,8 +172,6 @@ def test_a_local_pack_can_extend_a_shipped_one(tmp_path: Path) -> None:
     assert de.hours == eu.hours
 
 
-@pytest.mark.xfail(strict=True, reason="PolicyBook.load merges only the direct parent: extending bg (which extends "
-                                       "eu) fails with 'hours: no window for mon'")
 def test_a_local_pack_can_extend_a_pack_that_itself_extends_another(tmp_path: Path) -> None:
     write_pack(tmp_path, '[pack]\nid = "bg-sofia"\nextends = "bg"\nversion = "1"\njurisdiction = "BG-22"\n',
                "bg-sofia.toml")
@@ -244,7 +241,6 @@ def test_malformed_pack_fails_with_an_error_naming_file_and_field(tmp_path: Path
                      "consent.verification_required_for", id="verification-list-written-as-a-string"),
     ],
 )
-@pytest.mark.xfail(strict=True, reason="policy.parse_pack: scalar fields and string lists are not validated by name")
 def test_mistyped_scalar_or_list_fails_naming_the_field(tmp_path: Path, old, new, field) -> None:
     path = write_pack(tmp_path, variant(old, new))
     with pytest.raises(PolicyError) as caught:
