@@ -56,8 +56,8 @@ class ComplaintError(ValueError):
 class Status(StrEnum):
     NEW = "new"
     INVESTIGATING = "investigating"
-    ESCALATED = "escalated"
     RESOLVED = "resolved"
+    ESCALATED = "escalated"
 
 
 TRANSITIONS: dict[Status, frozenset[Status]] = {

@@ -21,14 +21,13 @@ PAD_BOTTOM = 32
 
 
 def _nice_max(value: int) -> int:
-    """Round an axis maximum up to 1, 2 or 5 times a power of ten."""
-    if value <= 5:
-        return 5
-    magnitude = 10 ** (len(str(value)) - 1)
-    for step in (1, 2, 5, 10):
-        if value <= step * magnitude:
-            return step * magnitude
-    return 10 * magnitude
+    """An axis maximum of 4, 8 or 20 times a power of ten, so the four grid steps are whole numbers."""
+    magnitude = 1
+    while True:
+        for step in (4, 8, 20):
+            if value <= step * magnitude:
+                return step * magnitude
+        magnitude *= 10
 
 
 def daily_bars(days: Sequence[DayCounts], *, title: str, decisions_label: str, blocks_label: str) -> Markup:

@@ -79,7 +79,7 @@ def _case_page(complaint: Complaint, errors: dict[str, str] | None = None, statu
         provenance=book.provenance(complaint),
         consents=services().store.consents_for(complaint.number_digest),
         suppressed=book.suppression_active(complaint),
-        transitions=sorted(t.value for t in TRANSITIONS[complaint.status]),
+        transitions=[s.value for s in Status if s in TRANSITIONS[complaint.status]],
         regulators=REGULATORS, zone=local_zone(),
     ), status
 

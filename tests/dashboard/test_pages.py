@@ -304,3 +304,10 @@ def test_admin_creates_and_revokes_an_api_token(as_role, svc):
     token_id = svc.tokens.list()[0].id
     post_form(client, "/admin/users", f"/admin/tokens/{token_id}/revoke", {})
     assert svc.tokens.verify(secret) is None
+
+
+def test_chart_axis_steps_are_whole_numbers():
+    from dashboard.charts import _nice_max
+
+    assert [_nice_max(v) for v in (0, 3, 5, 9, 21, 79, 81, 150_001)] == [4, 4, 8, 20, 40, 80, 200, 200_000]
+    assert all(_nice_max(v) % 4 == 0 and _nice_max(v) >= v for v in range(0, 5000, 7))
