@@ -221,16 +221,16 @@ class RegistryManager:
 
     # --- full import --------------------------------------------------------------------------
 
-    def import_file(self, registry_id: str, path: str | Path, *, fmt: str, country: str, kind: str = "national",
-                    source: str = "", version: str = "", column: str | None = None, force: bool = False,
-                    progress: Progress | None = None, bad_limit: int = 1000) -> ImportReport:
+    def import_file(self, registry_id: str, path: str | Path | Source, *, fmt: str, country: str,
+                    kind: str = "national", source: str = "", version: str = "", column: str | None = None,
+                    force: bool = False, progress: Progress | None = None, bad_limit: int = 1000) -> ImportReport:
         """Load ``path`` as the new generation of ``registry_id`` and switch to it atomically."""
         check_id(registry_id)
         if kind not in KINDS:
             raise RegistryError(f"kind must be one of {', '.join(KINDS)}")
         scheme = _scheme(country)
         started = time.perf_counter()
-        file = Source(path)
+        file = _source(path)
         with self._locked(registry_id):
             self._expire_orphans(registry_id)
             live = self.get(registry_id)
@@ -352,7 +352,7 @@ class RegistryManager:
 
     # --- change lists ---------------------------------------------------------------------------
 
-    def apply_changes(self, registry_id: str, path: str | Path, *, fmt: str = "ftc-changes", version: str = "",
+    def apply_changes(self, registry_id: str, path: str | Path | Source, *, fmt: str = "ftc-changes", version: str = "",
                       column: str | None = None, progress: Progress | None = None,
                       bad_limit: int = 1000) -> ImportReport:
         """Apply additions and deletions to the live generation, in place (see module doc).
@@ -361,7 +361,7 @@ class RegistryManager:
         blocks calls). Formats other than ``ftc-changes`` hold additions only.
         """
         started = time.perf_counter()
-        file = Source(path)
+        file = _source(path)
         with self._locked(registry_id):
             live = self._require(registry_id)
             scheme = _scheme(live.country)
@@ -471,7 +471,7 @@ class RegistryManager:
 
     def _file_bitmaps(self, path: str | Path, fmt: str, scheme: Scheme, column: str | None) -> dict[str, bytes]:
         builder = storage.BitmapBuilder(scheme, self.memory_bytes)
-        for batch in read_batches(Source(path), fmt, scheme, column=column):
+        for batch in read_batches(_source(path), fmt, scheme, column=column):
             builder.add(batch.keys)
         return {scheme.shard_name(shard_id): bitmap for shard_id, bitmap in builder.shards()}
 
@@ -527,6 +527,10 @@ def _scheme(country: str) -> Scheme:
         return scheme_for_country(country)
     except ValueError as exc:
         raise RegistryError(str(exc)) from exc
+
+
+def _source(path: str | Path | Source) -> Source:
+    return path if isinstance(path, Source) else Source(path)
 
 
 def _text(value: Any) -> str:

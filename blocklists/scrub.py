@@ -6,15 +6,16 @@ decision log gets one summary record for the whole run, not one per number.
 
 Speed comes from batching, never from a different decision:
 - numbers are normalized with :func:`callscreen.numbers.normalize`, except NANP numbers
-  already spelled as 10/11 digits or ``+1…``, whose validity and geography (region, time
-  zones, state) depend only on the area code and exchange: those are computed once per
-  area code + exchange by ``normalize`` itself and reused (:class:`PrefixNormalizer`);
-- facts are read for thousands of numbers per pipeline: one ``EXISTS`` over the number's
-  fact keys plus the registry ``GETBIT`` per number; only numbers that have any record get
-  the full :class:`~callscreen.store.FactQuery`;
+  spelled as 10/11 digits or ``+1…``, whose validity and geography (region, time zones,
+  state) depend only on the area code and exchange: those are computed once per area code +
+  exchange by ``normalize`` itself and reused (:class:`PrefixNormalizer`);
+- facts are probed for thousands of numbers per round trip: one ``EXISTS`` over the number's
+  fact keys; only numbers that have any record get the full :class:`~callscreen.store.FactQuery`;
+- registry bits are read from the live generation's shard bitmaps, fetched once per shard
+  (:class:`RegistryBits`) — the same bits the dial-time ``GETBIT`` reads;
 - :func:`callscreen.decision.decide` is pure, so its answer for a number without records is
-  reused for every number with the same geography and registry status.
-- ``workers`` > 1 spreads batches over processes (order is kept).
+  reused for every number with the same geography and registry status;
+- ``workers`` > 1 spreads batches over processes (output order is kept).
 """
 
 from __future__ import annotations
@@ -31,18 +32,23 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import hiredis
 import redis
 
+from blocklists import storage
+from blocklists.lookup import RedisRegistryLookup
+from blocklists.numbering import NANP, locate_e164
 from callscreen.crypto import NumberVault
 from callscreen.decision import ScreeningRequest, decide
-from callscreen.models import Campaign, Decision, Facts, Reason, Result
+from callscreen.models import Campaign, Decision, Facts, Reason, RegistryStatus, Result
 from callscreen.numbers import MAX_INPUT_LENGTH, InvalidNumber, PhoneNumber, normalize
 from callscreen.policy import PolicyPack
-from callscreen.store import FactQuery, RegistryLookup, number_key, run_pipeline
+from callscreen.store import Command, FactQuery, RegistryLookup, StoreError, number_key, run_pipeline
 
 BATCH_ROWS = 5000
 NUMBER_HEADERS = ("phone", "number", "phone_number", "msisdn", "tel", "telephone", "mobile", "e164")
 _SEPARATORS = re.compile(r"[\s\-.()/\u00a0\u2010-\u2015]+")  # as callscreen.numbers cleans input
+_ASCII_SEPARATORS = str.maketrans("", "", " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f-.()/")  # the ASCII part of it
 _NANP_REGIONS = frozenset({
     "US", "CA", "AG", "AI", "AS", "BB", "BM", "BS", "DM", "DO", "GD", "GU", "JM", "KN", "KY", "LC",
     "MP", "MS", "PR", "SX", "TC", "TT", "VC", "VG", "VI",
@@ -69,7 +75,7 @@ class PrefixNormalizer:
     def __call__(self, raw: str) -> PhoneNumber:
         if len(raw) > MAX_INPUT_LENGTH:
             return normalize(raw, self.default_region)
-        text = _SEPARATORS.sub("", raw.strip())
+        text = raw.translate(_ASCII_SEPARATORS) if raw.isascii() else _SEPARATORS.sub("", raw.strip())
         nsn = None
         if text.startswith("+1") and len(text) == 12 and text[1:].isdigit():
             nsn = text[2:]
@@ -119,6 +125,88 @@ class ScrubSummary:
         }
 
 
+_FACT_KINDS = (*FactQuery.KINDS, "attempts")
+if number_key("d", "") + "x" != number_key("d", "x"):  # the scrub builds fact keys as a prefix + kind
+    raise ImportError("callscreen.store.number_key no longer ends with the kind")
+
+
+class RegistryBits:
+    """Registry answers for a scrub, read from the shard bitmaps of the live generation.
+
+    The dial-time path asks Redis one ``GETBIT`` per number; a scrub of a million numbers asks
+    for each *shard* once (at most ~330 for the US) and reads the bits locally — same
+    generation, same answer. If the generation is retired and expires before a shard is
+    fetched (a scrub running past the grace period of a reload), the scrub stops with an error
+    rather than read a missing shard as "not listed".
+    """
+
+    def __init__(self, client: redis.Redis, lookup: RedisRegistryLookup, registry_ids: Sequence[str]) -> None:
+        self.client = client
+        self.registry_ids = tuple(registry_ids)
+        self.snapshot = lookup.refresh()
+        self._bitmaps: dict[tuple[str, int, str], bytes] = {}
+        self._statuses: dict[tuple[bool, ...], tuple[RegistryStatus, ...]] = {}
+
+    def statuses(self, e164: str) -> tuple[RegistryStatus, ...]:
+        if len(e164) == 12 and e164[1] == "1":  # NANP, already validated: area code + 7 digits
+            shard, offset = "1:" + e164[2:5], int(e164[5:]) - NANP.base
+        else:
+            shard, offset = locate_e164(e164)
+        byte, mask = offset >> 3, 0x80 >> (offset & 7)
+        flags = []
+        for registry_id in self.registry_ids:
+            entry = self.snapshot.registries.get(registry_id)
+            if entry is None:
+                flags.append(False)
+                continue
+            bitmap = self._bitmaps.get((registry_id, entry[0], shard))
+            if bitmap is None:
+                bitmap = self._fetch(registry_id, entry[0], shard)
+            flags.append(byte < len(bitmap) and bool(bitmap[byte] & mask))
+        pattern = tuple(flags)
+        found = self._statuses.get(pattern)
+        if found is None:
+            found = self._statuses[pattern] = tuple(
+                RegistryStatus(rid, listed, entry[1] if entry else None)
+                for rid, listed, entry in zip(self.registry_ids, pattern,
+                                              (self.snapshot.registries.get(r) for r in self.registry_ids),
+                                              strict=True))
+        return found
+
+    def _fetch(self, registry_id: str, generation: int, shard: str) -> bytes:
+        bitmap, alive = run_pipeline(self.client, [
+            ("GET", storage.shard_key(registry_id, generation, shard)),
+            ("EXISTS", storage.shards_key(registry_id, generation)),
+        ])
+        if isinstance(bitmap, Exception) or isinstance(alive, Exception):
+            raise StoreError(f"registry {registry_id} unreadable: {bitmap if isinstance(bitmap, Exception) else alive}")
+        if not alive:
+            raise StoreError(f"registry {registry_id} was replaced while the scrub ran; run the scrub again")
+        self._bitmaps[(registry_id, generation, shard)] = bitmap or b""
+        return bitmap or b""
+
+
+def bulk(client: redis.Redis, commands: Sequence[Command]) -> list[Any]:
+    """Send many commands in one write and read every reply: the pipeline without its per-command
+    Python bookkeeping (hiredis packs the commands). Errors come back as exceptions in the list."""
+    connection = client.connection_pool.get_connection()
+    try:
+        connection.send_packed_command([b"".join(map(hiredis.pack_command, commands))], check_health=False)
+        replies = []
+        read = connection.read_response
+        for _ in range(len(commands)):
+            try:
+                replies.append(read(disable_decoding=True))
+            except redis.ResponseError as exc:
+                replies.append(exc)
+        return replies
+    except (redis.RedisError, OSError) as exc:
+        connection.disconnect()
+        raise StoreError(f"store unavailable: {exc}") from exc
+    finally:
+        client.connection_pool.release(connection)
+
+
 class BatchScreener:
     """Decides a batch of raw numbers for one campaign at one moment (no logging, no attempts)."""
 
@@ -133,52 +221,59 @@ class BatchScreener:
         self.registry_ids = tuple(pack.registries) if campaign.advertising else ()
         self.normalizer = PrefixNormalizer(campaign.default_region)
         self._memo: dict[tuple[Any, ...], Decision] = {}
+        self._bits: RegistryBits | None = None
+        if isinstance(registries, RedisRegistryLookup) and self.registry_ids:
+            self._bits = RegistryBits(client, registries, self.registry_ids)
 
     def screen(self, raws: Sequence[str]) -> list[tuple[Result, Reason]]:
+        """(result, reason) per raw number, in order."""
         numbers: list[PhoneNumber | None] = []
+        normalizer = self.normalizer
         for raw in raws:
             try:
-                numbers.append(self.normalizer(raw))
+                numbers.append(normalizer(raw))
             except InvalidNumber:
                 numbers.append(None)
-        digests = [self.vault.digest(n.e164) if n else "" for n in numbers]
-        plans: list[list[Any]] = []
-        commands: list[Any] = []
-        for number, digest in zip(numbers, digests, strict=True):
+        digest = self.vault.digest
+        digests = [digest(n.e164) if n else "" for n in numbers]
+        kinds = _FACT_KINDS
+        commands: list[Command] = []
+        per_number = 1
+        for number, key in zip(numbers, digests, strict=True):
             if number is None:
-                plans.append([])
                 continue
-            keys = [number_key(digest, kind) for kind in (*FactQuery.KINDS, "attempts")]
-            registry_commands = self.registries.commands(number, self.registry_ids) if self.registries else []
-            plan = [("EXISTS", *keys), *registry_commands]
-            plans.append(plan)
-            commands.extend(plan)
-        replies = run_pipeline(self.client, commands) if commands else []
+            base = number_key(key, "")
+            commands.append(("EXISTS", *[base + kind for kind in kinds]))
+            if self._bits is None and self.registries is not None:
+                planned = self.registries.commands(number, self.registry_ids)
+                per_number = 1 + len(planned)
+                commands.extend(planned)
+        replies = bulk(self.client, commands) if commands else []
         out: list[tuple[Result, Reason]] = []
         index = 0
         full: list[int] = []
-        for position, (raw, number, plan) in enumerate(zip(raws, numbers, plans, strict=True)):
+        for position, (raw, number) in enumerate(zip(raws, numbers, strict=True)):
             if number is None:
                 out.append((Result.BLOCK, Reason.INVALID_NUMBER))
                 continue
-            mine = replies[index:index + len(plan)]
-            index += len(plan)
+            mine = replies[index:index + per_number]
+            index += per_number
             if isinstance(mine[0], Exception):
-                raise mine[0]
+                raise StoreError(f"fact lookup failed: {mine[0]}")
             if mine[0]:  # the number has records: gather its facts in full below
                 full.append(position)
                 out.append((Result.BLOCK, Reason.SCREENING_UNAVAILABLE))
                 continue
-            statuses = self._statuses(number, mine[1:])
+            if self._bits is not None:
+                statuses = self._bits.statuses(number.e164)
+            elif self.registries is not None:
+                statuses = self.registries.parse(number, self.registry_ids, mine[1:])
+            else:
+                statuses = ()
             out.append(self._decide_empty(raw, number, statuses))
         if full:
             self._screen_full(raws, numbers, digests, full, out)
         return out
-
-    def _statuses(self, number: PhoneNumber, replies: Sequence[Any]) -> tuple[Any, ...]:
-        if self.registries is None:
-            return ()
-        return self.registries.parse(number, self.registry_ids, replies)
 
     def _decide_empty(self, raw: str, number: PhoneNumber, statuses: tuple[Any, ...]) -> tuple[Result, Reason]:
         key = (number.region, number.timezones, number.subdivision, statuses)
@@ -231,16 +326,27 @@ _worker: BatchScreener | None = None
 
 def _init_worker(job: ScrubJob) -> None:
     global _worker
-    from blocklists.lookup import RedisRegistryLookup
-
     client = redis.Redis.from_url(job.redis_url)
     _worker = BatchScreener(client, NumberVault(job.hash_key, job.encryption_key), job.campaign, job.pack,
                             job.at, RedisRegistryLookup(client))
 
 
-def _work(raws: list[str]) -> list[tuple[Result, Reason]]:
+_ANSWERS = [(result, reason) for result in Result for reason in Reason]
+_ANSWER_CODE = {answer: code for code, answer in enumerate(_ANSWERS)}
+
+
+def _work(raws: list[str]) -> bytes:
+    """Answers of a batch as one byte each (cheap to send back from a worker process)."""
     assert _worker is not None
-    return _worker.screen(raws)
+    return bytes(_ANSWER_CODE[answer] for answer in _worker.screen(raws))
+
+
+class _Decoded:
+    def __init__(self, pending: Any) -> None:
+        self.pending = pending
+
+    def get(self) -> list[tuple[Result, Reason]]:
+        return [_ANSWERS[code] for code in self.pending.get()]
 
 
 def _number_column(header: list[str] | None, column: str | None) -> int:
@@ -303,7 +409,8 @@ def scrub_csv(screener_or_job: BatchScreener | ScrubJob, source: str | Path, out
         if isinstance(screener_or_job, ScrubJob) and workers > 1:
             context = multiprocessing.get_context("fork")
             with context.Pool(workers, _init_worker, (screener_or_job,)) as pool:
-                pending = ((rows, raws, lines, pool.apply_async(_work, (raws,))) for rows, raws, lines in batches)
+                pending = ((rows, raws, lines, _Decoded(pool.apply_async(_work, (raws,))))
+                           for rows, raws, lines in batches)
                 _drain(_lookahead(pending, workers * 2), writer, summary, index, bad_limit, progress)
         else:
             screener = screener_or_job
