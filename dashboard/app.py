@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
+from argon2 import PasswordHasher
 from flask import Flask, g, jsonify, render_template, request, session
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
@@ -59,11 +60,13 @@ def create_app(
     secure_cookies: bool | None = None,
     testing: bool = False,
     config: dict[str, Any] | None = None,
+    password_hasher: PasswordHasher | None = None,
 ) -> Flask:
     """Build the dashboard and intake API around one store.
 
     ``registry_status`` returns the do-not-call registries' freshness for the overview (the
     default asks :mod:`blocklists.registry` if it is installed and configured).
+    ``password_hasher`` defaults to argon2id with argon2-cffi's recommended parameters.
     """
     settings = settings or load_settings()
     settings.require_secrets()
@@ -107,7 +110,8 @@ def create_app(
     if registry_status is None:
         registry_status = _default_registry_status(settings, client)
     app.extensions[EXTENSION] = build_services(
-        settings, client, decision_log=decision_log, screener=screener, registry_status=registry_status
+        settings, client, decision_log=decision_log, screener=screener, registry_status=registry_status,
+        password_hasher=password_hasher,
     )
 
     csrf.init_app(app)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
+from argon2 import PasswordHasher
 from flask import current_app
 
 from callscreen.complaints import ComplaintBook
@@ -46,6 +47,7 @@ def build_services(
     decision_log: Any = None,
     screener: Any = None,
     registry_status: Callable[[], list[Any]] | None = None,
+    password_hasher: PasswordHasher | None = None,
 ) -> Services:
     if client is None:
         if not settings.redis_url:
@@ -64,7 +66,7 @@ def build_services(
         client=client,
         vault=vault,
         store=store,
-        users=UserStore(client),
+        users=UserStore(client, password_hasher),
         tokens=TokenStore(client),
         journal=AccessJournal(client),
         complaints=ComplaintBook(store, decision_log),

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from argon2 import PasswordHasher
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -18,6 +19,8 @@ from dashboard import create_app
 from dashboard.services import Services
 
 PASSWORD = "correct horse battery staple"
+# Real argon2id, with small cost parameters so the suite stays quick.
+FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 ROLES = ("supervisor", "compliance", "admin")
 NUMBER = "+79991234567"
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -29,9 +32,15 @@ def csrf_from(html: str) -> str:
     return match.group(1)
 
 
+def build(settings: Any, client: Any, **kwargs: Any) -> Flask:
+    """The app as tests use it: plain-http cookies, quick argon2 parameters."""
+    options: dict[str, Any] = {"password_hasher": FAST_HASHER, "secure_cookies": False, **kwargs}
+    return create_app(settings, client=client, **options)
+
+
 @pytest.fixture
 def app(settings: Any, redis_client: Any) -> Flask:
-    return create_app(settings, client=redis_client, secure_cookies=False)
+    return build(settings, redis_client)
 
 
 @pytest.fixture

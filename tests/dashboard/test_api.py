@@ -7,7 +7,7 @@ import pytest
 
 from callscreen.numbers import normalize
 from dashboard.api import bp as api_blueprint
-from tests.dashboard.conftest import NUMBER, calling_time
+from tests.dashboard.conftest import NUMBER, build, calling_time
 
 CONSENT = {
     "number": "+7 999 123-45-67",
@@ -203,10 +203,7 @@ def test_scrub_refuses_oversized_or_malformed_batches(api, campaign):
 
 
 def test_api_requests_are_rate_limited_per_token(settings, redis_client, svc):
-    from dashboard import create_app
-
-    app = create_app(settings, client=redis_client, secure_cookies=False,
-                     config={"CALLSCREEN_API_LIMIT": "3 per minute"})
+    app = build(settings, redis_client, config={"CALLSCREEN_API_LIMIT": "3 per minute"})
     secret = svc.tokens.add("burst")[1]
     client = app.test_client()
     codes = [client.get("/api/v1/decisions/d-x", headers={"Authorization": f"Bearer {secret}"}).status_code

@@ -4,7 +4,7 @@ import pytest
 
 from callscreen.config import ConfigError, Settings
 from dashboard import create_app
-from tests.dashboard.conftest import PASSWORD, csrf_from, login, post_form
+from tests.dashboard.conftest import FAST_HASHER, PASSWORD, csrf_from, login, post_form
 
 PAGES_BY_PERMISSION = {
     "/": ("supervisor", "compliance", "admin"),
@@ -60,7 +60,7 @@ def test_login_rate_limit_is_kept_in_the_shared_store(app, users, redis_client):
 
 
 def test_session_cookie_is_secure_httponly_and_samesite_lax(settings, redis_client, users):
-    secure_app = create_app(settings, client=redis_client)  # secure cookies by default
+    secure_app = create_app(settings, client=redis_client, password_hasher=FAST_HASHER)  # secure cookies by default
     client = secure_app.test_client()
     token = csrf_from(client.get("/login").get_data(as_text=True))
     response = client.post("/login", data={"username": "supervisor", "password": PASSWORD, "csrf_token": token})

@@ -5,7 +5,7 @@ import re
 
 from callscreen.numbers import normalize
 from dashboard.journal import JOURNAL_KEY
-from tests.dashboard.conftest import NUMBER, calling_time, post_form
+from tests.dashboard.conftest import NUMBER, build, calling_time, post_form
 
 MASKED = "+7 999 ***-**-67"
 
@@ -59,10 +59,9 @@ def test_overview_lists_required_registries_that_are_not_loaded(as_role):
 
 
 def test_overview_says_when_no_registry_is_loaded_and_lists_open_complaints(settings, redis_client, users):
-    from dashboard import create_app
     from tests.dashboard.conftest import login
 
-    app = create_app(settings, client=redis_client, secure_cookies=False, registry_status=lambda: [])
+    app = build(settings, redis_client, registry_status=lambda: [])
     svc = app.extensions["callscreen"]
     svc.complaints.file(normalize(NUMBER), calling_time(), "phone", filed_by="t")
     client = app.test_client()
@@ -77,7 +76,6 @@ def test_overview_shows_registry_freshness_from_the_hook(settings, redis_client,
     from datetime import UTC, datetime
 
     from blocklists.registry import RegistryInfo, StatusRow
-    from dashboard import create_app
     from tests.dashboard.conftest import login
 
     info = RegistryInfo(id="us-dnc", country="US", kind="national", source="ftc", version="1",
@@ -85,7 +83,7 @@ def test_overview_shows_registry_freshness_from_the_hook(settings, redis_client,
                         bad_lines=0, generation=1)
     rows = [StatusRow("us-dnc", info, ("us",), 31, 10.0, "stale"),
             StatusRow("gb-tps", None, ("gb",), 28, None, "missing")]
-    app = create_app(settings, client=redis_client, secure_cookies=False, registry_status=lambda: rows)
+    app = build(settings, redis_client, registry_status=lambda: rows)
     client = app.test_client()
     login(client, "supervisor")
     html = client.get("/").get_data(as_text=True)
@@ -130,10 +128,9 @@ def test_blocked_attempts_filter_by_time_range(as_role, svc, campaign):
 
 
 def test_blocked_attempts_are_paginated_by_cursor(settings, redis_client, users, campaign):
-    from dashboard import create_app
     from tests.dashboard.conftest import login
 
-    app = create_app(settings, client=redis_client, secure_cookies=False, config={"CALLSCREEN_PAGE_SIZE": 2})
+    app = build(settings, redis_client, config={"CALLSCREEN_PAGE_SIZE": 2})
     svc = app.extensions["callscreen"]
     for last in range(5):
         svc.screener.screen(f"+7999765432{last}", "spring", calling_time(), origin="test")
