@@ -35,7 +35,11 @@ class RegistryCollector(Collector):
         if registry is not None:
             registry.register(self)
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        """The metric names, without reading the store (prometheus calls this on registration)."""
+        yield from self._families()
+
+    def _families(self) -> tuple[GaugeMetricFamily, ...]:
         age = GaugeMetricFamily("callscreen_registry_age_seconds",
                                 "Seconds since the registry was last loaded or updated", labels=["registry"])
         records = GaugeMetricFamily("callscreen_registry_records", "Numbers on the registry", labels=["registry"])
@@ -45,6 +49,10 @@ class RegistryCollector(Collector):
                                   "1 when a required registry is missing or older than its policy limit",
                                   labels=["registry"])
         up = GaugeMetricFamily("callscreen_registry_store_up", "1 when the registry metadata could be read")
+        return age, records, bad, stale, up
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        age, records, bad, stale, up = self._families()
         try:
             infos = self.manager.list()
         except redis.RedisError:

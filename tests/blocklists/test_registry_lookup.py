@@ -137,3 +137,11 @@ def test_metrics_export_age_records_and_staleness_against_policy_limits(manager,
     assert value("callscreen_registry_stale", {"registry": "gb-tps"}) == 1
     assert value("callscreen_registry_stale", {"registry": "us-dnc"}) == 1  # required, not loaded
     assert value("callscreen_registry_store_up", {}) == 1
+
+
+def test_metrics_report_the_store_down_instead_of_failing_the_scrape():
+    dead = redis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
+    registry = CollectorRegistry()
+    RegistryCollector(dead, registry, {"us-dnc": 31})
+    assert registry.get_sample_value("callscreen_registry_store_up", {}) == 0
+    assert registry.get_sample_value("callscreen_registry_stale", {"registry": "us-dnc"}) is None
