@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import gzip
 import io
 import os
@@ -163,7 +164,7 @@ def main() -> None:
     args = parser.parse_args()
     parts = set(args.parts.split(","))
     rng = random.Random(2026)
-    out = print
+    out = functools.partial(print, flush=True)
     with EmbeddedServer(persist=False) as server, tempfile.TemporaryDirectory() as folder:
         work = Path(folder)
         client = redis.Redis.from_url(server.url)
@@ -271,26 +272,27 @@ def measure_scrub(client: redis.Redis, url: str, vault_keys: tuple[bytes, bytes]
     campaign = store.put_campaign(Campaign("bench", "promotions", "US", "US", "America/New_York"))
     pack = PolicyBook.load().for_campaign(campaign)
     assert pack is not None
-    leads = work / "leads.csv"
-    with open(leads, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["id", "phone"])
-        for i, e164 in enumerate(random_us(npas, rng, rows)):
-            spelled = e164 if i % 3 == 0 else f"({e164[2:5]}) {e164[5:8]}-{e164[8:]}" if i % 3 == 1 else e164[2:]
-            writer.writerow([i, spelled])
     at = datetime.now(UTC).replace(hour=17, minute=0) - timedelta(days=1)
-    for workers in (1, 2):
-        engine: BatchScreener | ScrubJob
-        if workers == 1:
-            engine = BatchScreener(client, vault, campaign, pack, at, lookup)
-        else:
-            engine = ScrubJob(url, vault_keys[0], vault_keys[1], campaign, pack, at)
-        with open(work / "scrubbed.csv", "w", newline="") as sink:
-            summary = scrub_csv(engine, leads, sink, workers=workers)
-        reasons = ", ".join(f"{k} {v:,}" for k, v in summary.reasons.most_common(4))
-        out(f"scrub of {summary.rows:,} rows with {workers} process(es): {summary.seconds:.1f} s = "
-            f"{summary.rate:,.0f} rows/s ({reasons})")
-
+    for spread_label, area in (("20 area codes", npas[:20]), (f"all {len(npas)} area codes", npas)):
+        leads = work / "leads.csv"
+        with open(leads, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["id", "phone"])
+            for i, e164 in enumerate(random_us(area, rng, rows)):
+                spelled = (e164 if i % 3 == 0 else f"({e164[2:5]}) {e164[5:8]}-{e164[8:]}" if i % 3 == 1
+                           else e164[2:])
+                writer.writerow([i, spelled])
+        for workers in (1, 2):
+            engine: BatchScreener | ScrubJob
+            if workers == 1:
+                engine = BatchScreener(client, vault, campaign, pack, at, lookup)
+            else:
+                engine = ScrubJob(url, vault_keys[0], vault_keys[1], campaign, pack, at)
+            with open(work / "scrubbed.csv", "w", newline="") as sink:
+                summary = scrub_csv(engine, leads, sink, workers=workers)
+            reasons = ", ".join(f"{k} {v:,}" for k, v in summary.reasons.most_common(4))
+            out(f"scrub of {summary.rows:,} rows over {spread_label}, {workers} process(es): "
+                f"{summary.seconds:.1f} s = {summary.rate:,.0f} rows/s ({reasons})")
 
 if __name__ == "__main__":
     main()
