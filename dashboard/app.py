@@ -22,6 +22,7 @@ from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from callscreen.config import ConfigError, Settings, load_settings
 from callscreen.numbers import mask
@@ -33,6 +34,7 @@ from dashboard.users import LOCALES
 HERE = Path(__file__).resolve().parent
 MAX_BODY_BYTES = 1024 * 1024
 SECURE_COOKIES_ENV = "CALLSCREEN_DASHBOARD_SECURE_COOKIES"
+PROXIES_ENV = "CALLSCREEN_DASHBOARD_PROXIES"
 
 
 def select_locale() -> str:
@@ -44,6 +46,13 @@ def select_locale() -> str:
     if chosen in LOCALES:
         return str(chosen)
     return request.accept_languages.best_match(LOCALES) or "en"
+
+
+def _proxies_default() -> int:
+    text = os.environ.get(PROXIES_ENV, "0").strip() or "0"
+    if not text.isdigit():
+        raise ConfigError(f"{PROXIES_ENV}: expected a number of proxies, got {text!r}")
+    return int(text)
 
 
 def _secure_cookies_default() -> bool:
@@ -61,12 +70,16 @@ def create_app(
     testing: bool = False,
     config: dict[str, Any] | None = None,
     password_hasher: PasswordHasher | None = None,
+    proxies: int | None = None,
 ) -> Flask:
     """Build the dashboard and intake API around one store.
 
     ``registry_status`` returns the do-not-call registries' freshness for the overview (the
     default asks :mod:`blocklists.registry` if it is installed and configured).
     ``password_hasher`` defaults to argon2id with argon2-cffi's recommended parameters.
+    ``proxies`` is the number of reverse proxies in front of the app whose ``X-Forwarded-*``
+    headers are trusted (default ``$CALLSCREEN_DASHBOARD_PROXIES`` or 0): the per-address login
+    limit must see the client's address, not the proxy's.
     """
     settings = settings or load_settings()
     settings.require_secrets()
@@ -126,6 +139,10 @@ def create_app(
     @login_manager.user_loader
     def load_user(session_id: str) -> Any:
         return services().users.load_session(session_id)
+
+    trusted = _proxies_default() if proxies is None else proxies
+    if trusted:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=trusted, x_proto=trusted, x_host=trusted)  # type: ignore[method-assign]
 
     _register_blueprints(app)
     _register_template_helpers(app)

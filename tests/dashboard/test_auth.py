@@ -4,7 +4,7 @@ import pytest
 
 from callscreen.config import ConfigError, Settings
 from dashboard import create_app
-from tests.dashboard.conftest import FAST_HASHER, PASSWORD, csrf_from, login, post_form
+from tests.dashboard.conftest import FAST_HASHER, PASSWORD, build, csrf_from, login, post_form
 
 PAGES_BY_PERMISSION = {
     "/": ("supervisor", "compliance", "admin"),
@@ -145,3 +145,16 @@ def test_app_refuses_to_start_without_a_session_secret(settings, redis_client):
 def test_app_refuses_to_start_without_number_keys(redis_client):
     with pytest.raises(ConfigError, match="hash_key"):
         create_app(Settings(dashboard_secret=b"s" * 32), client=redis_client, testing=True)
+
+
+def test_login_limit_per_address_sees_the_client_behind_a_trusted_proxy(settings, redis_client, users):
+    app = build(settings, redis_client, proxies=1, config={"CALLSCREEN_LOGIN_LIMIT_PER_ADDRESS": "2 per minute"})
+
+    def attempt(address: str) -> int:
+        client = app.test_client()
+        token = csrf_from(client.get("/login").get_data(as_text=True))
+        return client.post("/login", data={"username": "nobody", "password": "x", "csrf_token": token},
+                           headers={"X-Forwarded-For": address}).status_code
+
+    assert [attempt("198.51.100.1") for _ in range(3)] == [401, 401, 429]
+    assert attempt("198.51.100.2") == 401
