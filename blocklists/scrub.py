@@ -445,17 +445,23 @@ def _lookahead(items: Iterator[Any], depth: int) -> Iterator[Any]:
 def _drain(results: Iterator[tuple[list[list[str]], list[str], list[int], Any]], writer: Any,
            summary: ScrubSummary, index: int, bad_limit: int, progress: Callable[[int], None] | None) -> None:
     for rows, raws, lines, pending in results:
-        for row, raw, line, (result, reason) in zip(rows, raws, lines, pending.get(), strict=True):
-            writer.writerow([*row, result.value, reason.value])
-            summary.rows += 1
-            summary.reasons[reason.value] += 1
+        answers = pending.get()
+        if len(answers) != len(rows):
+            raise ScrubError("internal error: a batch came back with a different number of answers")
+        # Result and Reason are StrEnums: the csv module writes their values
+        writer.writerows([*row, result, reason] for row, (result, reason) in zip(rows, answers, strict=True))
+        summary.rows += len(rows)
+        for (result, reason), count in Counter(answers).items():
+            summary.reasons[reason.value] += count
             if result is Result.ALLOW:
-                summary.allowed += 1
+                summary.allowed += count
             else:
-                summary.blocked += 1
+                summary.blocked += count
             if reason is Reason.INVALID_NUMBER:
-                summary.bad_rows += 1
-                if len(summary.bad_samples) < bad_limit:
+                summary.bad_rows += count
+        if Reason.INVALID_NUMBER in summary.reasons and len(summary.bad_samples) < bad_limit:
+            for raw, line, (_result, reason) in zip(raws, lines, answers, strict=True):
+                if reason is Reason.INVALID_NUMBER and len(summary.bad_samples) < bad_limit:
                     why = "not a valid phone number" if raw.strip() else f"no number in column {index + 1}"
                     summary.bad_samples.append((line, why))
         if progress:

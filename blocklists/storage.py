@@ -17,7 +17,7 @@ for bits past the end of a string.
 Building: numbers are first marked in a *byte* map per shard (one byte per possible number;
 setting many bytes is a C-level loop), then packed 8:1 into the bitmap with a few big-integer
 shifts. Byte maps are kept for at most ``memory_bytes``; beyond that the least recently used
-is packed and merged (OR) into its bitmap.
+is packed and merged (OR) into its bitmap — as is any byte map the last batches did not touch.
 """
 
 from __future__ import annotations
@@ -118,6 +118,8 @@ class BitmapBuilder:
         self._maps: OrderedDict[int, bytearray] = OrderedDict()
         self._max_maps = max(1, memory_bytes // self._unit)
         self._packed: dict[int, bytes] = {}
+        self._touched: dict[int, int] = {}  # shard id -> number of the last batch that marked it
+        self._batch = 0
         self.accepted = 0  # keys added, duplicates included
 
     def add(self, keys: list[int]) -> None:
@@ -133,7 +135,14 @@ class BitmapBuilder:
             bytemap = self._bytemap(shard_id)
             setter = bytemap.__setitem__
             deque(map(setter, map(sub, islice(keys, start, end), repeat(shard_id * unit)), repeat(1)), maxlen=0)
+            self._touched[shard_id] = self._batch
             start = end
+        self._batch += 1
+        # Sorted input (the FTC delivers per area code) never returns to a shard: fold what the
+        # last batches did not touch, so memory stays at a few byte maps. Unsorted input touches
+        # every shard in every batch and keeps its byte maps.
+        for shard_id in [s for s in self._maps if self._touched[s] < self._batch - 2]:
+            self._fold(shard_id, self._maps.pop(shard_id))
 
     def _bytemap(self, shard_id: int) -> bytearray:
         bytemap = self._maps.get(shard_id)

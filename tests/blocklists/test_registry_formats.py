@@ -162,3 +162,18 @@ def test_packed_bitmaps_use_redis_bit_order(redis_client):
         redis_client.set("bm:" + shard, shards[GB.shard_id(shard)])
         assert redis_client.getbit("bm:" + shard, offset) == (nsn != "2079460959")
     assert pack(bytes([1, 0, 0, 0, 0, 0, 0, 1])) == b"\x81"
+
+
+def test_a_shard_folded_early_still_gets_numbers_that_come_later():
+    builder = BitmapBuilder(NANP)
+    early, late = NANP.key("2012001234"), NANP.key("2019999999")
+    builder.add([early])
+    for area in ("202", "203", "204", "205"):  # batches that do not touch 201: its byte map is folded
+        builder.add([NANP.key(area + "2000000")])
+    builder.add([late])
+    shards = dict(builder.shards())
+    bitmap = shards[NANP.shard_id("1:201")]
+    for nsn in ("2012001234", "2019999999"):
+        _shard, offset = NANP.locate(nsn)
+        assert bitmap[offset >> 3] & (0x80 >> (offset & 7))
+    assert sum(bin(b).count("1") for b in bitmap) == 2 and len(shards) == 5
