@@ -8,6 +8,7 @@ form carries a CSRF token; every page that shows personal data is sent ``no-stor
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import secrets
 from collections.abc import Callable
@@ -163,6 +164,22 @@ def create_app(
         return response
 
     return app
+
+
+def wsgi_settings() -> Settings:
+    """Production: settings as configured. Development: the data folder's embedded store and
+    the development keys kept beside it (only for that store, never for a configured one)."""
+    settings = load_settings()
+    from callscreen.cli.context import ensure_dev_secrets, running_embedded_url
+
+    embedded = running_embedded_url(settings)
+    if settings.redis_url and settings.redis_url != embedded:
+        return settings
+    if embedded is None:
+        raise RuntimeError(
+            "no store: set CALLSCREEN_REDIS_URL, or start the embedded one with `callscreen run`"
+        )
+    return dataclasses.replace(ensure_dev_secrets(settings), redis_url=embedded)
 
 
 def _default_registry_status(settings: Settings, client: redis.Redis | None) -> Callable[[], list[Any]] | None:
