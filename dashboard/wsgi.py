@@ -11,4 +11,5 @@ command line does.
 """
 
 from dashboard.app import create_app, wsgi_settings
+
 app = create_app(wsgi_settings())
