@@ -220,6 +220,7 @@ def _register_template_helpers(app: Flask) -> None:
         regulator_label=formatting.regulator_label,
         role_label=formatting.role_label,
         registry_state=formatting.registry_state,
+        field_error=formatting.field_error,
         masked_number=formatting.masked_number,
         masked_digest=formatting.masked_digest,
     )

@@ -1,4 +1,7 @@
-"""Blocked attempts: filter by campaign, reason and time range; newest first; paginated by cursor."""
+"""Blocked attempts: filter by campaign, reason and time range; newest first; paginated by cursor.
+
+Without a start date the page covers the last :data:`DEFAULT_DAYS` days.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from dashboard.services import services
 from dashboard.validation import Fields
 
 bp = Blueprint("blocked", __name__)
+DEFAULT_DAYS = 30
 BLOCK_REASONS = tuple(r.value for r in Reason if r.value not in
                       ("consent", "existing_relationship", "legitimate_interest"))
 
@@ -42,6 +46,8 @@ def index() -> Any:
         fields.fail("cursor", "not a page cursor")
         cursor = ""
     zone = local_zone()
+    if first is None:  # bound the scan: rare reasons would otherwise walk the whole log
+        first = datetime.now(zone).date() - timedelta(days=DEFAULT_DAYS - 1)
     start = datetime.combine(first, time(0), zone) if first else None
     end = datetime.combine(last + timedelta(days=1), time(0), zone) - timedelta(milliseconds=1) if last else None
     records, next_cursor = svc.log.query(

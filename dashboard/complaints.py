@@ -4,6 +4,7 @@ answers "where did you get my number", status changes and the dossier export."""
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
@@ -43,7 +44,7 @@ def index() -> Any:
 def new() -> Any:
     svc = services()
     fields = Fields(request.form)
-    values: dict[str, str] = {}
+    values = {"call_at": datetime.now(local_zone()).strftime("%Y-%m-%dT%H:%M"), "channel": "phone"}
     if request.method == "POST":
         values = {name: request.form.get(name, "")[:2000] for name in INTAKE_FIELDS}
         call_at = fields.when("call_at", required=True, local_zone=svc.settings.default_timezone,

@@ -6,10 +6,12 @@ with the zone name printed so nobody mistakes one for the other.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from flask_babel import gettext
 from flask_babel import lazy_gettext as _l
 
 from callscreen.crypto import SealError
@@ -137,3 +139,35 @@ def masked_digest(digest: str) -> str:
     except SealError:
         return "—"
     return mask(number) if number else "—"
+
+
+FIELD_MESSAGES = {
+    "required": _l("required"),
+    "must be text": _l("must be text"),
+    "is not valid Unicode text": _l("is not valid Unicode text"),
+    "contains control characters": _l("contains control characters"),
+    "contains control characters (line breaks included)": _l("contains control characters (line breaks included)"),
+    "is in the future": _l("is in the future"),
+    "is implausibly old": _l("is implausibly old"),
+    "not a date (YYYY-MM-DD)": _l("not a date (YYYY-MM-DD)"),
+    "not an ISO 8601 date and time (e.g. 2026-05-01T14:30:00+03:00)": _l("not a date and time"),
+    "letters, digits, '.', '_', ':' and '-' only": _l("letters, digits, '.', '_', ':' and '-' only"),
+    "must be true or false": _l("must be true or false"),
+}
+_AT_MOST = re.compile(r"^at most (\d+) characters$")
+
+
+def field_error(message: str) -> str:
+    """A validation message in the interface language (messages naming a value stay as they are,
+    prefixed with a translated summary)."""
+    known = FIELD_MESSAGES.get(message)
+    if known is not None:
+        return str(known)
+    match = _AT_MOST.match(message)
+    if match:
+        return gettext("at most %(n)d characters", n=int(match.group(1)))
+    if message.startswith(("not a phone number", "not a valid number", "number longer than")):
+        return f"{gettext('not a valid phone number')} ({message})"
+    if message.startswith("must be one of"):
+        return gettext("choose one of the offered values")
+    return message

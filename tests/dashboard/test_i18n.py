@@ -54,3 +54,16 @@ def test_compiled_catalog_matches_the_po_file():
     with (CATALOG / "messages.mo").open("rb") as handle:
         compiled = {m.id: m.string for m in read_mo(handle) if m.id}
     assert compiled == source, "run: pybabel compile -d dashboard/translations"
+
+
+def test_form_errors_are_shown_in_russian(app, users, campaign):
+    client = app.test_client()
+    login(client, "supervisor")
+    post_form(client, "/", "/language", {"locale": "ru"})
+    response = post_form(client, "/complaints/new", "/complaints/new",
+                         {"number": "12", "call_at": "", "caller_name": "a\nb", "channel": "phone"})
+    html = response.get_data(as_text=True)
+    assert response.status_code == 400
+    assert "неверный номер телефона" in html
+    assert "обязательно" in html
+    assert "содержит управляющие символы" in html
