@@ -167,7 +167,8 @@ def field_error(message: str) -> str:
     if match:
         return gettext("at most %(n)d characters", n=int(match.group(1)))
     if message.startswith(("not a phone number", "not a valid number", "number longer than")):
-        return f"{gettext('not a valid phone number')} ({message})"
+        summary = gettext("not a valid phone number")
+        return summary + " (" + message + ")"
     if message.startswith("must be one of"):
         return gettext("choose one of the offered values")
     return message
