@@ -27,9 +27,11 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from itertools import islice
 from pathlib import Path
 from typing import BinaryIO
 
+import phonenumbers
 import redis
 
 from blocklists.formats import Source
@@ -38,8 +40,8 @@ from blocklists.registry import RegistryManager
 from blocklists.scrub import BatchScreener, ScrubJob, scrub_csv
 from callscreen.crypto import NumberVault
 from callscreen.embedded import EmbeddedServer
-from callscreen.models import Campaign
-from callscreen.numbers import PhoneNumber
+from callscreen.models import Campaign, Consent, LegalBasis
+from callscreen.numbers import InvalidNumber, PhoneNumber, normalize
 from callscreen.policy import PolicyBook
 from callscreen.store import FactQuery, Store, run_pipeline
 
@@ -49,10 +51,13 @@ EXCHANGES = range(200, 1000)
 
 
 def area_codes(count: int, rng: random.Random) -> list[int]:
-    """Plausible NPAs: N[0-8]X, no N11 service codes, no 555/950/958/959/976 style specials."""
-    pool = [npa for npa in range(201, 990) if npa % 100 // 10 != 9 and npa % 100 != 11
-            and npa not in (555, 950, 958, 959, 976)]
-    return sorted(rng.sample(pool, count))
+    """US area codes in service (valid US numbers for phonenumbers), ``count`` of them."""
+    pool = []
+    for npa in range(201, 990):
+        parsed = phonenumbers.parse(f"+1{npa}2345678")
+        if phonenumbers.is_valid_number(parsed) and phonenumbers.region_code_for_number(parsed) == "US":
+            pool.append(npa)
+    return sorted(rng.sample(pool, min(count, len(pool))))
 
 
 class Templates:
@@ -146,6 +151,14 @@ def getbit_latency(client: redis.Redis, lookup: RedisRegistryLookup, numbers: li
         client.execute_command(*command)
         total += time.perf_counter() - started
     return total / len(numbers) * 1e6
+
+
+def _valid(raw: str) -> bool:
+    try:
+        normalize(raw, "US")
+    except InvalidNumber:
+        return False
+    return True
 
 
 def random_us(npas: list[int], rng: random.Random, count: int) -> list[str]:
@@ -289,6 +302,11 @@ def measure_scrub(client: redis.Redis, url: str, vault_keys: tuple[bytes, bytes]
                 spelled = (e164 if i % 3 == 0 else f"({e164[2:5]}) {e164[5:8]}-{e164[8:]}" if i % 3 == 1
                            else e164[2:])
                 writer.writerow([i, spelled])
+        with open(leads, newline="") as handle:  # 1 % of the leads have a consent on file
+            on_file = [row[1] for row in islice(csv.reader(handle), 1, None, 100)]
+        store.add_consents([(normalize(raw, "US"), Consent(f"c-{i}", "", ("promotions",), LegalBasis.CONSENT,
+                                                          "web_form", at - timedelta(days=30)), None)
+                            for i, raw in enumerate(on_file) if _valid(raw)])
         for workers in (1, 2):
             engine: BatchScreener | ScrubJob
             if workers == 1:
