@@ -172,7 +172,8 @@ def main() -> None:
     parser.add_argument("--file-numbers", type=float, default=10e6, help="lines in the on-disk parser test")
     parser.add_argument("--scrub-rows", type=float, default=1e6)
     parser.add_argument("--delta", type=int, default=100_000, help="additions and deletions in the change list")
-    parser.add_argument("--parts", default="reload,lookup,delta,files,scrub",
+    parser.add_argument("--uk-numbers", type=float, default=2e6, help="numbers in the UK TPS file")
+    parser.add_argument("--parts", default="reload,lookup,delta,files,uk,scrub",
                         help="what to measure after the full import (comma-separated)")
     args = parser.parse_args()
     parts = set(args.parts.split(","))
@@ -247,7 +248,11 @@ def main() -> None:
         if "files" in parts:
             measure_files(manager, npas, templates, int(args.file_numbers), work, out)
 
-        # 6. scrub: a lead list of NANP numbers spelled in several ways
+        # 6. the UK TPS format (line-by-line parser, 6-digit shards)
+        if "uk" in parts:
+            measure_uk(client, manager, rng, int(args.uk_numbers), work, out)
+
+        # 7. scrub: a lead list of NANP numbers spelled in several ways
         if "scrub" in parts:
             measure_scrub(client, server.url, vault_keys, lookup, npas, rng, int(args.scrub_rows), work, out)
     sys.stdout.flush()
@@ -282,6 +287,26 @@ def measure_files(manager: RegistryManager, npas: list[int], templates: Template
         out(f"import of {path.name} ({path.stat().st_size / 1e6:,.0f} MB, {report.accepted:,} lines): "
             f"{report.seconds:.1f} s = {report.rate:,.0f} numbers/s")
     manager.drop("us-file")
+
+
+def measure_uk(client: redis.Redis, manager: RegistryManager, rng: random.Random, count: int, work: Path,
+               out: Callable[..., None]) -> None:
+    """A TPS-like file: 10-digit UK numbers (mobile 07xxx and geographic 01xxx/02xxx), fixed width."""
+    path = work / "tps.txt"
+    prefixes = [f"07{rng.randrange(400, 999)}" for _ in range(300)] + [f"01{rng.randrange(100, 999)}"
+                                                                         for _ in range(300)]
+    with open(path, "w") as handle:
+        for _ in range(count // 1000):
+            prefix = rng.choice(prefixes)
+            handle.writelines(f"{prefix}{n:06d}\n" for n in sorted(rng.sample(range(1_000_000), 1000)))
+    before = used_memory(client)
+    report = manager.import_file("gb-tps", path, fmt="tps", country="GB", force=True)
+    info = report.info
+    assert info is not None
+    memory = used_memory(client) - before
+    out(f"UK TPS file of {report.accepted:,} numbers: {report.seconds:.1f} s = {report.rate:,.0f} numbers/s; "
+        f"{info.shards:,} shards, redis {memory / 1e6:,.1f} MB ({memory * 8 / max(info.records, 1):.1f} bits/number)")
+    manager.drop("gb-tps")
 
 
 def measure_scrub(client: redis.Redis, url: str, vault_keys: tuple[bytes, bytes], lookup: RedisRegistryLookup,

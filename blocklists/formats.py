@@ -223,7 +223,7 @@ class LineParser:
 
 
 def _decode(raw: bytes) -> str:
-    return raw.decode("utf-8") if raw.isascii() else raw.decode("utf-8", errors="strict")
+    return raw.decode("utf-8")
 
 
 def _slow_chunk(chunk: bytes, first_line: int, where: str, parse: LineParser, batch: Batch,

@@ -54,7 +54,7 @@ class RegistryCollector(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily]:
         age, records, bad, stale, up = self._families()
         try:
-            infos = self.manager.list()
+            infos = self.manager.loaded()
         except redis.RedisError:
             up.add_metric([], 0)
             yield up

@@ -163,7 +163,8 @@ class RegistryManager:
         raw = self.client.get(storage.current_key(registry_id))
         return None if raw is None else RegistryInfo.from_json(raw)
 
-    def list(self) -> list[RegistryInfo]:
+    def loaded(self) -> list[RegistryInfo]:
+        """Metadata of every loaded registry, by id."""
         ids = sorted(_text(i) for i in self.client.smembers(storage.INDEX_KEY))
         if not ids:
             return []
@@ -180,7 +181,7 @@ class RegistryManager:
         for pack in packs:
             for registry_id in pack.registries:
                 required.setdefault(registry_id, []).append((pack.id, pack.registry_max_age_days))
-        loaded = {info.id: info for info in self.list()}
+        loaded = {info.id: info for info in self.loaded()}
         rows = []
         for registry_id in sorted(set(loaded) | set(required)):
             info = loaded.get(registry_id)
@@ -200,7 +201,7 @@ class RegistryManager:
     def ages(self, now: datetime | None = None) -> list[tuple[str, float, int]]:
         """(registry id, age in seconds, record count) for every loaded registry: the metrics hook."""
         now = now or self.clock()
-        return [(info.id, info.age_seconds(now), info.records) for info in self.list()]
+        return [(info.id, info.age_seconds(now), info.records) for info in self.loaded()]
 
     def shard_bitmaps(self, registry_id: str) -> tuple[RegistryInfo, dict[str, bytes]]:
         """The live generation's bitmaps by shard name (for diff; reads the whole list)."""

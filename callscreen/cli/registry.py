@@ -176,7 +176,7 @@ def _import_summary(report: ImportReport, changes: bool) -> str:
 
 
 def run_list(args: argparse.Namespace, context: CliContext) -> int:
-    infos = _manager(context).list()
+    infos = _manager(context).loaded()
     if args.json:
         print(json.dumps([_info_json(i) for i in infos], indent=2))
         return EXIT_OK

@@ -52,7 +52,7 @@ def test_import_records_metadata_and_every_number_reads_as_listed(manager, tmp_p
     assert info.bad_samples == ("line 451: expected 'area code,number'",)
     assert all(listed(manager, "us-dnc", "+1" + n) for n in numbers)
     assert not listed(manager, "us-dnc", "+12012009999")
-    assert [i.id for i in manager.list()] == ["us-dnc"]
+    assert [i.id for i in manager.loaded()] == ["us-dnc"]
 
 
 def test_a_full_reload_switches_generation_and_retires_the_old_one_with_a_grace_ttl(manager, redis_client, tmp_path):
@@ -142,7 +142,7 @@ def test_drop_unloads_at_once_and_lets_the_keys_expire(manager, redis_client, tm
     manager.import_file("gb-tps", text_file(tmp_path / "t.txt", "02079460958\n"),
                         fmt="tps", country="GB")
     manager.drop("gb-tps")
-    assert manager.get("gb-tps") is None and manager.list() == []
+    assert manager.get("gb-tps") is None and manager.loaded() == []
     assert 0 < redis_client.ttl(storage.shard_key("gb-tps", 1, "44:2079")) <= registry_module.GRACE_SECONDS
     with pytest.raises(RegistryError, match="not loaded"):
         manager.drop("gb-tps")
