@@ -168,3 +168,10 @@ def test_complaint_list_filters_by_status(as_role, svc, campaign):
     rows = html[html.index("<tbody>"):html.index("</tbody>")]
     assert rows.count("<tr>") == 1 and first.id in rows
     assert client.get("/complaints/cmp-nope").status_code == 404
+
+
+def test_hostile_text_in_a_complaint_is_shown_escaped(as_role, svc, campaign):
+    complaint = file(svc, caller_name='<img src=x onerror="alert(1)">', said="<script>alert('x')</script>")
+    html = as_role("supervisor").get(f"/complaints/{complaint.id}").get_data(as_text=True)
+    assert "<script>alert" not in html and "<img src=x" not in html
+    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in html
