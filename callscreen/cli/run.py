@@ -78,9 +78,13 @@ def run_all(args: argparse.Namespace, context: CliContext) -> int:
                   f"(metrics on :{settings.metrics_port}/metrics)", flush=True)
         if not args.no_dashboard and importlib.util.find_spec("dashboard.wsgi"):
             bind = f"{settings.dashboard_host}:{settings.dashboard_port}"
+            web_env = dict(env)
+            if settings.dashboard_host in ("127.0.0.1", "localhost", "::1"):
+                # plain http on loopback: a Secure cookie would never come back from the browser
+                web_env.setdefault("CALLSCREEN_DASHBOARD_SECURE_COOKIES", "0")
             children.append(subprocess.Popen(
                 [sys.executable, "-m", "gunicorn", "--bind", bind, "--workers", "2", "--threads", "4",
-                 "--access-logfile", "-", "dashboard.wsgi:app"], env=env))
+                 "--access-logfile", "-", "dashboard.wsgi:app"], env=web_env))
             print(f"dashboard: http://{bind}/", flush=True)
         print("press Ctrl-C to stop", flush=True)
         while not stopping:
