@@ -14,10 +14,11 @@ Bitmaps use Redis bit order (offset 0 is the most significant bit of byte 0) so 
 ``GETBIT <shard key> <offset>``. A shard is trimmed after its last set byte: Redis answers 0
 for bits past the end of a string.
 
-Building: numbers are first marked in a *byte* map per shard (one byte per possible number;
-setting many bytes is a C-level loop), then packed 8:1 into the bitmap with a few big-integer
-shifts. Byte maps are kept for at most ``memory_bytes``; beyond that the least recently used
-is packed and merged (OR) into its bitmap — as is any byte map the last batches did not touch.
+Building: a shard with few numbers keeps a list of offsets and sets their bits one by one;
+a dense shard marks numbers in a *byte* map (one byte per possible number; setting many bytes
+is a C-level loop), then packs it 8:1 into the bitmap with a few big-integer shifts. Byte maps
+are kept for at most ``memory_bytes``; beyond that the least recently used is packed and
+merged (OR) into its bitmap — as is any shard the last batches did not touch.
 """
 
 from __future__ import annotations
@@ -110,11 +111,18 @@ def offsets(bitmap: bytes, limit: int | None = None) -> Iterator[int]:
 # --- building -------------------------------------------------------------------------------------
 
 class BitmapBuilder:
-    """Collects registry keys (see :class:`~blocklists.numbering.Scheme`) into shard bitmaps."""
+    """Collects registry keys (see :class:`~blocklists.numbering.Scheme`) into shard bitmaps.
+
+    A shard starts *sparse* (a list of offsets, set bit by bit when folded — cheap for a few
+    thousand numbers) and turns into a byte map once it holds more than ``1/128`` of its
+    possible numbers (where the C-level byte map and 8:1 packing win).
+    """
 
     def __init__(self, scheme: Scheme, memory_bytes: int = 4 << 30) -> None:
         self.scheme = scheme
         self._unit = 10**scheme.tail
+        self._sparse_limit = self._unit // 128
+        self._sparse: dict[int, list[int]] = {}
         self._maps: OrderedDict[int, bytearray] = OrderedDict()
         self._max_maps = max(1, memory_bytes // self._unit)
         self._packed: dict[int, bytes] = {}
@@ -132,27 +140,37 @@ class BitmapBuilder:
         while start < size:
             shard_id = keys[start] // unit
             end = bisect_left(keys, (shard_id + 1) * unit, start)
-            bytemap = self._bytemap(shard_id)
-            setter = bytemap.__setitem__
-            deque(map(setter, map(sub, islice(keys, start, end), repeat(shard_id * unit)), repeat(1)), maxlen=0)
+            offsets = map(sub, islice(keys, start, end), repeat(shard_id * unit))
+            bytemap = self._maps.get(shard_id)
+            if bytemap is None:
+                sparse = self._sparse.setdefault(shard_id, [])
+                sparse.extend(offsets)
+                if len(sparse) > self._sparse_limit:
+                    bytemap = self._bytemap(shard_id)
+                    offsets = iter(self._sparse.pop(shard_id))
+            if bytemap is not None:
+                self._maps.move_to_end(shard_id)
+                deque(map(bytemap.__setitem__, offsets, repeat(1)), maxlen=0)
             self._touched[shard_id] = self._batch
             start = end
         self._batch += 1
         # Sorted input (the FTC delivers per area code) never returns to a shard: fold what the
-        # last batches did not touch, so memory stays at a few byte maps. Unsorted input touches
-        # every shard in every batch and keeps its byte maps.
+        # last batches did not touch, so memory stays at a few shards. Unsorted input touches
+        # every shard in every batch and keeps them.
         for shard_id in [s for s in self._maps if self._touched[s] < self._batch - 2]:
             self._fold(shard_id, self._maps.pop(shard_id))
+        for shard_id in [s for s in self._sparse if self._touched[s] < self._batch - 2]:
+            self._fold_sparse(shard_id, self._sparse.pop(shard_id))
 
     def _bytemap(self, shard_id: int) -> bytearray:
-        bytemap = self._maps.get(shard_id)
-        if bytemap is not None:
-            self._maps.move_to_end(shard_id)
-            return bytemap
         while len(self._maps) >= self._max_maps:
             self._fold(*self._maps.popitem(last=False))
         bytemap = self._maps[shard_id] = bytearray(self._unit)
         return bytemap
+
+    def _keep(self, shard_id: int, bits: bytes) -> None:
+        previous = self._packed.get(shard_id)
+        self._packed[shard_id] = merge(previous, bits) if previous else bits
 
     def _fold(self, shard_id: int, bytemap: bytearray) -> None:
         base = self.scheme.base
@@ -160,9 +178,17 @@ class BitmapBuilder:
         if last < base:
             return
         end = base + ((last - base) // 8 + 1) * 8
-        bits = pack(memoryview(bytemap)[base:end])
-        previous = self._packed.get(shard_id)
-        self._packed[shard_id] = merge(previous, bits) if previous else bits
+        self._keep(shard_id, pack(memoryview(bytemap)[base:end]))
+
+    def _fold_sparse(self, shard_id: int, offsets: list[int]) -> None:
+        base = self.scheme.base
+        valid = [o - base for o in offsets if o >= base]
+        if not valid:
+            return
+        bits = bytearray(max(valid) // 8 + 1)
+        for offset in valid:
+            bits[offset >> 3] |= 0x80 >> (offset & 7)
+        self._keep(shard_id, bytes(bits))
 
     def shards(self) -> Iterator[tuple[int, bytes]]:
         """Every non-empty shard as (shard id, bitmap trimmed after its last set byte), sorted.
@@ -171,6 +197,8 @@ class BitmapBuilder:
         """
         while self._maps:
             self._fold(*self._maps.popitem(last=False))
+        while self._sparse:
+            self._fold_sparse(*self._sparse.popitem())
         for shard_id in sorted(self._packed):
             bitmap = self._packed.pop(shard_id).rstrip(b"\0")
             if bitmap:

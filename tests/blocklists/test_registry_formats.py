@@ -177,3 +177,20 @@ def test_a_shard_folded_early_still_gets_numbers_that_come_later():
         _shard, offset = NANP.locate(nsn)
         assert bitmap[offset >> 3] & (0x80 >> (offset & 7))
     assert sum(bin(b).count("1") for b in bitmap) == 2 and len(shards) == 5
+
+
+def test_a_shard_that_grows_dense_keeps_every_number_across_the_switch_to_a_byte_map():
+    rng = random.Random(9)
+    offsets = rng.sample(range(2_000_000, 10_000_000), 100_000)  # more than 1/128 of the area code
+    builder = BitmapBuilder(NANP)
+    keys = [NANP.key(f"212{o:07d}") for o in offsets]
+    builder.add(keys[:50_000])  # sparse so far
+    builder.add(keys[50_000:])  # crosses the limit: becomes a byte map
+    builder.add([NANP.key("2012000000")])  # a sparse shard beside it
+    shards = dict(builder.shards())
+    bitmap = shards[NANP.shard_id("1:212")]
+    assert int.from_bytes(bitmap, "big").bit_count() == 100_000
+    for o in offsets[:2000]:
+        offset = o - NANP.base
+        assert bitmap[offset >> 3] & (0x80 >> (offset & 7))
+    assert shards[NANP.shard_id("1:201")] == b"\x80"
