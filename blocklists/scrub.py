@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import multiprocessing
+import os
 import re
 import time
 from collections import Counter
@@ -33,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import hiredis
+import phonenumbers
 import redis
 
 from blocklists import storage
@@ -59,6 +62,33 @@ class ScrubError(ValueError):
     """The scrub cannot start (unknown campaign, no policy, unreadable file, bad column)."""
 
 
+Exchange = tuple[str, tuple[str, ...], str | None] | None  # region, time zones, subdivision; None: invalid
+
+
+def exchange_table_path(folder: Path) -> Path:
+    """Where the NANP exchange table is kept; the name carries the phonenumbers version, so an
+    upgrade of its metadata starts a new table."""
+    return folder / f"nanp-exchanges-{phonenumbers.__version__}.json"
+
+
+def load_exchanges(path: Path) -> dict[str, Exchange]:
+    """The persisted exchange table ({} if missing or unreadable: it is only a cache)."""
+    try:
+        data = json.loads(path.read_text())
+        return {k: None if v is None else (v[0], tuple(v[1]), v[2]) for k, v in data.items()}
+    except (OSError, ValueError, TypeError, IndexError, AttributeError):
+        return {}
+
+
+def save_exchanges(path: Path, table: dict[str, Exchange]) -> None:
+    """Write the table atomically (temp file + rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(f".{os.getpid()}.tmp")
+    temporary.write_text(json.dumps({k: None if v is None else [v[0], list(v[1]), v[2]] for k, v in table.items()},
+                                    separators=(",", ":")))
+    os.replace(temporary, path)
+
+
 class PrefixNormalizer:
     """:func:`normalize` with a per-exchange cache for plainly spelled NANP numbers.
 
@@ -67,10 +97,11 @@ class PrefixNormalizer:
     area code + exchange is normalized in full and its answer reused for the others.
     """
 
-    def __init__(self, default_region: str) -> None:
+    def __init__(self, default_region: str, known: dict[str, Exchange] | None = None) -> None:
         self.default_region = default_region
         self.nanp_default = default_region.upper() in _NANP_REGIONS
-        self._cache: dict[str, tuple[str, tuple[str, ...], str | None] | None] = {}
+        self._cache: dict[str, Exchange] = dict(known or {})
+        self.learned: dict[str, Exchange] = {}  # exchanges normalized here (to persist)
 
     def __call__(self, raw: str) -> PhoneNumber:
         if len(raw) > MAX_INPUT_LENGTH:
@@ -93,6 +124,7 @@ class PrefixNormalizer:
                 self._cache[prefix] = (found.region, found.timezones, found.subdivision)
             except InvalidNumber:
                 self._cache[prefix] = None
+            self.learned[prefix] = self._cache[prefix]
         entry = self._cache[prefix]
         if entry is None:
             raise InvalidNumber(f"not a valid number: {raw!r}")
@@ -110,7 +142,7 @@ class ScrubSummary:
     bad_rows: int = 0
     bad_samples: list[tuple[int, str]] = field(default_factory=list)  # (line, why)
     seconds: float = 0.0
-    log_id: str = ""
+    learned_exchanges: dict[str, Exchange] = field(default_factory=dict)  # to persist (not logged)
 
     @property
     def rate(self) -> float:
@@ -211,7 +243,8 @@ class BatchScreener:
     """Decides a batch of raw numbers for one campaign at one moment (no logging, no attempts)."""
 
     def __init__(self, client: redis.Redis, vault: NumberVault, campaign: Campaign, pack: PolicyPack,
-                 at: datetime, registries: RegistryLookup | None) -> None:
+                 at: datetime, registries: RegistryLookup | None,
+                 exchanges: dict[str, Exchange] | None = None) -> None:
         self.client = client
         self.vault = vault
         self.campaign = campaign
@@ -219,7 +252,7 @@ class BatchScreener:
         self.at = at
         self.registries = registries
         self.registry_ids = tuple(pack.registries) if campaign.advertising else ()
-        self.normalizer = PrefixNormalizer(campaign.default_region)
+        self.normalizer = PrefixNormalizer(campaign.default_region, exchanges)
         self._memo: dict[tuple[Any, ...], Decision] = {}
         self._bits: RegistryBits | None = None
         if isinstance(registries, RedisRegistryLookup) and self.registry_ids:
@@ -319,6 +352,7 @@ class ScrubJob:
     campaign: Campaign
     pack: PolicyPack
     at: datetime
+    exchanges: dict[str, Exchange] = field(default_factory=dict)
 
 
 _worker: BatchScreener | None = None
@@ -328,25 +362,31 @@ def _init_worker(job: ScrubJob) -> None:
     global _worker
     client = redis.Redis.from_url(job.redis_url)
     _worker = BatchScreener(client, NumberVault(job.hash_key, job.encryption_key), job.campaign, job.pack,
-                            job.at, RedisRegistryLookup(client))
+                            job.at, RedisRegistryLookup(client), job.exchanges)
 
 
 _ANSWERS = [(result, reason) for result in Result for reason in Reason]
 _ANSWER_CODE = {answer: code for code, answer in enumerate(_ANSWERS)}
 
 
-def _work(raws: list[str]) -> bytes:
-    """Answers of a batch as one byte each (cheap to send back from a worker process)."""
+def _work(raws: list[str]) -> tuple[bytes, dict[str, Exchange]]:
+    """Answers of a batch as one byte each (cheap to send back from a worker process), and the
+    exchanges the worker normalized for it."""
     assert _worker is not None
-    return bytes(_ANSWER_CODE[answer] for answer in _worker.screen(raws))
+    answers = bytes(_ANSWER_CODE[answer] for answer in _worker.screen(raws))
+    learned, _worker.normalizer.learned = _worker.normalizer.learned, {}
+    return answers, learned
 
 
 class _Decoded:
-    def __init__(self, pending: Any) -> None:
+    def __init__(self, pending: Any, learned: dict[str, Exchange]) -> None:
         self.pending = pending
+        self.learned = learned
 
     def get(self) -> list[tuple[Result, Reason]]:
-        return [_ANSWERS[code] for code in self.pending.get()]
+        answers, learned = self.pending.get()
+        self.learned.update(learned)
+        return [_ANSWERS[code] for code in answers]
 
 
 def _number_column(header: list[str] | None, column: str | None) -> int:
@@ -409,7 +449,7 @@ def scrub_csv(screener_or_job: BatchScreener | ScrubJob, source: str | Path, out
         if isinstance(screener_or_job, ScrubJob) and workers > 1:
             context = multiprocessing.get_context("fork")
             with context.Pool(workers, _init_worker, (screener_or_job,)) as pool:
-                pending = ((rows, raws, lines, _Decoded(pool.apply_async(_work, (raws,))))
+                pending = ((rows, raws, lines, _Decoded(pool.apply_async(_work, (raws,)), summary.learned_exchanges))
                            for rows, raws, lines in batches)
                 _drain(_lookahead(pending, workers * 2), writer, summary, index, bad_limit, progress)
         else:
@@ -420,6 +460,7 @@ def scrub_csv(screener_or_job: BatchScreener | ScrubJob, source: str | Path, out
             assert isinstance(screener, BatchScreener)
             done = ((rows, raws, lines, _Done(screener.screen(raws))) for rows, raws, lines in batches)
             _drain(done, writer, summary, index, bad_limit, progress)
+            summary.learned_exchanges.update(screener.normalizer.learned)
     summary.seconds = time.perf_counter() - started
     return summary
 

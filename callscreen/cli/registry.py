@@ -19,7 +19,15 @@ from tqdm import tqdm
 
 from blocklists.formats import FORMATS, FormatError
 from blocklists.registry import KINDS, ImportReport, RegistryError, RegistryInfo, RegistryManager
-from blocklists.scrub import BatchScreener, ScrubError, ScrubJob, scrub_csv
+from blocklists.scrub import (
+    BatchScreener,
+    ScrubError,
+    ScrubJob,
+    exchange_table_path,
+    load_exchanges,
+    save_exchanges,
+    scrub_csv,
+)
 from callscreen import codec
 from callscreen.cli.check import parse_at
 from callscreen.cli.context import EXIT_BLOCKED, EXIT_INPUT, EXIT_OK, CliContext, CliError
@@ -259,10 +267,12 @@ def run_scrub(args: argparse.Namespace, context: CliContext) -> int:
     if not source.is_file():
         raise CliError(f"{source}: no such file", EXIT_INPUT)
     at = args.at or datetime.now(UTC)
-    job = ScrubJob(context.redis_url, settings.hash_key, settings.encryption_key, campaign, pack, at)
+    table_path = exchange_table_path(settings.data_dir / "cache")
+    exchanges = load_exchanges(table_path)
+    job = ScrubJob(context.redis_url, settings.hash_key, settings.encryption_key, campaign, pack, at, exchanges)
     engine: BatchScreener | ScrubJob = job
     if args.workers == 1:
-        engine = BatchScreener(context.client, vault, campaign, pack, at, context.registries)
+        engine = BatchScreener(context.client, vault, campaign, pack, at, context.registries, exchanges)
     with open(source, "rb") as handle:
         total = sum(block.count(b"\n") for block in iter(lambda: handle.read(1 << 20), b""))
     out = open(args.out, "w", encoding="utf-8", newline="") if args.out else sys.stdout  # noqa: SIM115
@@ -275,6 +285,11 @@ def run_scrub(args: argparse.Namespace, context: CliContext) -> int:
     finally:
         if out is not sys.stdout:
             out.close()
+    if summary.learned_exchanges:
+        try:
+            save_exchanges(table_path, {**exchanges, **summary.learned_exchanges})
+        except OSError as exc:
+            print(f"callscreen: note: exchange table not saved ({exc.strerror})", file=sys.stderr)
     record = context.log.append_summary("scrub", summary.as_record(source.name), campaign_id=campaign.id,
                                         origin="cli")
     reasons = ", ".join(f"{k} {v:,}" for k, v in sorted(summary.reasons.items(), key=lambda kv: -kv[1]))

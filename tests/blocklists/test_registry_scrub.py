@@ -9,7 +9,15 @@ import pytest
 
 from blocklists.lookup import RedisRegistryLookup
 from blocklists.registry import RegistryManager
-from blocklists.scrub import BatchScreener, PrefixNormalizer, ScrubJob, scrub_csv
+from blocklists.scrub import (
+    BatchScreener,
+    PrefixNormalizer,
+    ScrubJob,
+    exchange_table_path,
+    load_exchanges,
+    save_exchanges,
+    scrub_csv,
+)
 from callscreen.cli.main import main
 from callscreen.models import Campaign, Consent, Contact, LegalBasis, OptOut
 from callscreen.numbers import InvalidNumber, normalize
@@ -211,8 +219,30 @@ def test_scrub_command_writes_the_rows_and_one_summary_record(cli, tmp_path, red
     assert (tmp_path / "out.csv").read_text() == ("name,phone,result,reason\nAnn,+1 212 555 0100,BLOCK,no_basis\n"
                                                   "Bob,nope,BLOCK,invalid_number\n")
     assert "scrubbed 2 rows" in err and "line 3: not a valid phone number" in err
+    tables = list((tmp_path / "var" / "cache").glob("nanp-exchanges-*.json"))
+    assert len(tables) == 1 and "212555" in load_exchanges(tables[0])
     records = redis_client.xrange("cs:{log}:stream")
     kinds = [b'"kind":"scrub"' in fields[b"body"] for _id, fields in records]
     assert kinds.count(True) == 1 and len(records) == 1
     code, _, err = cli("scrub", "leads.csv", "--campaign", "nope", "--quiet")
     assert code == 3 and err.strip() == "callscreen: no campaign 'nope'"
+
+
+def test_the_exchange_table_is_learned_by_workers_and_kept_between_runs(world, settings, tmp_path):
+    screener, lookup = world
+    campaign = screener.store.get_campaign("us-promo")
+    job = ScrubJob(settings.redis_url, settings.hash_key, settings.encryption_key, campaign,
+                   screener.policies.for_campaign(campaign), AT)
+    rows = [[str(i), f"+1 212 {200 + i % 50} {i:04d}"] for i in range(400)] + [["x", "+1 221 555 0100"]]
+    _out, summary = scrub_rows(screener, lookup, "us-promo", ["id", "phone"], rows, path=tmp_path / "a.csv",
+                               engine=job, workers=2, batch_rows=50)
+    learned = summary.learned_exchanges
+    assert set(learned) == {f"212{200 + i}" for i in range(50)} | {"221555"}
+    assert learned["221555"] is None  # area code 221 is not in service
+    first = normalize("+12122000000")
+    assert learned["212200"] == (first.region, first.timezones, first.subdivision)
+    path = exchange_table_path(tmp_path / "cache")
+    save_exchanges(path, learned)
+    assert load_exchanges(path) == learned
+    path.write_text("{broken")
+    assert load_exchanges(path) == {}
