@@ -332,16 +332,19 @@ def measure_scrub(client: redis.Redis, url: str, vault_keys: tuple[bytes, bytes]
         store.add_consents([(normalize(raw, "US"), Consent(f"c-{i}", "", ("promotions",), LegalBasis.CONSENT,
                                                           "web_form", at - timedelta(days=30)), None)
                             for i, raw in enumerate(on_file) if _valid(raw)])
-        for workers in (1, 2):
+        table: dict = {}
+        for workers, label in ((1, "1 process"), (2, "2 processes"), (2, "2 processes, exchange table kept")):
+            known = table if "kept" in label else {}
             engine: BatchScreener | ScrubJob
             if workers == 1:
-                engine = BatchScreener(client, vault, campaign, pack, at, lookup)
+                engine = BatchScreener(client, vault, campaign, pack, at, lookup, known)
             else:
-                engine = ScrubJob(url, vault_keys[0], vault_keys[1], campaign, pack, at)
+                engine = ScrubJob(url, vault_keys[0], vault_keys[1], campaign, pack, at, known)
             with open(work / "scrubbed.csv", "w", newline="") as sink:
                 summary = scrub_csv(engine, leads, sink, workers=workers)
+            table.update(summary.learned_exchanges)
             reasons = ", ".join(f"{k} {v:,}" for k, v in summary.reasons.most_common(4))
-            out(f"scrub of {summary.rows:,} rows over {spread_label}, {workers} process(es): "
+            out(f"scrub of {summary.rows:,} rows over {spread_label}, {label}: "
                 f"{summary.seconds:.1f} s = {summary.rate:,.0f} rows/s ({reasons})")
 
 if __name__ == "__main__":
