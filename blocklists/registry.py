@@ -33,6 +33,7 @@ from blocklists.formats import BadLine, Batch, Source, read_batches
 from blocklists.numbering import Scheme, scheme_for_country
 
 KINDS = ("national", "industry", "internal")
+LOCK_SECONDS = 600  # renewed while an import progresses
 GRACE_SECONDS = 300  # old generations live this long after a switch; lookups refresh far faster
 MIN_FRACTION = 0.5  # a full reload smaller than this share of the live list needs force
 BAD_SAMPLES = 20
@@ -232,7 +233,7 @@ class RegistryManager:
         scheme = _scheme(country)
         started = time.perf_counter()
         file = _source(path)
-        with self._locked(registry_id):
+        with self._locked(registry_id) as lock:
             self._expire_orphans(registry_id)
             live = self.get(registry_id)
             if live is not None and live.country != country.upper():
@@ -242,6 +243,7 @@ class RegistryManager:
             for batch in read_batches(file, fmt, scheme, column=column, bad_limit=bad_limit):
                 self._count(report, batch, bad_limit)
                 builder.add(batch.keys)
+                lock.renew()
                 if progress:
                     progress(batch.position, report.accepted)
             generation = int(self.client.incr(storage.generation_counter_key(registry_id)))
@@ -363,7 +365,7 @@ class RegistryManager:
         """
         started = time.perf_counter()
         file = _source(path)
-        with self._locked(registry_id):
+        with self._locked(registry_id) as lock:
             live = self._require(registry_id)
             scheme = _scheme(live.country)
             report = ImportReport(info=None)
@@ -373,6 +375,7 @@ class RegistryManager:
                 self._count(report, batch, bad_limit)
                 additions.update(batch.keys)
                 deletions.update(batch.deletions)
+                lock.renew()
                 if progress:
                     progress(batch.position, report.accepted)
             wanted = dict.fromkeys(deletions - additions, 0)
@@ -489,9 +492,15 @@ class _Lock:
         self.registry_id = registry_id
         self.token = secrets.token_hex(8)
 
-    def __enter__(self) -> None:
-        if not self.manager.client.set(self.key, self.token, nx=True, ex=6 * 3600):
-            raise RegistryError(f"another import, change list or drop of {self.registry_id} is running")
+    def __enter__(self) -> _Lock:
+        if not self.manager.client.set(self.key, self.token, nx=True, ex=LOCK_SECONDS):
+            raise RegistryError(f"another import, change list or drop of {self.registry_id} is running "
+                                f"(or one crashed less than {LOCK_SECONDS // 60} minutes ago: lock {self.key})")
+        return self
+
+    def renew(self) -> None:
+        """Keep the lock while a long import makes progress (it expires soon after a crash)."""
+        self.manager.client.expire(self.key, LOCK_SECONDS)
 
     def __exit__(self, *exc: object) -> None:
         self.manager._release(keys=[self.key], args=[self.token])
