@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from agi import protocol
+from agi.answer import SCREEN_VARIABLES, WITHHELD, Answer, screen_target
 from agi.metrics import AGIMetrics
 from agi.protocol import AGIProtocolError, Header, HeaderTooLarge, Reply, ReplyReader, UnsafeValue
 from callscreen.config import Settings
@@ -37,9 +38,6 @@ from callscreen.models import Decision, Reason, Result
 
 log = logging.getLogger("callscreen.agi")
 
-SCREEN_VARIABLES = ("SCREEN_ID", "SCREEN_REASON", "SCREEN_BASIS", "SCREEN_RESULT")  # RESULT last
-NO_BASIS = "none"
-WITHHELD = "withheld"
 DIAL_STATUSES = frozenset(
     {"ANSWER", "BUSY", "NOANSWER", "CANCEL", "CONGESTION", "CHANUNAVAIL", "DONTCALL", "TORTURE", "INVALIDARGS"}
 )
@@ -71,25 +69,6 @@ class SessionError(Exception):
     def __init__(self, kind: str, detail: str = "") -> None:
         super().__init__(detail or kind)
         self.kind = kind
-
-
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """The four values a screening writes to the channel."""
-
-    result: str
-    reason: str
-    basis: str
-    decision_id: str
-
-    @classmethod
-    def of(cls, decision: Decision) -> Answer:
-        basis = decision.basis.short() if decision.basis is not None else NO_BASIS
-        return cls(decision.result.value, decision.reason.value, basis, decision.id)
-
-    @classmethod
-    def unavailable(cls) -> Answer:
-        return cls(Result.BLOCK.value, Reason.SCREENING_UNAVAILABLE.value, NO_BASIS, "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -405,17 +384,14 @@ class FastAGIServer:
 
     async def _screen(self, stream: _AGIStream, header: Header) -> None:
         started = time.perf_counter()
-        args = header.args
-        if not 1 <= len(args) <= 2:
-            # A comma inside CAMPAIGN would shift NUMBER: never guess which number is meant.
+        target = screen_target(header.args, header.extension)
+        if target is None:
             self.metrics.error("bad_arguments")
             log.warning("screen called with %d arguments (uniqueid %s): answering BLOCK",
-                        len(args), header.get("agi_uniqueid")[:40])
+                        len(header.args), header.get("agi_uniqueid")[:40])
             answer = Answer.unavailable()
         else:
-            campaign = args[0]
-            number = args[1] if len(args) == 2 else header.extension
-            answer = await self._decide(number, campaign)
+            answer = await self._decide(*target)
         await self._answer(stream, answer)
         self.metrics.answer_seconds.observe(time.perf_counter() - started)
         self.metrics.answers.labels(answer.result, answer.reason).inc()
@@ -492,8 +468,7 @@ class FastAGIServer:
         task.add_done_callback(self._background.discard)
 
     async def _answer(self, stream: _AGIStream, answer: Answer) -> None:
-        values = (answer.decision_id, answer.reason, answer.basis, answer.result)
-        for name, value in zip(SCREEN_VARIABLES, values, strict=True):
+        for name, value in zip(SCREEN_VARIABLES, answer.values(), strict=True):
             try:
                 line = protocol.set_variable(name, value)
             except UnsafeValue:

@@ -14,12 +14,14 @@ the first (Asterisk's poll-then-fgets loop would stall on it), ``EXEC`` or ``GET
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 FASTAGI_TRANSCRIPT = FIXTURES / "asterisk-22.10-fastagi-transcript.txt"
@@ -154,6 +156,8 @@ class Session:
     closed_by_server: bool = False
     reset: bool = False
     seconds: float = 0.0
+    returncode: int | None = None
+    stderr: str = ""
 
     @property
     def result(self) -> str:
@@ -194,63 +198,72 @@ class AsteriskClient:
         hangup_before_reply: bool = False,
         reply_delay: float = 0.0,
         silent: bool = False,
-        header_chunks: Sequence[tuple[bytes, float]] | None = None,
         on_command: Callable[[str], None] | None = None,
     ) -> Session:
+        """One FastAGI session over TCP."""
         session = Session(variables=dict(self.initial))
         started = time.monotonic()
         sock = self.connect(source)
-        buffer = b""
         try:
-            if header_chunks is not None:
-                for chunk, pause in header_chunks:
-                    time.sleep(pause)
-                    sock.sendall(chunk)
-            else:
-                sock.sendall(header)
+            sock.sendall(header)
             if drop_after_header:
-                sock.close()
                 return session
-            sent_hangup = False
-            while True:
-                try:
-                    while b"\n" not in buffer:
-                        data = sock.recv(65536)
-                        if not data:
-                            session.closed_by_server = True
-                            break
-                        buffer += data
-                except ConnectionResetError:
-                    session.reset = session.closed_by_server = True
-                if session.closed_by_server:
-                    if buffer:
-                        session.violations.append(f"unterminated command {buffer[:60]!r}")
-                    break
-                raw, buffer = buffer.split(b"\n", 1)
-                if buffer:
-                    session.violations.append("pipelined: next command sent before the reply")
-                line = raw.decode("utf-8", errors="replace")
-                session.commands.append(line)
-                if on_command is not None:
-                    on_command(line)
-                if len(raw) + 1 >= AGI_BUF_LEN:
-                    session.violations.append("command line longer than Asterisk's buffer")
-                if re.search(r"[\x00\r]", line):
-                    session.violations.append("control character in command line")
-                if silent:
-                    continue
-                if hangup_before_reply and not sent_hangup:
-                    sock.sendall(b"HANGUP\n")
-                    sent_hangup = True
-                if reply_delay:
-                    time.sleep(reply_delay)
-                sock.sendall(self.reply(session, line).encode())
-            with contextlib.suppress(OSError):  # as captured: Asterisk tells the closed script "HANGUP"
-                sock.sendall(b"HANGUP\n")
+            self.converse(session, sock.recv, sock.sendall, hangup_before_reply=hangup_before_reply,
+                          reply_delay=reply_delay, silent=silent, on_command=on_command)
         finally:
             sock.close()
             session.seconds = time.monotonic() - started
         return session
+
+    def converse(
+        self,
+        session: Session,
+        recv: Callable[[int], bytes],
+        send: Callable[[bytes], Any],
+        *,
+        hangup_before_reply: bool = False,
+        reply_delay: float = 0.0,
+        silent: bool = False,
+        on_command: Callable[[str], None] | None = None,
+    ) -> None:
+        """Read commands and answer them until the script closes its side."""
+        buffer = b""
+        sent_hangup = False
+        while True:
+            try:
+                while b"\n" not in buffer:
+                    data = recv(65536)
+                    if not data:
+                        session.closed_by_server = True
+                        break
+                    buffer += data
+            except ConnectionResetError:
+                session.reset = session.closed_by_server = True
+            if session.closed_by_server:
+                if buffer:
+                    session.violations.append(f"unterminated command {buffer[:60]!r}")
+                break
+            raw, buffer = buffer.split(b"\n", 1)
+            if buffer:
+                session.violations.append("pipelined: next command sent before the reply")
+            line = raw.decode("utf-8", errors="replace")
+            session.commands.append(line)
+            if on_command is not None:
+                on_command(line)
+            if len(raw) + 1 >= AGI_BUF_LEN:
+                session.violations.append("command line longer than Asterisk's buffer")
+            if re.search(r"[\x00\r]", line):
+                session.violations.append("control character in command line")
+            if silent:
+                continue
+            if hangup_before_reply and not sent_hangup:
+                send(b"HANGUP\n")
+                sent_hangup = True
+            if reply_delay:
+                time.sleep(reply_delay)
+            send(self.reply(session, line).encode())
+        with contextlib.suppress(OSError, ValueError):  # as captured: Asterisk then says "HANGUP"
+            send(b"HANGUP\n")
 
     @staticmethod
     def reply(session: Session, line: str) -> str:
@@ -300,3 +313,39 @@ def closed_within(sock: socket.socket, seconds: float) -> bool:
         return True
     except TimeoutError:
         return False
+
+
+def run_script(command: Sequence[str], header: bytes, env: Mapping[str, str], *, timeout: float = 30.0,
+               hangup_before_reply: bool = False, initial: Mapping[str, str] | None = None,
+               close_after_header: bool = False) -> Session:
+    """Run a classic AGI script as Asterisk does: header on stdin, commands on stdout, over pipes."""
+    import subprocess
+
+    session = Session(variables=dict(initial or {}))
+    started = time.monotonic()
+    process = subprocess.Popen(list(command), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, env=dict(env))
+    assert process.stdin is not None and process.stdout is not None and process.stderr is not None
+    stdin, stdout = process.stdin, process.stdout
+
+    def send(data: bytes) -> None:
+        stdin.write(data)
+        stdin.flush()
+
+    try:
+        with contextlib.suppress(BrokenPipeError):
+            send(header)
+            if close_after_header:
+                stdin.close()
+        AsteriskClient("", 0).converse(session, lambda n: os.read(stdout.fileno(), n), send,
+                                       hangup_before_reply=hangup_before_reply)
+        with contextlib.suppress(BrokenPipeError):
+            stdin.close()
+        session.returncode = process.wait(timeout)
+        session.stderr = process.stderr.read().decode(errors="replace")
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        session.seconds = time.monotonic() - started
+    return session

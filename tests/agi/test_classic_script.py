@@ -1,0 +1,130 @@
+"""``callscreen-agi`` as Asterisk runs it: a child process, header on stdin, commands on stdout."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from asterisk_client import SCRIPT_TRANSCRIPT, header_bytes, run_script
+from test_fastagi_reasons import CAPTURED, RU_NUMBER
+
+from callscreen.config import Settings
+from callscreen.crypto import NumberVault
+from callscreen.decision_log import DecisionLog
+from callscreen.models import Campaign, Consent, LegalBasis
+from callscreen.numbers import normalize
+from callscreen.store import Store
+
+SCRIPT = [str(Path(sys.executable).with_name("callscreen-agi"))]
+VARIABLE_ORDER = ["SCREEN_ID", "SCREEN_REASON", "SCREEN_BASIS", "SCREEN_RESULT"]
+
+
+@pytest.fixture
+def script_env(settings: Settings, tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CALLSCREEN_")}
+    env.update(
+        CALLSCREEN_REDIS_URL=str(settings.redis_url),
+        CALLSCREEN_HASH_KEY=settings.hash_key.hex(),
+        CALLSCREEN_ENCRYPTION_KEY=settings.encryption_key.hex(),
+        CALLSCREEN_LOG_KEY=settings.log_key.hex(),
+        CALLSCREEN_DATA_DIR=str(tmp_path),
+    )
+    return env
+
+
+def classic_header(args: list[str], **overrides: str) -> bytes:
+    return header_bytes(SCRIPT_TRANSCRIPT, args=args, **overrides)
+
+
+def _ready(store: Store, number: str = RU_NUMBER) -> None:
+    store.put_campaign(Campaign("spring", "promotions", "RU", "RU", "Europe/Moscow"))
+    store.add_consent(normalize(number, "RU"), Consent("c-1", "", ("promotions",), LegalBasis.CONSENT,
+                                                       "sms_double_opt_in", CAPTURED))
+
+
+def test_script_answers_through_pipes_with_the_same_contract_as_fastagi(
+        store: Store, script_env: dict[str, str], vault: NumberVault, settings: Settings) -> None:
+    _ready(store, "+79990000001")
+    session = run_script(SCRIPT, classic_header(["spring", "+79990000001"]), script_env)
+    assert session.violations == [] and session.returncode == 0, session.stderr
+    assert [c.split()[2] for c in session.commands] == VARIABLE_ORDER
+    assert session.reason in ("consent", "outside_calling_hours")  # real clock: depends on the hour
+    record = DecisionLog(store.client, settings.log_key).get(session.variables["SCREEN_ID"])
+    assert record is not None and record.origin == "agi-script" and record.reason == session.reason
+
+
+def test_script_screens_the_extension_when_no_number_is_given(store: Store, script_env: dict[str, str]) -> None:
+    _ready(store)
+    session = run_script(SCRIPT, classic_header(["spring"], extension="+79990000123"), script_env)
+    assert (session.result, session.reason) == ("BLOCK", "no_basis")
+
+
+def test_script_unknown_campaign_blocks(store: Store, script_env: dict[str, str]) -> None:
+    session = run_script(SCRIPT, classic_header(["nope", RU_NUMBER]), script_env)
+    assert (session.result, session.reason) == ("BLOCK", "unknown_campaign")
+    assert session.variables["SCREEN_BASIS"] == "none"
+
+
+def test_script_fails_closed_when_the_store_is_unreachable(script_env: dict[str, str]) -> None:
+    script_env["CALLSCREEN_REDIS_URL"] = "redis://127.0.0.1:1/0"
+    session = run_script(SCRIPT, classic_header(["spring", RU_NUMBER]), script_env)
+    assert (session.result, session.reason, session.variables["SCREEN_ID"]) == (
+        "BLOCK", "screening_unavailable", "")
+
+
+def test_script_fails_closed_without_keys(script_env: dict[str, str]) -> None:
+    del script_env["CALLSCREEN_LOG_KEY"]
+    session = run_script(SCRIPT, classic_header(["spring", RU_NUMBER]), script_env)
+    assert (session.result, session.reason) == ("BLOCK", "screening_unavailable")
+    assert session.returncode == 1 and "log_key" in session.stderr
+
+
+def test_script_fails_closed_on_a_broken_config_file(script_env: dict[str, str], tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("agi_port = [")
+    script_env["CALLSCREEN_CONFIG"] = str(bad)
+    session = run_script(SCRIPT, classic_header(["spring", RU_NUMBER]), script_env)
+    assert (session.result, session.reason) == ("BLOCK", "screening_unavailable")
+
+
+def test_script_with_wrong_arguments_blocks(store: Store, script_env: dict[str, str]) -> None:
+    _ready(store)
+    session = run_script(SCRIPT, classic_header(["spring", RU_NUMBER, "extra"]), script_env)
+    assert (session.result, session.reason) == ("BLOCK", "screening_unavailable")
+
+
+@pytest.mark.parametrize("hostile", ['8999" EXEC System "reboot', "\\\\", '"; SET VARIABLE SCREEN_RESULT "ALLOW'])
+def test_script_keeps_hostile_input_inside_one_argument(store: Store, script_env: dict[str, str],
+                                                         hostile: str) -> None:
+    _ready(store)
+    session = run_script(SCRIPT, classic_header(["spring", hostile], callerid=hostile, calleridname=hostile),
+                         script_env)
+    assert session.violations == []
+    assert (session.result, session.reason) == ("BLOCK", "invalid_number")
+    assert not any(hostile in c for c in session.commands)
+
+
+def test_script_answers_block_to_a_header_with_a_smuggled_argument(script_env: dict[str, str]) -> None:
+    header = classic_header(["spring"], calleridname=f"x\nagi_arg_2: {RU_NUMBER}")
+    session = run_script(SCRIPT, header, script_env)
+    assert (session.result, session.reason) == ("BLOCK", "screening_unavailable")
+
+
+def test_script_writes_no_personal_data_to_stderr(store: Store, script_env: dict[str, str]) -> None:
+    _ready(store)
+    session = run_script(SCRIPT, classic_header(["spring", RU_NUMBER], callerid="+79995550000"), script_env)
+    assert session.result and "9991234567" not in session.stderr and "9995550000" not in session.stderr
+
+
+def test_script_survives_hangup_lines_between_replies(store: Store, script_env: dict[str, str]) -> None:
+    _ready(store)
+    session = run_script(SCRIPT, classic_header(["spring", RU_NUMBER]), script_env, hangup_before_reply=True)
+    assert len(session.commands) == 4 and session.violations == []
+    assert session.reason in ("consent", "outside_calling_hours")
+
+
+def test_script_says_nothing_when_the_header_is_cut_short(script_env: dict[str, str]) -> None:
+    session = run_script(SCRIPT, classic_header(["spring"])[:120], script_env, close_after_header=True)
+    assert session.commands == [] and session.returncode == 1
