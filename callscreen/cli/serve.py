@@ -1,0 +1,220 @@
+"""``callscreen serve``: the FastAGI server Asterisk asks before every marketing call.
+
+One process by default; ``--workers N`` forks N processes that each bind the port with
+SO_REUSEPORT (the kernel spreads connections over them) under a small supervisor that
+forwards SIGTERM and serves the workers' combined metrics. SIGTERM (or Ctrl-C) stops
+accepting, lets in-flight sessions finish, then exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import signal
+import sys
+import tempfile
+from dataclasses import replace
+from typing import Any
+
+from callscreen.cli.context import EXIT_CONFIG, CliContext, CliError
+from callscreen.config import Settings
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "serve", help="run the FastAGI server (AGI(agi://HOST:4573/screen,CAMPAIGN[,NUMBER]))",
+        description="Serve screening answers to Asterisk over FastAGI. Options default to the settings.",
+    )
+    parser.add_argument("--host", help="address to bind (setting agi_host, default 127.0.0.1)")
+    parser.add_argument("--port", type=_port, help="TCP port (setting agi_port, default 4573)")
+    parser.add_argument("--workers", type=_positive, help="worker processes sharing the port (agi_workers)")
+    parser.add_argument("--allow", action="append", metavar="HOST",
+                        help="Asterisk host, network (CIDR) or name allowed to connect; repeat for more "
+                             "(setting agi_allowed_hosts, default loopback only)")
+    parser.add_argument("--read-timeout", type=float, help="seconds for a header or a reply (agi_read_timeout)")
+    parser.add_argument("--deadline-ms", type=_positive, help="decision deadline (agi_decision_deadline_ms)")
+    parser.add_argument("--max-connections", type=_positive, help="open connections per worker "
+                                                                   "(agi_max_connections)")
+    parser.add_argument("--backlog", type=_positive, help="listen backlog (agi_backlog)")
+    parser.add_argument("--metrics-port", type=int, help="Prometheus /metrics port, 0 to disable (metrics_port)")
+    parser.add_argument("--metrics-host", help="address for /metrics (default: the --host address)")
+    parser.set_defaults(handler=run)
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"not a TCP port: {text}")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {text}")
+    return value
+
+
+def effective_settings(args: argparse.Namespace, settings: Settings) -> Settings:
+    """Command-line options over the loaded settings."""
+    changes: dict[str, Any] = {}
+    for option, name in (("host", "agi_host"), ("port", "agi_port"), ("workers", "agi_workers"),
+                         ("read_timeout", "agi_read_timeout"), ("deadline_ms", "agi_decision_deadline_ms"),
+                         ("max_connections", "agi_max_connections"), ("backlog", "agi_backlog"),
+                         ("metrics_port", "metrics_port")):
+        value = getattr(args, option, None)
+        if value is not None:
+            changes[name] = value
+    if getattr(args, "allow", None):
+        changes["agi_allowed_hosts"] = tuple(args.allow)
+    return replace(settings, **changes)
+
+
+def run(args: argparse.Namespace, context: CliContext) -> int:
+    settings = effective_settings(args, context.settings).require_secrets()
+    multiproc_dir = None
+    if settings.agi_workers > 1:  # must precede the first import of prometheus_client
+        multiproc_dir = tempfile.mkdtemp(prefix="callscreen-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = multiproc_dir
+    from agi.server import PeerAllowlist
+
+    try:
+        PeerAllowlist(settings.agi_allowed_hosts)
+    except ValueError as exc:
+        raise CliError(f"--allow: {exc}", EXIT_CONFIG) from exc
+    url = context.redis_url
+    metrics_host = args.metrics_host or settings.agi_host
+    if multiproc_dir is None:
+        return serve_process(settings, url, metrics=(metrics_host, settings.metrics_port))
+    return supervise(settings, url, multiproc_dir, metrics=(metrics_host, settings.metrics_port))
+
+
+def serve_process(settings: Settings, redis_url: str, *, reuse_port: bool = False,
+                  metrics: tuple[str, int] | None = None) -> int:
+    """Run one FastAGI server process until SIGTERM/SIGINT; returns the exit code."""
+    import asyncio
+
+    return asyncio.run(_serve(settings, redis_url, reuse_port, metrics))
+
+
+async def _serve(settings: Settings, redis_url: str, reuse_port: bool,
+                 metrics: tuple[str, int] | None) -> int:
+    import asyncio
+
+    import redis
+    import redis.asyncio
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    from agi.metrics import AGIMetrics
+    from agi.server import FastAGIServer
+    from callscreen.metrics import ScreeningMetrics
+    from callscreen.screening import build_screener
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    registry = CollectorRegistry()
+    client = redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=2)
+    aclient = redis.asyncio.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=2)
+    try:
+        screener = build_screener(settings, client, aclient, registries=_registries(client),
+                                  metrics=ScreeningMetrics(registry))
+        server = FastAGIServer(settings, screener, outcomes=screener.log, metrics=AGIMetrics(registry),
+                               reuse_port=reuse_port)
+        try:
+            await server.start()
+        except OSError as exc:
+            print(f"callscreen serve: cannot listen on {settings.agi_host}:{settings.agi_port}: {exc.strerror}",
+                  file=sys.stderr)
+            return EXIT_CONFIG
+        if metrics is not None and metrics[1]:
+            start_http_server(metrics[1], addr=metrics[0], registry=registry)
+        print(f"callscreen serve: FastAGI on {settings.agi_host}:{server.port} (pid {os.getpid()})",
+              file=sys.stderr, flush=True)
+        await stop.wait()
+        print(f"callscreen serve: draining {server.open_connections} session(s)", file=sys.stderr, flush=True)
+        await server.drain()
+        return 0
+    finally:
+        await aclient.aclose()
+        client.close()
+
+
+def _registries(client: Any) -> Any:
+    try:
+        from blocklists.lookup import registry_lookup_for
+    except ImportError:
+        return None
+    return registry_lookup_for(client)
+
+
+def supervise(settings: Settings, redis_url: str, multiproc_dir: str, *,
+              metrics: tuple[str, int] | None) -> int:
+    """Fork ``agi_workers`` servers sharing the port; forward SIGTERM; exit when all have exited.
+
+    A worker that dies on its own takes the others down (exit code 1) so the service
+    manager restarts a clean set rather than running short-handed unnoticed.
+    ``multiproc_dir`` is prometheus_client's multiprocess folder, already in the environment.
+    """
+    children: dict[int, int] = {}
+    stopping = False
+
+    def forward(signum: int, _frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in children:
+            _signal(pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for index in range(settings.agi_workers):
+        pid = os.fork()
+        if pid == 0:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            code = 1
+            try:
+                code = serve_process(settings, redis_url, reuse_port=True)
+            finally:
+                os._exit(code)
+        children[pid] = index
+    if metrics is not None and metrics[1]:
+        from prometheus_client import CollectorRegistry, start_http_server
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=multiproc_dir)
+        start_http_server(metrics[1], addr=metrics[0], registry=registry)
+    worst = 0
+    while children:
+        try:
+            pid, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            break
+        if pid not in children:
+            continue
+        del children[pid]
+        code = os.waitstatus_to_exitcode(status)
+        _mark_dead(pid)
+        if not stopping:
+            print(f"callscreen serve: worker {pid} exited with {code}; stopping the others", file=sys.stderr)
+            forward(signal.SIGTERM, None)
+            worst = max(worst, 1)
+        worst = max(worst, code if code > 0 else 0)
+    shutil.rmtree(multiproc_dir, ignore_errors=True)
+    return worst
+
+
+def _signal(pid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signum)
+
+
+def _mark_dead(pid: int) -> None:
+    if "prometheus_client" in sys.modules:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)

@@ -1,0 +1,128 @@
+"""``callscreen serve`` as a real process: it answers, drains on SIGTERM and exits 0."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from asterisk_client import AsteriskClient, Session, header_bytes
+from test_classic_script import _ready
+
+from callscreen.config import Settings
+from callscreen.store import Store
+
+CALLSCREEN = str(Path(sys.executable).with_name("callscreen"))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _env(settings: Settings, tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CALLSCREEN_")}
+    env.update(
+        CALLSCREEN_REDIS_URL=str(settings.redis_url), CALLSCREEN_HASH_KEY=settings.hash_key.hex(),
+        CALLSCREEN_ENCRYPTION_KEY=settings.encryption_key.hex(), CALLSCREEN_LOG_KEY=settings.log_key.hex(),
+        CALLSCREEN_DATA_DIR=str(tmp_path),
+    )
+    return env
+
+
+def _start(settings: Settings, tmp_path: Path, *extra: str) -> tuple[subprocess.Popen[bytes], int, int]:
+    port, metrics_port = _free_port(), _free_port()
+    process = subprocess.Popen(
+        [CALLSCREEN, "serve", "--port", str(port), "--metrics-port", str(metrics_port), *extra],
+        env=_env(settings, tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()[1].decode()
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return process, port, metrics_port
+        except OSError:
+            time.sleep(0.05)
+    process.kill()
+    raise AssertionError("callscreen serve did not listen")
+
+
+def _metrics(port: int) -> str:
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_serve_answers_then_sigterm_drains_in_flight_sessions_and_exits_zero(
+        store: Store, settings: Settings, tmp_path: Path, workers: str) -> None:
+    _ready(store)
+    process, port, metrics_port = _start(settings, tmp_path, "--workers", workers)
+    try:
+        client = AsteriskClient("127.0.0.1", port)
+        first = [client.run(header_bytes(args=["spring"])) for _ in range(4)]
+        assert all(s.result == "BLOCK" or s.result == "ALLOW" for s in first)
+        assert all(len(s.commands) == 4 for s in first)
+        text = _metrics(metrics_port)
+        assert "callscreen_agi_sessions_total" in text and 'script="screen"' in text
+
+        in_flight: list[Session] = []
+        started = threading.Event()
+        slow = threading.Thread(target=lambda: in_flight.append(
+            client.run(header_bytes(args=["spring"]), reply_delay=0.4, on_command=lambda _l: started.set())))
+        slow.start()
+        assert started.wait(10)
+        process.send_signal(signal.SIGTERM)
+        slow.join(15)
+        assert process.wait(20) == 0, process.stderr.read().decode() if process.stderr else ""
+        assert len(in_flight[0].commands) == 4  # the session begun before SIGTERM was finished
+        assert in_flight[0].result in ("ALLOW", "BLOCK")
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_serve_refuses_an_allowlist_that_does_not_resolve(settings: Settings, tmp_path: Path) -> None:
+    result = subprocess.run(
+        [CALLSCREEN, "serve", "--port", str(_free_port()), "--allow", "no-such-host.invalid"],
+        env=_env(settings, tmp_path), capture_output=True, timeout=30,
+    )
+    assert result.returncode != 0 and b"--allow" in result.stderr
+
+
+def test_serve_options_default_from_settings_and_override_them(settings: Settings) -> None:
+    import argparse
+
+    from callscreen.cli.serve import effective_settings, register
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    defaults = effective_settings(parser.parse_args(["serve"]), settings)
+    assert (defaults.agi_host, defaults.agi_port, defaults.agi_allowed_hosts) == (
+        settings.agi_host, settings.agi_port, settings.agi_allowed_hosts)
+    tuned = effective_settings(parser.parse_args(
+        ["serve", "--host", "0.0.0.0", "--port", "4600", "--workers", "3", "--allow", "10.0.0.5",
+         "--allow", "10.0.1.0/24", "--deadline-ms", "150"]), settings)
+    assert (tuned.agi_host, tuned.agi_port, tuned.agi_workers, tuned.agi_decision_deadline_ms) == (
+        "0.0.0.0", 4600, 3, 150)
+    assert tuned.agi_allowed_hosts == ("10.0.0.5", "10.0.1.0/24")
+    with pytest.raises(SystemExit):
+        parser.parse_args(["serve", "--workers", "0"])
