@@ -1,10 +1,12 @@
 """The dial-time lookup inside the decision's single round trip, staleness, and the metrics."""
 
+import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis
+import redis.asyncio
 from prometheus_client import CollectorRegistry
 
 from blocklists.lookup import RedisRegistryLookup, Snapshot, registry_lookup_for
@@ -64,6 +66,29 @@ def test_screening_blocks_listed_numbers_as_national_dnc_and_missing_registries_
     later = AT + timedelta(days=40)
     assert screener.screen("020 7123 4567", "uk-promo", later.replace(hour=12), dry_run=True).reason \
         is Reason.REGISTRY_STALE
+
+
+def test_the_async_screening_path_reads_the_registry_in_its_pipeline_with_a_background_refresher(
+        manager, settings, redis_client, valkey_server, tmp_path):
+    load(manager, "gb-tps", "02079460958\n", tmp_path)
+    load(manager, "gb-ctps", "01212345678\n", tmp_path)
+    lookup = registry_lookup_for(redis_client, background=True)
+
+    async def scenario():
+        aclient = redis.asyncio.Redis.from_url(valkey_server.url)
+        screener = build_screener(settings, redis_client, aclient=aclient, registries=lookup)
+        screener.store.put_campaign(Campaign("uk-promo", "promotions", "GB", "GB", "Europe/London"))
+        screener.store.add_consent(normalize("+442079460958"), Consent(
+            "li-1", "", ("promotions",), LegalBasis.LEGITIMATE_INTEREST, "crm_import", AT - timedelta(days=5)))
+        decision = await screener.screen_async("+44 20 7946 0958", "uk-promo", AT)
+        await aclient.aclose()
+        return decision
+
+    try:
+        decision = asyncio.run(scenario())
+    finally:
+        lookup.stop()
+    assert (decision.result, decision.reason) == (Result.BLOCK, Reason.NATIONAL_DNC) and decision.id
 
 
 def test_a_reader_holding_the_previous_generation_still_reads_the_whole_old_list(manager, redis_client, tmp_path):
