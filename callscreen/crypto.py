@@ -10,7 +10,6 @@ moved to another number's record.
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import os
 
@@ -38,8 +37,7 @@ class NumberVault:
 
     def digest(self, e164: str) -> str:
         """The keyed hash that names every per-number key (lower-case hex)."""
-        mac = hmac.new(self._hash_key, e164.encode("ascii"), hashlib.sha256)
-        return mac.hexdigest()[:DIGEST_HEX_CHARS]
+        return hmac.digest(self._hash_key, e164.encode("ascii"), "sha256").hex()[:DIGEST_HEX_CHARS]
 
     def seal(self, e164: str) -> str:
         """Encrypt ``e164``; the result is url-safe base64 of nonce + ciphertext."""
