@@ -98,7 +98,7 @@ def parse_header(lines: Iterable[str]) -> Header:
         key, value = split_header_line(line)
         if key in env:
             raise AGIProtocolError(f"header repeats {key}")
-        arg = _ARG_KEY.fullmatch(key)
+        arg = _ARG_KEY.fullmatch(key) if key.startswith("agi_arg_") else None
         if arg:
             if int(arg.group(1)) != len(args) + 1:
                 raise AGIProtocolError(f"{key} out of order")
@@ -219,6 +219,9 @@ class Reply:
     @property
     def ok(self) -> bool:
         return self.code == 200 and self.result is not None and self.result >= 0
+
+
+OK = Reply(code=200, text="result=1", result=1)
 
 
 def parse_reply_line(line: str) -> Reply:

@@ -44,9 +44,10 @@ DIAL_STATUSES = frozenset(
 MAX_ANSWERED_SECONDS = 7 * 24 * 3600
 _DECISION_ID = re.compile(r"^d-[0-9a-z]{1,13}-[0-9a-f]{8}$")  # callscreen.store.new_id("d")
 _CAMPAIGN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+OK_REPLY = b"200 result=1\n"
 LOG_ALLOWANCE = 1.0  # the screener's own bound on a decision log append
 _DIGITS = re.compile(r"^[0-9]{1,7}$")
-STREAM_LIMIT = 2 * protocol.MAX_LINE_BYTES
+STREAM_LIMIT = protocol.MAX_HEADER_BYTES  # bounds the header (readuntil) and every reply line
 
 
 class AsyncScreener(Protocol):
@@ -161,6 +162,8 @@ class _AGIStream:
                 await self.writer.drain()
                 while True:
                     raw = await self.reader.readline()
+                    if raw == OK_REPLY:  # by far the most common line: skip the parser
+                        return protocol.OK
                     if not raw.endswith(b"\n"):
                         raise SessionError("connection_lost", "Asterisk closed the connection")
                     reply = self.replies.feed(raw.decode("utf-8", errors="replace"))
@@ -321,25 +324,21 @@ class FastAGIServer:
         return False
 
     async def _read_header(self, reader: asyncio.StreamReader) -> Header:
-        collected = protocol.HeaderReader()
+        """The whole header, ending with its blank line, within one read timeout (no slowloris)."""
         try:
             async with asyncio.timeout(self.read_timeout):
-                while True:
-                    raw = await reader.readline()
-                    if not raw:
-                        raise SessionError("connection_lost", "closed before the header ended")
-                    if collected.feed(raw):
-                        return collected.header()
+                block = await reader.readuntil(b"\n\n")
+            return protocol.parse_header_bytes(block)
         except TimeoutError:
             raise SessionError("header_timeout", f"no complete header in {self.read_timeout}s") from None
+        except asyncio.IncompleteReadError:
+            raise SessionError("connection_lost", "closed before the header ended") from None
+        except asyncio.LimitOverrunError as exc:
+            raise SessionError("header_too_large", f"no header end within {STREAM_LIMIT} bytes") from exc
         except HeaderTooLarge as exc:
             raise SessionError("header_too_large", str(exc)) from exc
         except AGIProtocolError as exc:
-            if "closed inside" in str(exc):
-                raise SessionError("connection_lost", str(exc)) from exc
             raise SessionError("bad_header", str(exc)) from exc
-        except ValueError as exc:  # a single line longer than the stream limit
-            raise SessionError("header_too_large", str(exc)) from exc
         except (ConnectionError, OSError) as exc:
             raise SessionError("connection_lost", str(exc)) from exc
 
@@ -399,20 +398,18 @@ class FastAGIServer:
     async def _decide(self, number: str, campaign: str) -> Answer:
         """Ask the screener; it answers within its deadline (logging a BLOCK when the store is slow).
 
-        The server adds a hard stop of deadline + log allowance: a screener stuck past that
-        is cancelled, the caller gets BLOCK at once and the BLOCK is logged in the background.
+        The server adds a hard stop of deadline + log allowance: a screening stuck past that
+        is cancelled, the caller gets BLOCK at once and the BLOCK is logged in the background
+        (if the cancelled screening had already logged, the later record supersedes it).
         """
-        task = asyncio.ensure_future(
-            self.screener.screen_async(number, campaign, origin="agi", deadline=self.deadline)
-        )
         try:
             async with asyncio.timeout(self.deadline + LOG_ALLOWANCE):
-                decision = await asyncio.shield(task)
-        except TimeoutError:
+                decision = await self.screener.screen_async(number, campaign, origin="agi", deadline=self.deadline)
+        except TimeoutError:  # the screening was cancelled where it stood
             self.metrics.error("deadline")
             log.warning("screening exceeded its %d ms deadline: answering BLOCK",
                         self.settings.agi_decision_deadline_ms)
-            self._track(self._after_deadline(task, number, campaign))
+            self._track(self._after_deadline(number, campaign))
             return Answer.unavailable()
         except Exception:
             self.metrics.error("screener")
@@ -427,11 +424,8 @@ class FastAGIServer:
             self.metrics.error("deadline" if _timed_out(decision) else "screener")
         return Answer.of(decision)
 
-    async def _after_deadline(self, task: asyncio.Future[Decision], number: str, campaign: str) -> None:
-        """The caller was told BLOCK; stop the late screening and log the BLOCK we gave."""
-        task.cancel()
-        with contextlib.suppress(BaseException):
-            await task
+    async def _after_deadline(self, number: str, campaign: str) -> None:
+        """The caller was told BLOCK: log the BLOCK we gave, off the answer's path."""
         writer = self.on_unavailable or self._log_unavailable
         try:
             async with asyncio.timeout(self.read_timeout):

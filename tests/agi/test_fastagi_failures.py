@@ -117,7 +117,7 @@ def test_hostile_extension_caller_id_and_args_never_leave_their_argument(agi: AG
         session = agi.asterisk().run(header)
         assert session.violations == []
         assert not session.dialplan_dials
-        if len(header) > protocol.MAX_HEADER_BYTES or len(hostile) > protocol.MAX_LINE_BYTES:
+        if len(header) > protocol.MAX_HEADER_BYTES:
             assert session.commands == []  # cut unanswered: the dialplan reads the empty result as BLOCK
             continue
         assert session.result == "BLOCK"
@@ -250,7 +250,8 @@ def test_half_open_header_is_dropped(agi_factory) -> None:
 
 @pytest.mark.parametrize("garbage", [b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", b"\x16\x03\x01\x02\x00\x01\n\n",
                                      b"hello\n\n"])
-def test_garbage_clients_get_block_or_nothing(agi: AGIEnv, garbage: bytes) -> None:
+def test_garbage_clients_get_block_or_nothing(agi_factory, garbage: bytes) -> None:
+    agi = agi_factory(agi_read_timeout=0.5)
     sock = socket.create_connection(("127.0.0.1", agi.port))
     sock.sendall(garbage)
     sock.settimeout(3)
@@ -260,7 +261,9 @@ def test_garbage_clients_get_block_or_nothing(agi: AGIEnv, garbage: bytes) -> No
         if received.endswith(b"\n"):
             sock.sendall(b"200 result=1\n")
     assert b"ALLOW" not in received
-    assert agi.metric("callscreen_agi_session_errors_total", kind="bad_header") == 1
+    # refused as a bad header, or (CRLF never makes the blank line AGI ends with) timed out
+    assert agi.metric("callscreen_agi_session_errors_total", kind="bad_header") + agi.metric(
+        "callscreen_agi_session_errors_total", kind="header_timeout") == 1
 
 
 def test_header_larger_than_the_bound_is_cut(agi: AGIEnv) -> None:

@@ -1,0 +1,250 @@
+"""FastAGI and classic-script benchmark (run by hand; loopback only).
+
+    .venv/bin/python bench/agi_bench.py [--seconds 10] [--rate 1000] [--script-runs 30]
+
+Starts a private valkey server, seeds a campaign and 1,000 consented numbers, then measures:
+
+(a) ``callscreen serve`` (one worker): decisions/s, p50/p99 session latency, server CPU per decision;
+(b) the floor server in ``bench/agi_floor.py`` under the same load;
+(c) ``callscreen-agi`` over pipes versus a bare ``python -c "import redis, phonenumbers"``.
+
+Latency is measured by the load generator from connect to the server closing the session
+(header, decision, four SET VARIABLE round trips): what Asterisk waits for. Server CPU is read
+from /proc for the server process only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from callscreen.crypto import NumberVault  # noqa: E402
+from callscreen.embedded import EmbeddedServer  # noqa: E402
+from callscreen.models import Campaign, Consent, LegalBasis  # noqa: E402
+from callscreen.numbers import normalize  # noqa: E402
+from callscreen.store import Store  # noqa: E402
+
+BIN = Path(sys.executable).parent
+KEYS = {"CALLSCREEN_HASH_KEY": "11" * 32, "CALLSCREEN_ENCRYPTION_KEY": "22" * 32, "CALLSCREEN_LOG_KEY": "33" * 32}
+NUMBERS = [f"+7999{i:07d}" for i in range(1000)]
+HEADER = (
+    "agi_network: yes\nagi_network_script: screen\nagi_request: agi://127.0.0.1:{port}/screen\n"
+    "agi_channel: Local/{n}@outbound-marketing-00000006;2\nagi_language: en\nagi_type: Local\n"
+    "agi_uniqueid: 1795299856.13\nagi_version: 22.10.1\nagi_callerid: unknown\nagi_calleridname: unknown\n"
+    "agi_callingpres: 67\nagi_callingani2: 0\nagi_callington: 0\nagi_callingtns: 0\nagi_dnid: unknown\n"
+    "agi_rdnis: unknown\nagi_context: outbound-marketing\nagi_extension: {n}\nagi_priority: 1\n"
+    "agi_enhanced: 0.0\nagi_accountcode: \nagi_threadid: 140702713157312\nagi_arg_1: bench\n\n"
+)
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def daytime_zone() -> str:
+    """An Etc/GMT zone where it is early afternoon now, so every seeded call is ALLOWed."""
+    offset = (13 - datetime.now(UTC).hour) % 24
+    offset = offset - 24 if offset > 12 else offset
+    return "UTC" if offset == 0 else f"Etc/GMT{-offset:+d}"
+
+
+def seed(url: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    store = Store(client, NumberVault(bytes.fromhex(KEYS["CALLSCREEN_HASH_KEY"]),
+                                      bytes.fromhex(KEYS["CALLSCREEN_ENCRYPTION_KEY"])))
+    store.put_campaign(Campaign("bench", "promotions", "RU", "RU", "Europe/Moscow"))
+    zone = daytime_zone()
+    for i, raw in enumerate(NUMBERS):
+        number = normalize(raw, "RU")
+        store.add_consent(number, Consent(f"c-{i}", "", ("promotions",), LegalBasis.CONSENT,
+                                          "sms_double_opt_in", datetime(2026, 5, 1, tzinfo=UTC)))
+        store.set_contact(number, timezone=zone)
+    client.close()
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_listening(port: int, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"server exited: {process.stderr.read().decode() if process.stderr else ''}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit("server did not listen")
+
+
+async def session(port: int, number: str, results: dict[str, int]) -> float:
+    started = time.perf_counter()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(HEADER.format(port=port, n=number).encode())
+    while True:
+        line = await reader.readline()
+        if not line:
+            break
+        if line.startswith(b"SET VARIABLE SCREEN_RESULT"):
+            value = line.split(b'"')[1].decode()
+            results[value] = results.get(value, 0) + 1
+        writer.write(b"200 result=1\n")
+    writer.close()
+    return time.perf_counter() - started
+
+
+async def open_loop(port: int, rate: float, seconds: float) -> tuple[list[float], dict[str, int], float]:
+    """Start sessions at a fixed rate (like calls arriving), whatever the server's speed."""
+    results: dict[str, int] = {}
+    latencies: list[float] = []
+    tasks = []
+    interval = 1.0 / rate
+    start = time.perf_counter()
+    count = int(rate * seconds)
+    for i in range(count):
+        delay = start + i * interval - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.ensure_future(session(port, NUMBERS[i % len(NUMBERS)], results)))
+    for task in tasks:
+        try:
+            latencies.append(await task)
+        except OSError:
+            results["error"] = results.get("error", 0) + 1
+    return latencies, results, time.perf_counter() - start
+
+
+async def closed_loop(port: int, concurrency: int, seconds: float) -> tuple[int, float]:
+    results: dict[str, int] = {}
+    done = 0
+    end = time.perf_counter() + seconds
+
+    async def worker(w: int) -> None:
+        nonlocal done
+        i = w
+        while time.perf_counter() < end:
+            await session(port, NUMBERS[i % len(NUMBERS)], results)
+            done += 1
+            i += concurrency
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker(w) for w in range(concurrency)))
+    return done, time.perf_counter() - start
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+def measure_server(name: str, command: list[str], port: int, env: dict[str, str], rate: float,
+                   seconds: float) -> dict[str, float]:
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_listening(port, process)
+        asyncio.run(open_loop(port, 200, 1.0))  # warm up: connections, campaign cache, script load
+        cpu0 = cpu_seconds(process.pid)
+        latencies, results, wall = asyncio.run(open_loop(port, rate, seconds))
+        cpu = cpu_seconds(process.pid) - cpu0
+        done = len(latencies)
+        cpu1 = cpu_seconds(process.pid)
+        max_done, max_wall = asyncio.run(closed_loop(port, 32, min(seconds, 5.0)))
+        max_cpu = cpu_seconds(process.pid) - cpu1
+    finally:
+        process.terminate()
+        process.wait(30)
+    row = {
+        "offered_rate": rate, "achieved_rate": done / wall, "p50_ms": pct(latencies, 0.50),
+        "p99_ms": pct(latencies, 0.99), "cpu_ms_per_decision": cpu / max(done, 1) * 1000,
+        "max_rate": max_done / max_wall, "cpu_ms_per_decision_at_max": max_cpu / max(max_done, 1) * 1000,
+    }
+    print(f"{name}: {row} results={results}", flush=True)
+    return row
+
+
+def drive_script(env: dict[str, str], number: str) -> tuple[float, str]:
+    started = time.perf_counter()
+    process = subprocess.Popen([str(BIN / "callscreen-agi"), "bench"], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+    assert process.stdin and process.stdout
+    process.stdin.write(HEADER.format(port=0, n=number).replace("agi_network_script: screen\n", "").encode())
+    process.stdin.flush()
+    result = ""
+    for line in process.stdout:
+        if line.startswith(b"SET VARIABLE SCREEN_RESULT"):
+            result = line.split(b'"')[1].decode()
+        process.stdin.write(b"200 result=1\n")
+        process.stdin.flush()
+    process.wait()
+    return time.perf_counter() - started, result
+
+
+def timed(command: list[str], runs: int) -> float:
+    samples = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        subprocess.run(command, check=True)
+        samples.append(time.perf_counter() - started)
+    return statistics.median(samples)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--rate", type=float, default=1000.0)
+    parser.add_argument("--script-runs", type=int, default=30)
+    parser.add_argument("--skip", action="append", default=[], choices=["server", "floor", "script"])
+    args = parser.parse_args()
+    with EmbeddedServer(persist=False) as valkey:
+        seed(valkey.url)
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("CALLSCREEN_")},
+               **KEYS, "CALLSCREEN_REDIS_URL": valkey.url, "CALLSCREEN_DATA_DIR": "/tmp/callscreen-bench"}
+        rows = {}
+        if "server" not in args.skip:
+            port = free_port()
+            rows["callscreen"] = measure_server(
+                "callscreen", [str(BIN / "callscreen"), "serve", "--port", str(port), "--metrics-port", "0"],
+                port, env, args.rate, args.seconds)
+        if "floor" not in args.skip:
+            port = free_port()
+            rows["floor"] = measure_server(
+                "floor", [sys.executable, str(ROOT / "bench" / "agi_floor.py"), str(port), valkey.url],
+                port, env, args.rate, args.seconds)
+        if "callscreen" in rows and "floor" in rows:
+            for key in ("cpu_ms_per_decision", "cpu_ms_per_decision_at_max"):
+                print(f"{key} ratio callscreen/floor: {rows['callscreen'][key] / rows['floor'][key]:.2f}")
+        if "script" not in args.skip:
+            drive_script(env, NUMBERS[0])  # warm the page cache
+            samples, results = [], {}
+            for i in range(args.script_runs):
+                seconds, result = drive_script(env, NUMBERS[i])
+                samples.append(seconds)
+                results[result] = results.get(result, 0) + 1
+            script = statistics.median(samples)
+            bare = timed([sys.executable, "-c", "import redis, phonenumbers"], args.script_runs)
+            empty = timed([sys.executable, "-c", "pass"], args.script_runs)
+            print(f"classic script median {script * 1000:.1f} ms ({results}); bare import {bare * 1000:.1f} ms; "
+                  f"empty python {empty * 1000:.1f} ms; ratio {script / bare:.2f}")
+
+
+if __name__ == "__main__":
+    main()
