@@ -73,8 +73,17 @@ def seed(url: str) -> None:
 
 
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    """CPU time of ``pid`` and its children (the workers of ``serve --workers N``)."""
+    total = 0.0
+    for candidate in [pid, *_children(pid)]:
+        fields = Path(f"/proc/{candidate}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return total
+
+
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
 
 
 def free_port() -> int:
@@ -212,6 +221,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--rate", type=float, default=1000.0)
     parser.add_argument("--script-runs", type=int, default=30)
+    parser.add_argument("--workers", type=int, default=1, help="callscreen serve --workers")
     parser.add_argument("--skip", action="append", default=[], choices=["server", "floor", "script"])
     args = parser.parse_args()
     with EmbeddedServer(persist=False) as valkey:
@@ -222,7 +232,8 @@ def main() -> None:
         if "server" not in args.skip:
             port = free_port()
             rows["callscreen"] = measure_server(
-                "callscreen", [str(BIN / "callscreen"), "serve", "--port", str(port), "--metrics-port", "0"],
+                "callscreen", [str(BIN / "callscreen"), "serve", "--port", str(port), "--metrics-port", "0",
+                 "--workers", str(args.workers)],
                 port, env, args.rate, args.seconds)
         if "floor" not in args.skip:
             port = free_port()
