@@ -227,6 +227,7 @@ class FastAGIServer:
         self._waiting: OrderedDict[int, _Connection] = OrderedDict()
         self._background: set[asyncio.Task[Any]] = set()
         self._closing = False
+        self._refusals = _RateLimitedLog(log, interval=1.0)
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -283,12 +284,12 @@ class FastAGIServer:
         host = str(peer[0]) if peer else ""
         if not self.allowlist.allows(host):
             self.metrics.rejected.labels("peer").inc()
-            log.warning("refused AGI connection from %s (not in the allowlist)", host)
+            self._refusals.note("refused AGI connection from %s (not in the allowlist)", host)
             writer.transport.abort()
             return
         if self._closing or not self._make_room():
             self.metrics.rejected.labels("overload").inc()
-            log.warning("refused AGI connection from %s: %d connections open", host, len(self._open))
+            self._refusals.note("refused AGI connection from %s: %d connections open", host, len(self._open))
             writer.transport.abort()
             return
         task = asyncio.current_task()
@@ -498,6 +499,27 @@ class FastAGIServer:
             log.exception("could not record the outcome of %s", outcome.decision_id)
             return
         self.metrics.outcomes.labels(outcome.dialstatus or "none").inc()
+
+
+class _RateLimitedLog:
+    """At most one warning per ``interval`` seconds, with the count of the ones held back: a
+    flood of refused connections must not turn into a flood of log lines (or block on stderr)."""
+
+    def __init__(self, logger: logging.Logger, interval: float) -> None:
+        self.logger = logger
+        self.interval = interval
+        self._next = 0.0
+        self._held = 0
+
+    def note(self, message: str, *args: Any) -> None:
+        now = time.monotonic()
+        if now < self._next:
+            self._held += 1
+            return
+        if self._held:
+            message += f" (and {self._held} more in the last {self.interval:g}s)"
+        self.logger.warning(message, *args)
+        self._next, self._held = now + self.interval, 0
 
 
 def _timed_out(decision: Decision) -> bool:

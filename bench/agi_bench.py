@@ -96,7 +96,7 @@ def wait_listening(port: int, process: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise SystemExit(f"server exited: {process.stderr.read().decode() if process.stderr else ''}")
+            raise SystemExit(f"server exited with {process.returncode}")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
             return
@@ -167,7 +167,8 @@ def pct(values: list[float], q: float) -> float:
 
 def measure_server(name: str, command: list[str], port: int, env: dict[str, str], rate: float,
                    seconds: float) -> dict[str, float]:
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    log = open(f"/tmp/callscreen-bench-{name}.log", "wb")  # noqa: SIM115 - closed below
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=log)
     try:
         wait_listening(port, process)
         asyncio.run(open_loop(port, 200, 1.0))  # warm up: connections, campaign cache, script load
@@ -181,6 +182,7 @@ def measure_server(name: str, command: list[str], port: int, env: dict[str, str]
     finally:
         process.terminate()
         process.wait(30)
+        log.close()
     row = {
         "offered_rate": rate, "achieved_rate": done / wall, "p50_ms": pct(latencies, 0.50),
         "p99_ms": pct(latencies, 0.99), "cpu_ms_per_decision": cpu / max(done, 1) * 1000,

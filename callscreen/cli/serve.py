@@ -173,6 +173,7 @@ def supervise(settings: Settings, redis_url: str, multiproc_dir: str, *,
     for index in range(settings.agi_workers):
         pid = os.fork()
         if pid == 0:
+            _die_with_parent()
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             code = 1
@@ -206,6 +207,14 @@ def supervise(settings: Settings, redis_url: str, multiproc_dir: str, *,
         worst = max(worst, code if code > 0 else 0)
     shutil.rmtree(multiproc_dir, ignore_errors=True)
     return worst
+
+
+def _die_with_parent() -> None:
+    """Linux: get SIGTERM (and drain) if the supervisor dies without forwarding a signal."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def _signal(pid: int, signum: int) -> None:
