@@ -118,6 +118,33 @@ def _lazy_geocoder() -> None:
     sys.modules["phonenumbers"].geocoder = module
 
 
+class _LazyRegistries:
+    """The do-not-call registry lookup, imported only when a campaign's law requires a registry
+    (a Russian campaign, for one, never pays for it)."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self._lookup: Any = None
+
+    def _real(self) -> Any:
+        if self._lookup is None:
+            from callscreen.store import NoRegistries
+
+            try:
+                from blocklists.lookup import registry_lookup_for
+            except ImportError:
+                self._lookup = NoRegistries()
+            else:
+                self._lookup = registry_lookup_for(self.client)
+        return self._lookup
+
+    def commands(self, number: Any, registry_ids: Any) -> list[Any]:
+        return self._real().commands(number, registry_ids) if registry_ids else []
+
+    def parse(self, number: Any, registry_ids: Any, replies: Any) -> tuple[Any, ...]:
+        return self._real().parse(number, registry_ids, replies) if registry_ids else ()
+
+
 def _answer(agi: Any, answer: Answer) -> None:
     for name, value in zip(SCREEN_VARIABLES, answer.values(), strict=True):
         try:
@@ -150,14 +177,7 @@ def decide(header: protocol.Header, environ: dict[str, str] | os._Environ[str]) 
     budget = settings.agi_decision_deadline_ms / 1000
     client = redis.Redis.from_url(url, socket_connect_timeout=budget, socket_timeout=budget + 1.0)
     try:
-        registries = None
-        try:
-            from blocklists.lookup import registry_lookup_for
-        except ImportError:
-            pass
-        else:
-            registries = registry_lookup_for(client)
-        screener = build_screener(settings, client, registries=registries)
+        screener = build_screener(settings, client, registries=_LazyRegistries(client))
         decision = screener.screen(*target, origin=ORIGIN)
         if decision.allowed and not decision.id:
             raise RuntimeError("ALLOW without a decision log id")

@@ -247,14 +247,14 @@ def main() -> None:
                 print(f"{key} ratio callscreen/floor: {rows['callscreen'][key] / rows['floor'][key]:.2f}")
         if "script" not in args.skip:
             drive_script(env, NUMBERS[0])  # warm the page cache
-            samples, results = [], {}
-            for i in range(args.script_runs):
+            samples, bares, empties, results = [], [], [], {}
+            for i in range(args.script_runs):  # interleaved, so drift in machine load hits all three
                 seconds, result = drive_script(env, NUMBERS[i])
                 samples.append(seconds)
                 results[result] = results.get(result, 0) + 1
-            script = statistics.median(samples)
-            bare = timed([sys.executable, "-c", "import redis, phonenumbers"], args.script_runs)
-            empty = timed([sys.executable, "-c", "pass"], args.script_runs)
+                bares.append(timed([sys.executable, "-c", "import redis, phonenumbers"], 1))
+                empties.append(timed([sys.executable, "-c", "pass"], 1))
+            script, bare, empty = (statistics.median(x) for x in (samples, bares, empties))
             print(f"classic script median {script * 1000:.1f} ms ({results}); bare import {bare * 1000:.1f} ms; "
                   f"empty python {empty * 1000:.1f} ms; ratio {script / bare:.2f}")
 

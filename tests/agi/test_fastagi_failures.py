@@ -378,3 +378,13 @@ def test_answered_outcome_is_recorded_against_the_decision(agi: AGIEnv) -> None:
     log = DecisionLog(agi.client, agi.settings.log_key)
     assert log.outcome_of(decision_id) == {
         "decision_id": decision_id, "dialstatus": "ANSWER", "answered_seconds": 42, "hangup_cause": "16"}
+
+
+def test_a_flood_of_refused_peers_logs_one_warning_not_one_per_connection(agi_factory, caplog) -> None:
+    env = agi_factory(host="127.0.0.1", allowed_hosts=["127.0.0.2"])
+    with caplog.at_level("WARNING", logger="callscreen.agi"):
+        for _ in range(20):
+            env.asterisk().run(header_bytes(args=["spring"]))
+    refused = [r for r in caplog.records if "refused AGI connection" in r.getMessage()]
+    assert env.metric("callscreen_agi_rejected_connections_total", why="peer") == 20
+    assert 1 <= len(refused) <= 2
