@@ -228,6 +228,7 @@ class FastAGIServer:
         self._background: set[asyncio.Task[Any]] = set()
         self._closing = False
         self._refusals = _RateLimitedLog(log, interval=1.0)
+        self._warnings = _RateLimitedLog(log, interval=1.0)
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -374,8 +375,10 @@ class FastAGIServer:
                 await self._answer(stream, Answer.unavailable())
         except SessionError as exc:
             self.metrics.error(exc.kind)
-            level = logging.INFO if exc.kind == "connection_lost" else logging.WARNING
-            log.log(level, "AGI session from %s ended early (%s): %s", conn.peer, exc.kind, exc)
+            if exc.kind == "connection_lost":
+                log.info("AGI session from %s ended early (%s): %s", conn.peer, exc.kind, exc)
+            else:
+                self._warnings.note("AGI session from %s ended early (%s): %s", conn.peer, exc.kind, exc)
         except Exception:
             self.metrics.error("internal")
             log.exception("AGI session from %s failed", conn.peer)
@@ -408,8 +411,8 @@ class FastAGIServer:
                 decision = await self.screener.screen_async(number, campaign, origin="agi", deadline=self.deadline)
         except TimeoutError:  # the screening was cancelled where it stood
             self.metrics.error("deadline")
-            log.warning("screening exceeded its %d ms deadline: answering BLOCK",
-                        self.settings.agi_decision_deadline_ms)
+            self._warnings.note("screening exceeded its %d ms deadline: answering BLOCK",
+                                self.settings.agi_decision_deadline_ms)
             self._track(self._after_deadline(number, campaign))
             return Answer.unavailable()
         except Exception:
