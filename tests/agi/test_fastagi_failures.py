@@ -10,8 +10,8 @@ import time
 
 import pytest
 import redis
+from agi_env import AGIEnv
 from asterisk_client import AsteriskClient, closed_within, header_bytes, open_idle
-from conftest import AGIEnv
 from test_fastagi_reasons import RU_NUMBER, campaign, consent, screen
 
 from agi import protocol

@@ -7,8 +7,8 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from agi_env import WEDNESDAY_MORNING, WEDNESDAY_US_NOON, AGIEnv, TestRegistries
 from asterisk_client import header_bytes
-from conftest import WEDNESDAY_MORNING, WEDNESDAY_US_NOON, AGIEnv, TestRegistries
 
 from callscreen.decision_log import DecisionLog
 from callscreen.models import (
