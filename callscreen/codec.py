@@ -7,7 +7,7 @@ stored JSON are ignored so older processes can read records written by newer one
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, fields
+from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,6 +43,8 @@ def parse_time(text: str | None) -> datetime | None:
 def _plain(value: Any) -> Any:
     if isinstance(value, datetime):
         return iso(value)
+    if hasattr(value, "__dataclass_fields__"):
+        return to_dict(value)
     if isinstance(value, tuple | list):
         return [_plain(v) for v in value]
     if isinstance(value, dict):
@@ -53,7 +55,8 @@ def _plain(value: Any) -> Any:
 
 
 def to_dict(value: Any) -> dict[str, Any]:
-    return {k: _plain(v) for k, v in asdict(value).items()}
+    """Plain JSON-ready dict of a dataclass (nested dataclasses included), without deep copies."""
+    return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
 
 
 def dumps(value: Any) -> str:

@@ -32,7 +32,7 @@ import redis
 
 from callscreen import codec
 from callscreen.models import Decision
-from callscreen.store import Command, StoreError, ms, new_id, number_key, run_pipeline, run_pipeline_async
+from callscreen.store import Command, StoreError, ms, new_id, number_key, run_pipeline, run_pipeline_async, script
 
 STREAM = "cs:{log}:stream"
 HEADS = "cs:{log}:heads"
@@ -51,7 +51,19 @@ redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
 redis.call('HSET', KEYS[3], ARGV[4], sid)
 return {1, sid}
 """
-APPEND_SHA = hashlib.sha1(APPEND_SCRIPT.encode()).hexdigest()
+APPEND_SHA = script(APPEND_SCRIPT)
+
+# The per-number index writes of one decision, in one command (keys in the number's slot).
+# KEYS: decisions, attempts. ARGV: ms, id, retention horizon ms, attempt (1/0), attempt horizon ms.
+INDEX_SHA = script("""
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
+if ARGV[4] == '1' then
+  redis.call('ZADD', KEYS[2], ARGV[1], ARGV[2])
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[5])
+end
+return 1
+""")
 
 
 class LogWriteError(StoreError):
@@ -176,10 +188,12 @@ class DecisionLog:
         return [script, *extra], new_head, mac
 
     def _settle(self, replies: list[Any], new_head: str) -> str | None:
-        """Apply the script's reply; returns the stream id, or None when the head moved."""
+        """Apply the script's reply; returns the stream id, or None when the head moved.
+        A failed index write (a later reply) fails the append too: the decision is not ALLOW."""
+        for reply in replies[1:]:
+            if isinstance(reply, Exception):
+                raise LogWriteError(f"decision log index write failed: {reply}")
         reply = replies[0]
-        if isinstance(reply, redis.exceptions.NoScriptError):
-            return "NOSCRIPT"
         if isinstance(reply, Exception):
             raise LogWriteError(f"decision log append failed: {reply}")
         ok, value = int(reply[0]), _text(reply[1])
@@ -199,11 +213,7 @@ class DecisionLog:
         with self._thread_lock:
             for _attempt in range(3):
                 commands, new_head, _mac = self._plan(record, list(extra))
-                replies = run_pipeline(self.client, commands)
-                stream_id = self._settle(replies, new_head)
-                if stream_id == "NOSCRIPT":
-                    self.client.script_load(APPEND_SCRIPT)
-                    continue
+                stream_id = self._settle(run_pipeline(self.client, commands), new_head)
                 if stream_id is not None:
                     return stream_id
                 extra = []  # already applied
@@ -217,11 +227,7 @@ class DecisionLog:
         async with self._task_lock:
             for _attempt in range(3):
                 commands, new_head, _mac = self._plan(record, list(extra))
-                replies = await run_pipeline_async(self.aclient, commands)
-                stream_id = self._settle(replies, new_head)
-                if stream_id == "NOSCRIPT":
-                    await self.aclient.script_load(APPEND_SCRIPT)
-                    continue
+                stream_id = self._settle(await run_pipeline_async(self.aclient, commands), new_head)
                 if stream_id is not None:
                     return stream_id
                 extra = []
@@ -231,19 +237,9 @@ class DecisionLog:
         """Per-number index writes that ride in the append's round trip."""
         if not record.number_digest:
             return []
-        stamp = ms(record.at)
-        horizon = ms(record.at - self.retention)
-        commands: list[Command] = [
-            ("ZADD", number_key(record.number_digest, "decisions"), stamp, record.id),
-            ("ZREMRANGEBYSCORE", number_key(record.number_digest, "decisions"), "-inf", horizon),
-        ]
-        if attempt:
-            week = ms(record.at - timedelta(days=8))
-            commands += [
-                ("ZADD", number_key(record.number_digest, "attempts"), stamp, record.id),
-                ("ZREMRANGEBYSCORE", number_key(record.number_digest, "attempts"), "-inf", week),
-            ]
-        return commands
+        keys = (number_key(record.number_digest, "decisions"), number_key(record.number_digest, "attempts"))
+        return [("EVALSHA", INDEX_SHA, 2, *keys, ms(record.at), record.id, ms(record.at - self.retention),
+                 1 if attempt else 0, ms(record.at - timedelta(days=8)))]
 
     # --- outcomes and summaries -----------------------------------------------------------
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import phonenumbers
-from phonenumbers import geocoder, timezone
+from phonenumbers import timezone
 
 MAX_INPUT_LENGTH = 64
 _SEPARATORS = re.compile(r"[\s\-.()/\u00a0\u2010-\u2015]+")
@@ -93,6 +93,8 @@ def _clean(raw: str) -> str:
 def _subdivision(parsed: phonenumbers.PhoneNumber, region: str) -> str | None:
     if region != "US":
         return None
+    from phonenumbers import geocoder  # large data: loaded only when a US number needs it
+
     description = geocoder.description_for_number(parsed, "en")
     if "," in description:
         code = description.rsplit(",", 1)[1].strip()

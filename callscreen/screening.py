@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 
@@ -22,7 +22,6 @@ from callscreen.config import Settings
 from callscreen.crypto import NumberVault
 from callscreen.decision import ScreeningRequest, decide
 from callscreen.decision_log import DecisionLog, LogRecord
-from callscreen.metrics import ScreeningMetrics
 from callscreen.models import Campaign, Check, Decision, Facts, Reason, Result
 from callscreen.numbers import InvalidNumber, PhoneNumber, normalize
 from callscreen.policy import PolicyBook, PolicyPack
@@ -36,6 +35,9 @@ from callscreen.store import (
     run_pipeline,
     run_pipeline_async,
 )
+
+if TYPE_CHECKING:  # prometheus_client is not imported on the classic script's path
+    from callscreen.metrics import ScreeningMetrics
 
 
 def unavailable(detail: str, at: datetime) -> Decision:
@@ -120,15 +122,16 @@ class Screener:
         if pack is None:
             return None, None
         registry_ids = pack.registries if request.campaign.advertising else ()
-        query = FactQuery(request.number, self.vault.digest(request.number.e164), request.at,
-                          registry_ids, self.registries)
+        query = FactQuery(request.number, self._digest(request), request.at, registry_ids, self.registries)
         return pack, query
 
-    def _record(self, request: ScreeningRequest, decision: Decision, origin: str) -> tuple[LogRecord, list]:
-        digest = sealed = ""
-        if request.number is not None:
-            digest = self.vault.digest(request.number.e164)
-            sealed = self.vault.seal(request.number.e164)
+    def _digest(self, request: ScreeningRequest) -> str:
+        return self.vault.digest(request.number.e164) if request.number is not None else ""
+
+    def _record(self, request: ScreeningRequest, decision: Decision, origin: str,
+                query: FactQuery | None = None) -> tuple[LogRecord, list]:
+        digest = query.digest if query is not None else self._digest(request)
+        sealed = self.vault.seal(request.number.e164) if request.number is not None else ""
         campaign_id = request.campaign.id if request.campaign else ""
         record = LogRecord.from_decision(decision, decision_id=new_id("d"), campaign_id=campaign_id,
                                          digest=digest, sealed=sealed, origin=origin)
@@ -152,18 +155,18 @@ class Screener:
         """Decide and (unless ``dry_run``) log; never raises for store trouble."""
         started = time.perf_counter()
         at = at or self.clock()
+        request, query = None, None
         try:
             request = self._request(raw_number, self.campaign(campaign_id), at)
             pack, query = self._query(request)
             facts = query.parse(run_pipeline(self.store.client, query.commands())) if query else Facts()
             decision = decide(request, facts, pack)
         except (StoreError, redis.RedisError, ValueError, KeyError) as exc:
-            request = self._request(raw_number, None, at)
             decision = self._fail("facts", f"facts unavailable: {exc}", at)
         if dry_run:
             return decision
         try:
-            record, extra = self._record(request, decision, origin)
+            record, extra = self._record(request or self._request(raw_number, None, at), decision, origin, query)
             self.log.append(record, extra)
         except (StoreError, redis.RedisError) as exc:
             return self._observe(self._fail("log", f"decision log unavailable: {exc}", at), origin, started)
@@ -178,7 +181,7 @@ class Screener:
         started = time.perf_counter()
         at = at or self.clock()
         budget = self.deadline if deadline is None else deadline
-        request = self._request(raw_number, None, at)
+        request, query = None, None
         try:
             async with asyncio.timeout(budget):
                 request = self._request(raw_number, await self.campaign_async(campaign_id), at)
@@ -190,12 +193,24 @@ class Screener:
         except (StoreError, redis.RedisError, OSError, ValueError, KeyError) as exc:
             decision = self._fail("facts", f"facts unavailable: {exc}", at)
         try:
-            record, extra = self._record(request, decision, origin)
+            record, extra = self._record(request or self._request(raw_number, None, at), decision, origin, query)
             async with asyncio.timeout(max(budget, 1.0)):
                 await self.log.append_async(record, extra)
         except (TimeoutError, StoreError, redis.RedisError, OSError) as exc:
             return self._observe(self._fail("log", f"decision log unavailable: {exc}", at), origin, started)
         return self._observe(replace(decision, id=record.id), origin, started)
+
+    async def log_unavailable_async(self, raw_number: str, campaign_id: str, detail: str,
+                                    origin: str = "agi") -> Decision:
+        """Log a BLOCK ``screening_unavailable`` that was already answered (e.g. a session's hard
+        stop); raises StoreError if even that cannot be written."""
+        at = self.clock()
+        request = self._request(raw_number, None, at)
+        decision = unavailable(detail, at)
+        record, extra = self._record(request, decision, origin)
+        record = replace(record, campaign_id=campaign_id)
+        await self.log.append_async(record, extra)
+        return replace(decision, id=record.id)
 
 
 def build_screener(settings: Settings, client: redis.Redis, aclient: Any = None,

@@ -11,6 +11,7 @@ and executed by whichever client the caller has, sync or asyncio, in one pipelin
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 import time
@@ -100,31 +101,84 @@ def connect(url: str, *, asyncio: bool = False, timeout: float = 2.0) -> Any:
     return redis.Redis.from_url(url, **options)
 
 
+# --- server-side scripts ------------------------------------------------------------------
+
+SCRIPTS: dict[str, str] = {}  # sha1 -> body of every script the planned commands may call
+
+
+def script(body: str) -> str:
+    """Register a Lua script; returns the sha1 that ``EVALSHA`` commands name."""
+    sha = hashlib.sha1(body.encode()).hexdigest()
+    SCRIPTS[sha] = body
+    return sha
+
+
+# One command instead of six: every per-number key lives in the same slot, so this is
+# cluster-safe. KEYS: consents, optouts, objections, suppressions, contact, attempts.
+FACTS_SHA = script("""
+local out = {}
+for i = 1, 5 do out[i] = redis.call('HGETALL', KEYS[i]) end
+out[6] = redis.call('ZRANGEBYSCORE', KEYS[6], ARGV[1], '+inf', 'WITHSCORES')
+return out
+""")
+
+
 # --- executing planned commands --------------------------------------------------------
 
 Command = tuple[Any, ...]
 
 
+def _missing_scripts(commands: Sequence[Command], replies: list[Any]) -> list[int]:
+    return [i for i, reply in enumerate(replies)
+            if isinstance(reply, redis.exceptions.NoScriptError) and commands[i][1] in SCRIPTS]
+
+
 def run_pipeline(client: redis.Redis, commands: Sequence[Command]) -> list[Any]:
-    """Send ``commands`` in one round trip; a failed command's reply is its exception."""
+    """Send ``commands`` in one round trip; a failed command's reply is its exception.
+
+    After a server restart the scripts are gone: the commands that failed with NOSCRIPT are
+    sent again, in order, once the scripts are loaded (a second round trip, once)."""
+    try:
+        replies = _execute(client, commands)
+        missing = _missing_scripts(commands, replies)
+        if missing:
+            for sha in {commands[i][1] for i in missing}:
+                client.script_load(SCRIPTS[sha])
+            for index, reply in zip(missing, _execute(client, [commands[i] for i in missing]), strict=True):
+                replies[index] = reply
+        return replies
+    except redis.RedisError as exc:
+        raise StoreError(f"store unavailable: {exc}") from exc
+
+
+def _execute(client: redis.Redis, commands: Sequence[Command]) -> list[Any]:
     pipe = client.pipeline(transaction=False)
     for command in commands:
         pipe.execute_command(*command)
-    try:
-        return pipe.execute(raise_on_error=False)
-    except redis.RedisError as exc:
-        raise StoreError(f"store unavailable: {exc}") from exc
+    return pipe.execute(raise_on_error=False)
 
 
 async def run_pipeline_async(client: Any, commands: Sequence[Command]) -> list[Any]:
     """Asyncio twin of :func:`run_pipeline` for ``redis.asyncio`` clients."""
+    try:
+        replies = await _execute_async(client, commands)
+        missing = _missing_scripts(commands, replies)
+        if missing:
+            for sha in {commands[i][1] for i in missing}:
+                await client.script_load(SCRIPTS[sha])
+            again = await _execute_async(client, [commands[i] for i in missing])
+            for index, reply in zip(missing, again, strict=True):
+                replies[index] = reply
+        return replies
+    except redis.RedisError as exc:
+        raise StoreError(f"store unavailable: {exc}") from exc
+
+
+async def _execute_async(client: Any, commands: Sequence[Command]) -> list[Any]:
     pipe = client.pipeline(transaction=False)
     for command in commands:
         pipe.execute_command(*command)
-    try:
-        return await pipe.execute(raise_on_error=False)
-    except redis.RedisError as exc:
-        raise StoreError(f"store unavailable: {exc}") from exc
+    return await pipe.execute(raise_on_error=False)
 
 
 def _check(reply: Any) -> Any:
@@ -137,8 +191,8 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _json_values(reply: Any) -> list[dict[str, Any]]:
-    return [json.loads(_text(v)) for v in _check(reply).values()]
+def _json_values(reply: dict[Any, Any]) -> list[dict[str, Any]]:
+    return [json.loads(_text(v)) for v in reply.values()]
 
 
 # --- registries hook -------------------------------------------------------------------
@@ -189,27 +243,32 @@ class FactQuery:
         self._registry_commands = self.registries.commands(number, self.registry_ids)
 
     def commands(self) -> list[Command]:
-        since = ms(self.at - ATTEMPT_HISTORY)
-        planned: list[Command] = [("HGETALL", number_key(self.digest, kind)) for kind in self.KINDS]
-        planned.append(("ZRANGEBYSCORE", number_key(self.digest, "attempts"), since, "+inf", "WITHSCORES"))
-        return planned + self._registry_commands
+        keys = [number_key(self.digest, kind) for kind in (*self.KINDS, "attempts")]
+        facts: Command = ("EVALSHA", FACTS_SHA, len(keys), *keys, ms(self.at - ATTEMPT_HISTORY))
+        return [facts, *self._registry_commands]
 
     def parse(self, replies: Sequence[Any]) -> Facts:
-        consents, optouts, objections, suppressions, contact, attempts = replies[:6]
-        contact_map = {_text(k): _text(v) for k, v in _check(contact).items()}
+        gathered = _check(replies[0])
+        consents, optouts, objections, suppressions, contact = (_as_hash(r) for r in gathered[:5])
+        attempts = gathered[5]
+        contact_map = {_text(k): _text(v) for k, v in contact.items()}
         contact_map.pop("sealed", None)
         attempt_times = tuple(
-            datetime.fromtimestamp(float(score) / 1000, UTC) for _member, score in _pairs(_check(attempts))
+            datetime.fromtimestamp(float(score) / 1000, UTC) for _member, score in _pairs(attempts)
         )
         return Facts(
             consents=tuple(codec.consent_from(d) for d in _json_values(consents)),
             opt_outs=tuple(codec.opt_out_from(d) for d in _json_values(optouts)),
             objections=tuple(codec.objection_from(d) for d in _json_values(objections)),
             suppressions=tuple(codec.suppression_from(d) for d in _json_values(suppressions)),
-            registries=self.registries.parse(self.number, self.registry_ids, replies[6:]),
+            registries=self.registries.parse(self.number, self.registry_ids, replies[1:]),
             attempts=tuple(sorted(attempt_times)),
             contact=codec.contact_from(contact_map),
         )
+
+
+def _as_hash(flat: list[Any]) -> dict[Any, Any]:
+    return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
 def _pairs(reply: Any) -> Iterable[tuple[Any, Any]]:
