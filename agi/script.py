@@ -102,22 +102,6 @@ class _Discard(io.StringIO):
         return len(text)
 
 
-def _lazy_geocoder() -> None:
-    """Defer executing ``phonenumbers.geocoder`` (≈0.35 s of data) until a US number needs it."""
-    if "phonenumbers.geocoder" in sys.modules:
-        return
-    import importlib.util
-
-    spec = importlib.util.find_spec("phonenumbers.geocoder")
-    if spec is None or spec.loader is None:
-        return
-    spec.loader = importlib.util.LazyLoader(spec.loader)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["phonenumbers.geocoder"] = module
-    spec.loader.exec_module(module)
-    sys.modules["phonenumbers"].geocoder = module
-
-
 class _LazyRegistries:
     """The do-not-call registry lookup, imported only when a campaign's law requires a registry
     (a Russian campaign, for one, never pays for it)."""
@@ -169,7 +153,6 @@ def decide(header: protocol.Header, environ: dict[str, str] | os._Environ[str]) 
         url = running_embedded_url(settings)
         if not url:
             raise RuntimeError("no store: set CALLSCREEN_REDIS_URL")
-    _lazy_geocoder()
     import redis
 
     from callscreen.screening import build_screener
