@@ -25,7 +25,6 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from agi import protocol
@@ -33,7 +32,6 @@ from agi.answer import SCREEN_VARIABLES, WITHHELD, Answer, screen_target
 from agi.metrics import AGIMetrics
 from agi.protocol import AGIProtocolError, Header, HeaderTooLarge, Reply, ReplyReader, UnsafeValue
 from callscreen.config import Settings
-from callscreen.decision_log import LogRecord
 from callscreen.models import Decision, Reason, Result
 
 log = logging.getLogger("callscreen.agi")
@@ -438,27 +436,11 @@ class FastAGIServer:
             log.exception("could not log the deadline BLOCK")
 
     async def _log_unavailable(self, raw_number: str, campaign_id: str, detail: str) -> None:
-        decision_log = getattr(self.screener, "log", None)
-        vault = getattr(self.screener, "vault", None)
-        if decision_log is None or vault is None:
+        log_unavailable = getattr(self.screener, "log_unavailable_async", None)
+        if log_unavailable is None:
             return
-        from callscreen.numbers import InvalidNumber, normalize
-        from callscreen.screening import unavailable
-        from callscreen.store import new_id
-
-        at = datetime.now(UTC)
-        digest = sealed = ""
-        try:
-            e164 = normalize(raw_number, getattr(self.screener, "default_region", "RU")).e164
-            digest, sealed = vault.digest(e164), vault.seal(e164)
-        except InvalidNumber:
-            pass
-        record = LogRecord.from_decision(
-            unavailable(detail, at), decision_id=new_id("d"),
-            campaign_id=campaign_id if _CAMPAIGN_ID.fullmatch(campaign_id) else "",
-            digest=digest, sealed=sealed, origin="agi",
-        )
-        await decision_log.append_async(record, decision_log.decision_index_commands(record, attempt=False))
+        campaign = campaign_id if _CAMPAIGN_ID.fullmatch(campaign_id) else ""
+        await log_unavailable(raw_number, campaign, detail, origin="agi")
 
     def _track(self, coroutine: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coroutine)
