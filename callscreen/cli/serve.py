@@ -119,9 +119,13 @@ async def _serve(settings: Settings, redis_url: str, reuse_port: bool,
     registry = CollectorRegistry()
     client = redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=2)
     aclient = redis.asyncio.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=2)
+    registries = None
     try:
-        screener = build_screener(settings, client, aclient, registries=_registries(client),
+        registries = _registries(client)
+        screener = build_screener(settings, client, aclient, registries=registries,
                                   metrics=ScreeningMetrics(registry))
+        if metrics is not None:  # single process: this one serves /metrics
+            _registry_metrics(client, registry, screener.policies)
         server = FastAGIServer(settings, screener, outcomes=screener.log, metrics=AGIMetrics(registry),
                                reuse_port=reuse_port)
         try:
@@ -140,6 +144,8 @@ async def _serve(settings: Settings, redis_url: str, reuse_port: bool,
         await server.drain()
         return 0
     finally:
+        if registries is not None:
+            registries.stop()  # before its client closes under it
         await aclient.aclose()
         client.close()
 
@@ -166,7 +172,17 @@ def _registries(client: Any) -> Any:
         from blocklists.lookup import registry_lookup_for
     except ImportError:
         return None
-    return registry_lookup_for(client)
+    return registry_lookup_for(client, background=True)  # a decision never waits for a refresh
+
+
+def _registry_metrics(client: Any, registry: Any, policies: Any) -> None:
+    """Registry freshness gauges (``callscreen_registry_*``) beside the screening metrics."""
+    try:
+        from blocklists.metrics import RegistryCollector, limits_from_packs
+    except ImportError:
+        return
+    packs = [policies.get(j) for j in policies.jurisdictions()]
+    RegistryCollector(client, registry, limits_from_packs(packs))
 
 
 def supervise(settings: Settings, redis_url: str, multiproc_dir: str, *,
@@ -206,6 +222,12 @@ def supervise(settings: Settings, redis_url: str, multiproc_dir: str, *,
 
         registry = CollectorRegistry()
         MultiProcessCollector(registry, path=multiproc_dir)
+        import redis
+
+        from callscreen.policy import PolicyBook
+
+        _registry_metrics(redis.Redis.from_url(redis_url, socket_timeout=5), registry,
+                          PolicyBook.load(settings.policy_dir))
         start_http_server(metrics[1], addr=metrics[0], registry=registry)
     worst = 0
     while children:
