@@ -219,18 +219,17 @@ def _registries(facts: Facts, campaign: Campaign, pack: PolicyPack, basis: Basis
 
 def _zones(number: PhoneNumber, facts: Facts, campaign: Campaign) -> tuple[list[ZoneInfo], str]:
     """The contact's known zone wins; else every zone the number may be in; else the campaign's."""
-    candidates = [(facts.contact.timezone, "contact")] if facts.contact.timezone else []
-    candidates += [(name, "number") for name in number.timezones]
-    candidates.append((campaign.timezone, "campaign"))
-    for _name, origin in candidates:
-        zones = [_zone(n) for n, o in candidates if o == origin]
-        zones = [z for z in zones if z is not None]
+    for origin, names in (("contact", (facts.contact.timezone,)), ("number", number.timezones),
+                          ("campaign", (campaign.timezone,))):
+        zones = [zone for zone in map(_zone, names) if zone is not None]
         if zones:
             return zones, origin
     return [ZoneInfo("UTC")], "fallback"
 
 
 def _zone(name: str) -> ZoneInfo | None:
+    if not name:
+        return None
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):

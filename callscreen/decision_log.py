@@ -32,7 +32,17 @@ import redis
 
 from callscreen import codec
 from callscreen.models import Decision
-from callscreen.store import Command, StoreError, ms, new_id, number_key, run_pipeline, run_pipeline_async, script
+from callscreen.store import (
+    ATTEMPT_HISTORY,
+    Command,
+    StoreError,
+    ms,
+    new_id,
+    number_key,
+    run_pipeline,
+    run_pipeline_async,
+    script,
+)
 
 STREAM = "cs:{log}:stream"
 HEADS = "cs:{log}:heads"
@@ -174,7 +184,7 @@ class DecisionLog:
             self._chain = f"{socket.gethostname()}:{self._pid}:{secrets.token_hex(3)}"
             self._seq, self._prev = 0, GENESIS
 
-    def _plan(self, record: LogRecord, extra: list[Command]) -> tuple[list[Command], str, str]:
+    def _plan(self, record: LogRecord, extra: list[Command]) -> tuple[list[Command], str]:
         self._ensure_chain()
         seq = self._seq + 1
         body = record.body()
@@ -185,7 +195,7 @@ class DecisionLog:
             "EVALSHA", APPEND_SHA, 3, STREAM, HEADS, IDS,
             self._chain, expected, new_head, record.id, seq, self._prev, mac, body,
         )
-        return [script, *extra], new_head, mac
+        return [script, *extra], new_head
 
     def _settle(self, replies: list[Any], new_head: str) -> str | None:
         """Apply the script's reply; returns the stream id, or None when the head moved.
@@ -212,7 +222,7 @@ class DecisionLog:
         """Append ``record`` (and run ``extra`` commands in the same round trip); returns the stream id."""
         with self._thread_lock:
             for _attempt in range(3):
-                commands, new_head, _mac = self._plan(record, list(extra))
+                commands, new_head = self._plan(record, list(extra))
                 stream_id = self._settle(run_pipeline(self.client, commands), new_head)
                 if stream_id is not None:
                     return stream_id
@@ -226,7 +236,7 @@ class DecisionLog:
             self._task_lock = asyncio.Lock()
         async with self._task_lock:
             for _attempt in range(3):
-                commands, new_head, _mac = self._plan(record, list(extra))
+                commands, new_head = self._plan(record, list(extra))
                 stream_id = self._settle(await run_pipeline_async(self.aclient, commands), new_head)
                 if stream_id is not None:
                     return stream_id
@@ -239,7 +249,7 @@ class DecisionLog:
             return []
         keys = (number_key(record.number_digest, "decisions"), number_key(record.number_digest, "attempts"))
         return [("EVALSHA", INDEX_SHA, 2, *keys, ms(record.at), record.id, ms(record.at - self.retention),
-                 1 if attempt else 0, ms(record.at - timedelta(days=8)))]
+                 1 if attempt else 0, ms(record.at - ATTEMPT_HISTORY))]
 
     # --- outcomes and summaries -----------------------------------------------------------
 

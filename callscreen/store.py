@@ -15,7 +15,7 @@ import hashlib
 import json
 import secrets
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -254,7 +254,7 @@ class FactQuery:
         contact_map = {_text(k): _text(v) for k, v in contact.items()}
         contact_map.pop("sealed", None)
         attempt_times = tuple(
-            datetime.fromtimestamp(float(score) / 1000, UTC) for _member, score in _pairs(attempts)
+            datetime.fromtimestamp(float(score) / 1000, UTC) for score in _as_hash(attempts).values()
         )
         return Facts(
             consents=tuple(codec.consent_from(d) for d in _json_values(consents)),
@@ -271,13 +271,12 @@ def _as_hash(flat: list[Any]) -> dict[Any, Any]:
     return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
-def _pairs(reply: Any) -> Iterable[tuple[Any, Any]]:
-    if reply and isinstance(reply[0], list | tuple):
-        return [(m, s) for m, s in reply]
-    return list(zip(reply[::2], reply[1::2], strict=True))
-
-
 # --- record keeping ----------------------------------------------------------------------
+
+def _contact_fields(contact: Contact) -> dict[str, str]:
+    """The contact hash fields worth writing (empty values leave what is stored)."""
+    return {k: v for k, v in (("timezone", contact.timezone), ("subdivision", contact.subdivision)) if v}
+
 
 class Store:
     """Synchronous record keeping: campaigns, consents, opt-outs, objections, suppressions.
@@ -325,7 +324,7 @@ class Store:
 
     def set_contact(self, number: PhoneNumber, timezone: str = "", subdivision: str = "") -> None:
         digest = self.remember_number(number)
-        mapping = {k: v for k, v in (("timezone", timezone), ("subdivision", subdivision)) if v}
+        mapping = _contact_fields(Contact(timezone, subdivision))
         if mapping:
             self.client.hset(number_key(digest, "contact"), mapping=mapping)
 
@@ -349,8 +348,7 @@ class Store:
             self.remember_number(number, pipe)
             pipe.hset(number_key(digest, "consents"), consent.id, codec.dumps(consent))
             pipe.set(consent_pointer_key(consent.id), digest)
-            mapping = {k: v for k, v in (("timezone", contact.timezone), ("subdivision", contact.subdivision))
-                       if v} if contact else {}
+            mapping = _contact_fields(contact) if contact else {}
             if mapping:
                 pipe.hset(number_key(digest, "contact"), mapping=mapping)
             saved.append(consent)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import secrets
-import sys
 from contextlib import suppress
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -135,7 +134,3 @@ class CliContext:
         if self._server is not None:
             self._server.stop()
             self._server = None
-
-
-def warn(message: str) -> None:
-    print(message, file=sys.stderr)
