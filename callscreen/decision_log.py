@@ -199,24 +199,31 @@ class DecisionLog:
 
     def _settle(self, replies: list[Any], new_head: str) -> str | None:
         """Apply the script's reply; returns the stream id, or None when the head moved.
-        A failed index write (a later reply) fails the append too: the decision is not ALLOW."""
-        for reply in replies[1:]:
-            if isinstance(reply, Exception):
-                raise LogWriteError(f"decision log index write failed: {reply}")
+
+        Every way a write can fail reports here as :class:`LogWriteError`: an error reply from
+        the script (OOM, WRONGTYPE, a Lua error), a failed index write in the same round trip
+        (the decision is then not ALLOW), and any reply that is not the script's own shape."""
+        if not replies:
+            raise LogWriteError("decision log append got no reply")
         reply = replies[0]
         if isinstance(reply, Exception):
             raise LogWriteError(f"decision log append failed: {reply}")
-        ok, value = int(reply[0]), _text(reply[1])
+        if not isinstance(reply, list | tuple) or len(reply) != 2 or reply[0] not in (0, 1):
+            raise LogWriteError(f"decision log append got an unexpected reply: {str(reply)[:80]}")
+        ok, value = reply[0], _text(reply[1])
+        if ok and not value:
+            raise LogWriteError("decision log append returned no stream id")
         if ok:
             seq, mac = new_head.split(":", 1)
-            self._seq, self._prev = int(seq), mac
-            return value
-        if value:  # the stored head differs from ours: re-chain from it
+        elif value:  # the stored head differs from ours: re-chain from it
             seq, mac = value.split(":", 1)
-            self._seq, self._prev = int(seq), mac
         else:
-            self._seq, self._prev = 0, GENESIS
-        return None
+            seq, mac = "0", GENESIS
+        self._seq, self._prev = int(seq), mac
+        for extra in replies[1:]:
+            if isinstance(extra, Exception):
+                raise LogWriteError(f"decision log index write failed: {extra}")
+        return value if ok else None
 
     def append(self, record: LogRecord, extra: list[Command] = ()) -> str:
         """Append ``record`` (and run ``extra`` commands in the same round trip); returns the stream id."""

@@ -40,6 +40,11 @@ if TYPE_CHECKING:  # prometheus_client is not imported on the classic script's p
     from callscreen.metrics import ScreeningMetrics
 
 
+# Whatever the append raises, the answer is BLOCK: store errors, error replies (LogWriteError),
+# socket trouble and timeouts (asyncio's and the socket's), a reply of the wrong shape.
+LOG_FAILURES = (StoreError, redis.RedisError, OSError, TimeoutError, ValueError, KeyError)
+
+
 def unavailable(detail: str, at: datetime) -> Decision:
     """The fail-closed answer."""
     return Decision(Result.BLOCK, Reason.SCREENING_UNAVAILABLE, None,
@@ -137,7 +142,13 @@ class Screener:
                                          digest=digest, sealed=sealed, origin=origin)
         return record, self.log.decision_index_commands(record, attempt=decision.allowed)
 
-    def _observe(self, decision: Decision, origin: str, started: float) -> Decision:
+    def _answer(self, decision: Decision, origin: str, started: float, record: LogRecord | None = None) -> Decision:
+        """Every logged screening leaves through here. ``record`` is given only once the log
+        accepted it, and lends the decision its id; an ALLOW without an id becomes BLOCK."""
+        if record is not None:
+            decision = replace(decision, id=record.id)
+        if decision.allowed and not decision.id:
+            decision = self._fail("log", "ALLOW without its decision log record", decision.decided_at or self.clock())
         if self.metrics is not None:
             self.metrics.decisions.labels(decision.result.value, decision.reason.value, origin).inc()
             self.metrics.latency.labels(origin).observe(time.perf_counter() - started)
@@ -168,9 +179,9 @@ class Screener:
         try:
             record, extra = self._record(request or self._request(raw_number, None, at), decision, origin, query)
             self.log.append(record, extra)
-        except (StoreError, redis.RedisError) as exc:
-            return self._observe(self._fail("log", f"decision log unavailable: {exc}", at), origin, started)
-        return self._observe(replace(decision, id=record.id), origin, started)
+        except LOG_FAILURES as exc:
+            return self._answer(self._fail("log", f"decision log unavailable: {exc}", at), origin, started)
+        return self._answer(decision, origin, started, record)
 
     # --- asyncio ------------------------------------------------------------------------------
 
@@ -196,9 +207,9 @@ class Screener:
             record, extra = self._record(request or self._request(raw_number, None, at), decision, origin, query)
             async with asyncio.timeout(max(budget, 1.0)):
                 await self.log.append_async(record, extra)
-        except (TimeoutError, StoreError, redis.RedisError, OSError) as exc:
-            return self._observe(self._fail("log", f"decision log unavailable: {exc}", at), origin, started)
-        return self._observe(replace(decision, id=record.id), origin, started)
+        except LOG_FAILURES as exc:
+            return self._answer(self._fail("log", f"decision log unavailable: {exc}", at), origin, started)
+        return self._answer(decision, origin, started, record)
 
     async def log_unavailable_async(self, raw_number: str, campaign_id: str, detail: str,
                                     origin: str = "agi") -> Decision:

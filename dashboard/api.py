@@ -19,13 +19,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import redis
 from flask import Blueprint, Response, g, jsonify, request
 
 from callscreen.codec import iso as _iso
 from callscreen.complaints import CHANNELS, ComplaintError
 from callscreen.models import CONSENT_SOURCES, OPT_OUT_SOURCES, Consent, LegalBasis, Objection, OptOut, Proof
 from callscreen.numbers import MAX_INPUT_LENGTH, mask
-from callscreen.store import new_id
+from callscreen.store import StoreError, new_id
 from dashboard.extensions import api_limit, limiter
 from dashboard.formatting import masked_number
 from dashboard.services import services
@@ -63,6 +64,13 @@ def api_error(exc: ApiError) -> Any:
     if exc.status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="callscreen"'
     return response
+
+
+@bp.errorhandler(StoreError)
+@bp.errorhandler(redis.RedisError)
+def store_error(exc: Exception) -> Any:
+    """The store (or the decision log in it) refused: nothing was answered from it, retry later."""
+    return api_error(ApiError(503, "store_unavailable", "the store is unavailable; retry later"))
 
 
 @bp.errorhandler(ValidationError)

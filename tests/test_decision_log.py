@@ -1,15 +1,17 @@
 """The decision log proves what was decided: chained, MAC'd, and checked by verify()."""
 
+import asyncio
 import json
 import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis
+import redis.asyncio
 
-from callscreen.decision_log import HEADS, STREAM, DecisionLog, LogRecord
+from callscreen.decision_log import HEADS, STREAM, DecisionLog, LogRecord, LogWriteError
 from callscreen.store import StoreError, connect
-from tests_support import TEST_LOG_KEY
+from tests_support import LOG_FAULTS, TEST_LOG_KEY, refusing_log_writes
 
 
 def record(n: int, at: datetime | None = None) -> LogRecord:
@@ -119,3 +121,52 @@ def test_summary_and_outcome_records_join_the_chain(log):
     assert log.verify().ok
     with pytest.raises(KeyError):
         log.record_outcome("d-missing", "ANSWER", 1, "16")
+
+
+# --- an append reports every failure ------------------------------------------------------------
+
+
+def _append_both_ways(log: DecisionLog, valkey_server, entry: LogRecord, extra=()) -> None:
+    """Append with the sync client, then with an asyncio client: each must raise on its own."""
+    with pytest.raises(LogWriteError):
+        log.append(entry, list(extra))
+
+    async def appended_async() -> None:
+        log.aclient = redis.asyncio.Redis.from_url(valkey_server.url)
+        try:
+            await log.append_async(entry, list(extra))
+        finally:
+            await log.aclient.aclose()
+
+    with pytest.raises(LogWriteError):
+        asyncio.run(appended_async())
+
+
+@pytest.mark.parametrize("fault", LOG_FAULTS)
+def test_an_append_the_store_refuses_raises_and_writes_nothing(log, redis_client, valkey_server, fault):
+    log.append(record(1))
+    with refusing_log_writes(redis_client, fault):
+        _append_both_ways(log, valkey_server, record(2))
+    assert redis_client.xlen(STREAM) == 1 and log.get("d-2") is None
+    log.append(record(3))  # the writer re-chains once the store takes writes again
+    assert log.verify().ok
+
+
+def test_a_failed_index_write_in_the_same_round_trip_fails_the_append(log, redis_client, valkey_server):
+    entry = record(1)
+    index = log.decision_index_commands(entry, attempt=True)
+    redis_client.set(index[0][3], "not a sorted set")  # the number's decisions key has the wrong type
+    _append_both_ways(log, valkey_server, entry, index)
+
+
+def test_an_append_that_times_out_raises(log, redis_client, valkey_server):
+    log.client = connect(valkey_server.url, timeout=0.2)
+    redis_client.execute_command("CLIENT", "PAUSE", 1500, "WRITE")  # reads answer, writes wait
+    try:
+        with pytest.raises(StoreError):
+            log.append(record(1))
+    finally:
+        redis_client.execute_command("CLIENT", "UNPAUSE")
+    log.client = redis_client
+    log.append(record(2))
+    assert log.verify().ok

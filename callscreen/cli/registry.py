@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import redis
 from tqdm import tqdm
 
 from blocklists.formats import FORMATS, FormatError
@@ -30,10 +32,10 @@ from blocklists.scrub import (
 )
 from callscreen import codec
 from callscreen.cli.check import parse_at
-from callscreen.cli.context import EXIT_BLOCKED, EXIT_INPUT, EXIT_OK, CliContext, CliError
+from callscreen.cli.context import EXIT_BLOCKED, EXIT_INPUT, EXIT_OK, EXIT_UNAVAILABLE, CliContext, CliError
 from callscreen.crypto import NumberVault
 from callscreen.policy import PolicyBook
-from callscreen.store import Store
+from callscreen.store import Store, StoreError
 
 
 def register(subparsers: Any) -> None:
@@ -275,23 +277,40 @@ def run_scrub(args: argparse.Namespace, context: CliContext) -> int:
         engine = BatchScreener(context.client, vault, campaign, pack, at, context.registries, exchanges)
     with open(source, "rb") as handle:
         total = sum(block.count(b"\n") for block in iter(lambda: handle.read(1 << 20), b""))
-    out = open(args.out, "w", encoding="utf-8", newline="") if args.out else sys.stdout  # noqa: SIM115
+    # The lead list is only usable with its evidence: a file given with --out appears (atomically)
+    # once the summary record is in the decision log, and not at all if it could not be written.
+    target = Path(args.out) if args.out else None
+    regular = target is not None and (target.is_file() or not target.exists())  # not /dev/stdout, a FIFO
+    partial = target.with_name(f".{target.name}.partial") if target and regular else None
+    written = partial or target
+    out = open(written, "w", encoding="utf-8", newline="") if written else sys.stdout  # noqa: SIM115
     try:
-        with _bar(max(total - (0 if args.no_header else 1), 0), "rows", args.quiet) as bar:
-            summary = scrub_csv(engine, source, out, column=args.column, header=not args.no_header,
-                                workers=args.workers, progress=bar.update)
-    except ScrubError as exc:
-        raise CliError(str(exc), EXIT_INPUT) from exc
-    finally:
-        if out is not sys.stdout:
-            out.close()
-    if summary.learned_exchanges:
         try:
-            save_exchanges(table_path, {**exchanges, **summary.learned_exchanges})
-        except OSError as exc:
-            print(f"callscreen: note: exchange table not saved ({exc.strerror})", file=sys.stderr)
-    record = context.log.append_summary("scrub", summary.as_record(source.name), campaign_id=campaign.id,
-                                        origin="cli")
+            with _bar(max(total - (0 if args.no_header else 1), 0), "rows", args.quiet) as bar:
+                summary = scrub_csv(engine, source, out, column=args.column, header=not args.no_header,
+                                    workers=args.workers, progress=bar.update)
+        except ScrubError as exc:
+            raise CliError(str(exc), EXIT_INPUT) from exc
+        finally:
+            if out is not sys.stdout:
+                out.close()
+        if summary.learned_exchanges:
+            try:
+                save_exchanges(table_path, {**exchanges, **summary.learned_exchanges})
+            except OSError as exc:
+                print(f"callscreen: note: exchange table not saved ({exc.strerror})", file=sys.stderr)
+        try:
+            record = context.log.append_summary("scrub", summary.as_record(source.name), campaign_id=campaign.id,
+                                                origin="cli")
+        except (StoreError, redis.RedisError) as exc:
+            kept = "no output was written" if partial else "do not use the rows written"
+            raise CliError(f"decision log unavailable, the scrub has no record ({kept}): {exc}",
+                           EXIT_UNAVAILABLE) from exc
+        if partial and target:
+            os.replace(partial, target)
+    finally:
+        if partial:
+            partial.unlink(missing_ok=True)
     reasons = ", ".join(f"{k} {v:,}" for k, v in sorted(summary.reasons.items(), key=lambda kv: -kv[1]))
     print(f"scrubbed {summary.rows:,} rows for {campaign.id} at {codec.iso(at)}: {summary.allowed:,} ALLOW, "
           f"{summary.blocked:,} BLOCK ({reasons}); {summary.rate:,.0f} rows/s; summary record {record.id}",
