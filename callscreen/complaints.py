@@ -294,6 +294,25 @@ class ComplaintBook:
     def open_count(self) -> int:
         return int(self.client.scard(OPEN_KEY))
 
+    def resolved_at(self, complaint: Complaint) -> datetime | None:
+        """When the complaint was (last) resolved, from its history; None while it is open."""
+        if complaint.open:
+            return None
+        moments = [h.at for h in complaint.history if h.to_status == Status.RESOLVED.value]
+        return max(moments) if moments else complaint.received_at
+
+    def forget(self, complaint: Complaint) -> None:
+        """Delete a resolved complaint (retention). Its suppression, a blocking fact like an
+        opt-out, stays until lifted on purpose (:meth:`Store.lift_suppression`)."""
+        if complaint.open:
+            raise ComplaintError(f"complaint {complaint.id} is not resolved")
+        pipe = self.client.pipeline(transaction=False)
+        pipe.delete(complaint_key(complaint.id))
+        pipe.zrem(COMPLAINTS_KEY, complaint.id)
+        pipe.srem(OPEN_KEY, complaint.id)
+        pipe.srem(number_key(complaint.number_digest, "complaints"), complaint.id)
+        pipe.execute()
+
     def for_number(self, digest: str) -> list[Complaint]:
         found = self._many(sorted(self.client.smembers(number_key(digest, "complaints"))))
         return sorted(found, key=lambda c: c.received_at, reverse=True)

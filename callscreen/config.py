@@ -34,6 +34,7 @@ class Settings:
     default_region: str = "RU"
     default_timezone: str = "Europe/Moscow"
     retention_days: int = 1825
+    retention_interval_hours: float = 24.0  # how often `serve` runs retention; 0 turns it off
     campaign_cache_seconds: float = 2.0
     policy_dir: Path | None = None
     # FastAGI server
@@ -165,6 +166,8 @@ def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | N
     settings = Settings(**values)
     if len(settings.default_region) != 2 or not settings.default_region.isupper():
         raise ConfigError(f"default_region: {settings.default_region!r} is not an ISO 3166 alpha-2 code")
+    if settings.retention_interval_hours < 0:
+        raise ConfigError("retention_interval_hours: must be 0 (off) or positive")
     if settings.agi_workers < 1 or settings.agi_decision_deadline_ms < 1:
         raise ConfigError("agi_workers and agi_decision_deadline_ms must be positive")
     return settings

@@ -11,6 +11,10 @@ Invariants:
   every chain is kept in ``cs:{log}:heads`` so truncating a chain's tail is detected.
 - Appends are compare-and-set: a Lua script adds the record only if the chain head in
   Redis is the one the writer chained from.
+- Retention removes records anywhere in a chain (periods differ by jurisdiction and kind). A
+  removed record leaves a *tombstone* (its seq, prev and MAC, tagged with an HMAC under the log
+  key), so the chain still verifies across the gap while deleting a record without the key is
+  still detected; tombstones at the start of a chain fold into its anchor in ``cs:{log}:trimmed``.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ HEADS = "cs:{log}:heads"
 IDS = "cs:{log}:ids"
 TRIMMED = "cs:{log}:trimmed"
 OUTCOMES = "cs:{log}:outcomes"
+PURGED = "cs:{log}:purged"
 GENESIS = "genesis"
 
 APPEND_SCRIPT = """
@@ -145,6 +150,23 @@ def _text(value: Any) -> str:
 def chain_mac(key: bytes, chain: str, seq: int, prev: str, body: str) -> str:
     message = f"{chain}\n{seq}\n{prev}\n{body}".encode()
     return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+def tombstone_tag(key: bytes, chain: str, seq: int, prev: str, mac: str) -> str:
+    """What proves a gap in a chain was left by retention, not by someone without the key."""
+    return hmac.new(key, f"purged\n{chain}\n{seq}\n{prev}\n{mac}".encode(), hashlib.sha256).hexdigest()
+
+
+def _tombstone_field(chain: str, seq: int) -> str:
+    return f"{chain} {seq}"
+
+
+def _anchor(value: str | None) -> tuple[int, str]:
+    """A chain's starting point: its retention anchor ``seq:mac``, else its genesis."""
+    if not value:
+        return 0, GENESIS
+    seq, mac = value.split(":", 1)
+    return int(seq), mac
 
 
 @dataclass
@@ -380,51 +402,116 @@ class DecisionLog:
     # --- verification and retention ---------------------------------------------------------
 
     def verify(self) -> VerifyReport:
-        """Check every chain: MACs, contiguous sequence numbers, and that each ends at its head."""
+        """Check every chain: MACs, contiguous sequence numbers (across retention tombstones),
+        and that each ends at its head."""
         report = VerifyReport()
         last: dict[str, tuple[int, str]] = {}
         trimmed = {_text(k): _text(v) for k, v in self.client.hgetall(TRIMMED).items()}
+        tombstones = self._tombstones(report)
+
+        def bridge(chain: str, state: tuple[int, str], until: int | None) -> tuple[int, str]:
+            seq, mac = state
+            gaps = tombstones.get(chain, {})
+            while (until is None or seq + 1 < until) and seq + 1 in gaps and gaps[seq + 1][0] == mac:
+                seq, mac = seq + 1, gaps[seq + 1][1]
+            return seq, mac
+
         for record in self.scan(newest_first=False, batch=2000):
             report.records += 1
             expected_mac = chain_mac(self._key, record.chain, record.seq, record.prev, record.body())
             if not hmac.compare_digest(expected_mac, record.mac):
                 report.problems.append(f"{record.stream_id} ({record.id}): MAC does not match its content")
             previous = last.get(record.chain)
-            if previous is None:
-                anchor = trimmed.get(record.chain)
-                start_ok = (record.seq == 1 and record.prev == GENESIS) or anchor == f"{record.seq - 1}:{record.prev}"
-                if not start_ok:
+            start = previous or _anchor(trimmed.get(record.chain))
+            seq, mac = bridge(record.chain, start, record.seq)
+            if record.seq != seq + 1 or record.prev != mac:
+                if previous is None:
                     report.problems.append(f"chain {record.chain} starts at seq {record.seq}: earlier records missing")
-            elif record.seq != previous[0] + 1 or record.prev != previous[1]:
-                report.problems.append(
-                    f"chain {record.chain}: seq {previous[0]} is followed by seq {record.seq} "
-                    f"({record.seq - previous[0] - 1} records missing or reordered)")
+                else:
+                    report.problems.append(
+                        f"chain {record.chain}: seq {seq} is followed by seq {record.seq} "
+                        f"({record.seq - seq - 1} records missing or reordered)")
             last[record.chain] = (record.seq, record.mac)
         heads = {_text(k): _text(v) for k, v in self.client.hgetall(HEADS).items()}
         for chain, head in heads.items():
             seen = last.get(chain)
-            if seen is None:
-                if trimmed.get(chain) != head:
+            seq, mac = bridge(chain, seen or _anchor(trimmed.get(chain)), None)
+            if f"{seq}:{mac}" != head:
+                if seen is None:
                     report.problems.append(f"chain {chain}: head {head.split(':')[0]} but no records remain")
-            elif f"{seen[0]}:{seen[1]}" != head:
-                report.problems.append(f"chain {chain}: ends at seq {seen[0]} but its head is {head.split(':')[0]}")
+                else:
+                    report.problems.append(f"chain {chain}: ends at seq {seq} but its head is {head.split(':')[0]}")
         report.chains = len(heads)
         return report
 
+    def _tombstones(self, report: VerifyReport) -> dict[str, dict[int, tuple[str, str]]]:
+        """chain -> seq -> (prev, mac) of every tombstone whose tag verifies; forged ones are problems."""
+        found: dict[str, dict[int, tuple[str, str]]] = {}
+        for name, value in self.client.hscan_iter(PURGED, count=1000):
+            chain, seq_text = _text(name).rsplit(" ", 1)
+            prev, mac, tag = _text(value).split(" ")
+            seq = int(seq_text)
+            if not hmac.compare_digest(tombstone_tag(self._key, chain, seq, prev, mac), tag):
+                report.problems.append(f"chain {chain}: tombstone for seq {seq} was not left by retention")
+                continue
+            found.setdefault(chain, {})[seq] = (prev, mac)
+        return found
+
     def purge(self, now: datetime | None = None) -> int:
-        """Drop records older than the retention period, anchoring each chain where it was cut."""
+        """Drop every record older than ``retention_days``, whatever its jurisdiction (the packs'
+        periods are applied by :mod:`callscreen.retention`)."""
         cutoff = (now or datetime.now(UTC)) - self.retention
         removed = 0
         while True:
             entries = self.client.xrange(STREAM, "-", f"({ms(cutoff)}-0", count=1000)
             if not entries:
                 return removed
-            pipe = self.client.pipeline(transaction=True)
-            for stream_id, fields in entries:
-                record = LogRecord.from_entry(stream_id, fields)
-                pipe.hset(TRIMMED, record.chain, f"{record.seq}:{record.mac}")
-                pipe.hdel(IDS, record.id)
-                pipe.xdel(STREAM, stream_id)
-            pipe.execute()
-            removed += len(entries)
+            removed += self.remove([LogRecord.from_entry(*entry) for entry in entries])
 
+    def remove(self, records: list[LogRecord]) -> int:
+        """Delete ``records`` (retention), leaving a tombstone for each so its chain still verifies,
+        and their per-number index entries and outcomes with them; returns how many were deleted.
+
+        The tombstones are written before the records go, so an interrupted run leaves a chain
+        that verifies; tombstones at the start of a chain are then folded into its anchor."""
+        if not records:
+            return 0
+        pipe = self.client.pipeline(transaction=False)
+        for record in records:
+            tag = tombstone_tag(self._key, record.chain, record.seq, record.prev, record.mac)
+            pipe.hset(PURGED, _tombstone_field(record.chain, record.seq), f"{record.prev} {record.mac} {tag}")
+        pipe.execute()
+        pipe = self.client.pipeline(transaction=False)
+        for record in records:
+            pipe.xdel(STREAM, record.stream_id)
+            pipe.hdel(IDS, record.id)
+            if record.kind == "decision":
+                pipe.hdel(OUTCOMES, record.id)
+                if record.number_digest:
+                    pipe.zrem(number_key(record.number_digest, "decisions"), record.id)
+            elif record.kind == "outcome" and record.extra.get("decision_id"):
+                pipe.hdel(OUTCOMES, record.extra["decision_id"])
+        pipe.execute()
+        self._fold({record.chain for record in records})
+        return len(records)
+
+    def _fold(self, chains: set[str]) -> None:
+        """Move each chain's anchor over the tombstones that directly follow it."""
+        for chain in chains:
+            seq, mac = _anchor(_text(self.client.hget(TRIMMED, chain) or b""))
+            start, folded, ahead = seq, [], True
+            while ahead:  # read the tombstones ahead of the anchor 500 at a time
+                names = [_tombstone_field(chain, seq + n) for n in range(1, 501)]
+                ahead = False
+                for name, value in zip(names, self.client.hmget(PURGED, names), strict=True):
+                    if value is None or _text(value).split(" ")[0] != mac:
+                        break
+                    seq, mac = seq + 1, _text(value).split(" ")[1]
+                    folded.append(name)
+                else:
+                    ahead = True
+            if seq != start:
+                pipe = self.client.pipeline(transaction=True)
+                pipe.hset(TRIMMED, chain, f"{seq}:{mac}")
+                pipe.hdel(PURGED, *folded)
+                pipe.execute()

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 
@@ -23,3 +28,47 @@ class ScreeningMetrics:
             "callscreen_screening_failures", "Store or log failures that forced a BLOCK",
             ("stage",), registry=registry,
         )
+
+
+class RetentionCollector(Collector):
+    """``callscreen_retention_*`` gauges, read from the store at scrape time so every process
+    (and host) shows the last run, whichever ran it."""
+
+    def __init__(self, client: Any, registry: CollectorRegistry | None = REGISTRY) -> None:
+        self.client = client
+        if registry is not None:
+            registry.register(self)
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        yield from self._families()
+
+    def _families(self) -> tuple[GaugeMetricFamily, ...]:
+        return (
+            GaugeMetricFamily("callscreen_retention_last_run_timestamp_seconds",
+                              "When the last complete retention run finished (Unix time)"),
+            GaugeMetricFamily("callscreen_retention_last_run_duration_seconds", "How long the last run took"),
+            GaugeMetricFamily("callscreen_retention_last_run_deleted", "Records the last run deleted, by kind",
+                              labels=["kind"]),
+            GaugeMetricFamily("callscreen_retention_store_up", "1 when the last run could be read"),
+        )
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        import redis
+
+        from callscreen import codec
+        from callscreen.retention import KINDS, last_run
+
+        finished, duration, deleted, up = self._families()
+        try:
+            last = last_run(self.client)
+        except redis.RedisError:
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        if last is not None:
+            finished.add_metric([], codec.parse_time(last["finished_at"]).timestamp())
+            duration.add_metric([], float(last["duration_seconds"]))
+            for kind in KINDS:
+                deleted.add_metric([kind], float(last["deleted"].get(kind, 0)))
+        yield from (finished, duration, deleted, up)

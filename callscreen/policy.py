@@ -19,6 +19,10 @@ from callscreen.models import Campaign, LegalBasis
 BUILTIN_DIR = Path(__file__).with_name("policy") / "packs"
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 AUTOMATIC_DIALING_RULES = ("allowed", "consent_only", "forbidden")
+EU_MEMBERS = frozenset({
+    "AT", "BE", "BG", "CY", "CZ", "DE", "DK", "EE", "ES", "FI", "FR", "GR", "HR", "HU", "IE", "IT", "LT",
+    "LU", "LV", "MT", "NL", "PL", "PT", "RO", "SE", "SI", "SK",
+})
 
 
 class PolicyError(ValueError):
@@ -60,6 +64,24 @@ class AttemptCap:
 
 
 @dataclass(frozen=True, slots=True)
+class Retention:
+    """How long each kind of record is kept, in days (see ``docs/privacy.md``).
+
+    ``consents_days`` runs from a consent's withdrawal or expiry; ``unverified_consents_days``
+    from the capture of a consent still awaiting the confirmation the pack requires
+    (``None`` when the pack requires none); ``complaints_days`` from a complaint's resolution;
+    the others from the moment the record was written.
+    """
+
+    decisions_days: int
+    outcomes_days: int
+    consents_days: int
+    unverified_consents_days: int | None
+    complaints_days: int
+    journal_days: int
+
+
+@dataclass(frozen=True, slots=True)
 class PolicyPack:
     """One jurisdiction's rules. See ``docs/policy.md`` for each field's meaning."""
 
@@ -77,6 +99,7 @@ class PolicyPack:
     registry_max_age_days: int
     registry_exempt_bases: tuple[LegalBasis, ...]
     hours: CallingHours
+    retention: Retention
     subdivision_hours: dict[str, CallingHours] = field(default_factory=dict)
     attempt_cap: AttemptCap | None = None
     subdivision_attempt_caps: dict[str, AttemptCap] = field(default_factory=dict)
@@ -180,6 +203,33 @@ def _cap(where: str, table: dict[str, Any]) -> AttemptCap:
     return cap
 
 
+RETENTION_FIELDS = ("decisions_days", "outcomes_days", "consents_days", "complaints_days", "journal_days")
+
+
+def _retention(where: str, table: dict[str, Any], verification: tuple[str, ...]) -> Retention:
+    """Every period is required and at least a day; ``unverified_consents_days`` only (and then
+    necessarily) when the pack requires consents to be confirmed."""
+    unknown = set(table) - {*RETENTION_FIELDS, "unverified_consents_days"}
+    if unknown:
+        raise PolicyError(f"{where}: unknown keys {sorted(unknown)}")
+    days = {}
+    for name in RETENTION_FIELDS:
+        if name not in table:
+            raise PolicyError(f"{where}.{name}: missing (days to keep, with its source cited)")
+        days[name] = _int(where, table, name)
+        if days[name] < 1:
+            raise PolicyError(f"{where}.{name}: must be at least 1 day")
+    unverified = None
+    if verification:
+        if "unverified_consents_days" not in table:
+            raise PolicyError(f"{where}.unverified_consents_days: missing (consent.verification_required_for "
+                              "is set, so unconfirmed consents need a period)")
+        unverified = _int(where, table, "unverified_consents_days")
+        if unverified < 1:
+            raise PolicyError(f"{where}.unverified_consents_days: must be at least 1 day")
+    return Retention(unverified_consents_days=unverified, **days)
+
+
 def parse_pack(data: dict[str, Any], source: str) -> PolicyPack:
     """Build a pack from TOML data (with its ``extends`` ancestors already merged in)."""
     where = source
@@ -198,6 +248,7 @@ def parse_pack(data: dict[str, Any], source: str) -> PolicyPack:
             raise PolicyError(f"{where}: automatic_dialing.advertising must be one of {AUTOMATIC_DIALING_RULES}")
         registries = data.get("registries", {})
         ebr = data.get("existing_relationship", {})
+        verification = _strings(f"{where}: consent", data.get("consent", {}), "verification_required_for")
         return PolicyPack(
             id=str(pack["id"]),
             version=str(pack["version"]),
@@ -206,8 +257,7 @@ def parse_pack(data: dict[str, Any], source: str) -> PolicyPack:
             advertising_bases=_bases(f"{where}: bases.advertising",
                                      _strings(f"{where}: bases", bases, "advertising", True)),
             other_bases=_bases(f"{where}: bases.other", _strings(f"{where}: bases", bases, "other", True)),
-            verification_required_for=_strings(f"{where}: consent", data.get("consent", {}),
-                                               "verification_required_for"),
+            verification_required_for=verification,
             automatic_dialing=automatic,
             ebr_purchase_days=_int(f"{where}: existing_relationship", ebr, "after_purchase_days"),
             ebr_inquiry_days=_int(f"{where}: existing_relationship", ebr, "after_inquiry_days"),
@@ -216,6 +266,7 @@ def parse_pack(data: dict[str, Any], source: str) -> PolicyPack:
             registry_exempt_bases=_bases(f"{where}: registries.exempt_bases",
                                          _strings(f"{where}: registries", registries, "exempt_bases")),
             hours=hours,
+            retention=_retention(f"{where}: retention", data["retention"], verification),
             subdivision_hours=subdivision_hours,
             attempt_cap=_cap(f"{where}: attempts", attempts) if "max" in attempts else None,
             subdivision_attempt_caps={
@@ -285,3 +336,11 @@ class PolicyBook:
 
     def for_campaign(self, campaign: Campaign) -> PolicyPack | None:
         return self.get(campaign.jurisdiction)
+
+    def for_region(self, region: str) -> PolicyPack | None:
+        """The pack for a number's country: its own, else the EU baseline for a member state."""
+        return self.get(region) if region and self.get(region) else (
+            self.get("EU") if region.upper() in EU_MEMBERS else None)
+
+    def packs(self) -> list[PolicyPack]:
+        return [self._by_jurisdiction[j] for j in self.jurisdictions()]

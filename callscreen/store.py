@@ -123,6 +123,20 @@ return out
 """)
 
 
+# Delete hash fields only if they still hold the value that was read (retention must not delete a
+# record that changed meanwhile, e.g. a consent confirmed while the job looked at it).
+# KEYS[1]: the hash. ARGV: field, expected value, field, expected value, ... Returns fields deleted.
+FORGET_IF_UNCHANGED = """
+local gone = 0
+for i = 1, #ARGV, 2 do
+  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[i + 1] then
+    gone = gone + redis.call('HDEL', KEYS[1], ARGV[i])
+  end
+end
+return gone
+"""
+
+
 # --- executing planned commands --------------------------------------------------------
 
 Command = tuple[Any, ...]
@@ -377,6 +391,20 @@ class Store:
         withdrawn = replace(consent, withdrawn_at=at or datetime.now(UTC), withdrawn_how=how)
         self.client.hset(number_key(consent.number_digest, "consents"), consent_id, codec.dumps(withdrawn))
         return withdrawn
+
+    def forget_consents(self, digest: str, consents: Sequence[tuple[str, bytes | str]]) -> int:
+        """Delete consent records (retention) that still read as ``(id, raw JSON)``; returns how
+        many went. Their pointers go with them."""
+        if not consents:
+            return 0
+        flat = [part for consent_id, raw in consents for part in (consent_id, raw)]
+        gone = int(self.client.eval(FORGET_IF_UNCHANGED, 1, number_key(digest, "consents"), *flat))
+        for consent_id, _raw in consents:
+            pointer = self.client.get(consent_pointer_key(consent_id))
+            if pointer is not None and _text(pointer) == digest and not self.client.hexists(
+                    number_key(digest, "consents"), consent_id):
+                self.client.delete(consent_pointer_key(consent_id))
+        return gone
 
     def withdraw_all(self, number: PhoneNumber, how: str, purpose: str | None = None) -> list[Consent]:
         """Withdrawal as easy as consent: withdraw every active consent of a number (for a purpose)."""

@@ -1,7 +1,8 @@
 """The access journal: every reveal of a full number and every export of personal data.
 
 Invariant: append-only. Entries go to the Redis stream ``cs:journal:access`` with XADD and
-are never trimmed or deleted by callscreen; the entry is written *before* the data is shown
+are removed only by retention, when the longest journal period of the policy packs is over
+(:mod:`callscreen.retention`); the entry is written *before* the data is shown
 or sent, so a failure to journal means nothing is revealed.
 """
 

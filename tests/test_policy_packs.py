@@ -38,6 +38,14 @@ required = ["xx-dnc"]
 max_age_days = 30
 exempt_bases = ["consent"]
 
+[retention]
+decisions_days = 1095
+outcomes_days = 365
+consents_days = 730
+unverified_consents_days = 30
+complaints_days = 1095
+journal_days = 1095
+
 [hours]
 mon = "08:00-21:00"
 tue = "08:00-21:00"
@@ -107,6 +115,26 @@ def test_bulgaria_inherits_the_eu_baseline_and_replaces_its_holidays() -> None:
     assert bg.hours.by_weekday == eu.hours.by_weekday
     assert {"03-03", "05-06", "09-22", "12-24"} <= bg.hours.holidays
     assert "03-03" not in eu.hours.holidays
+
+
+def test_every_shipped_pack_states_retention_periods_per_kind() -> None:
+    book = PolicyBook.load()
+    ru, us, gb, eu, bg = (book.get(code) for code in ("RU", "US", "GB", "EU", "BG"))
+    assert (ru.retention.decisions_days, ru.retention.unverified_consents_days, ru.retention.journal_days) == (
+        1095, 30, 1095)
+    assert (us.retention.decisions_days, us.retention.consents_days, us.retention.journal_days) == (
+        1825, 1825, 2190)
+    assert gb.retention.complaints_days == 2190
+    assert us.retention.unverified_consents_days is None  # the US pack requires no confirmation
+    assert eu.retention.decisions_days == 1095 and bg.retention.decisions_days == 1825
+
+
+def test_a_number_country_picks_its_pack_or_the_eu_baseline() -> None:
+    book = PolicyBook.load()
+    assert book.for_region("RU").id == "ru"
+    assert book.for_region("BG").id == "bg"
+    assert book.for_region("DE").id == "eu"
+    assert book.for_region("JP") is None and book.for_region("") is None
 
 
 def test_hours_for_an_unknown_state_are_every_table() -> None:
@@ -216,6 +244,17 @@ def test_a_local_pack_can_extend_a_pack_that_itself_extends_another(tmp_path: Pa
         pytest.param(variant("max = 3", 'max = "three"'), ["attempts.XX-A", "max"], id="attempt-cap-not-a-number"),
         pytest.param(variant('id = "xx"\n', 'id = "xx"\nextends = "nowhere"\n'), ["extends unknown pack 'nowhere'"],
                      id="extends-an-unknown-pack"),
+        pytest.param(variant("[retention]\n", "[kept]\n"), ["missing 'retention'"], id="missing-retention-section"),
+        pytest.param(variant("outcomes_days = 365\n", ""), ["retention.outcomes_days", "missing"],
+                     id="missing-retention-period"),
+        pytest.param(variant("complaints_days = 1095", "complaints_days = 0"),
+                     ["retention.complaints_days", "at least 1 day"], id="retention-of-zero-days"),
+        pytest.param(variant("journal_days = 1095", 'journal_days = "3y"'), ["retention.journal_days", "'3y'"],
+                     id="retention-not-a-number"),
+        pytest.param(variant("unverified_consents_days = 30\n", ""), ["retention.unverified_consents_days"],
+                     id="unverified-period-missing-where-confirmation-is-required"),
+        pytest.param(variant("journal_days = 1095", "journal_days = 1095\nlogs_days = 9"),
+                     ["retention", "unknown keys ['logs_days']"], id="unknown-retention-key"),
     ],
 )
 def test_malformed_pack_fails_with_an_error_naming_file_and_field(tmp_path: Path, text, fragments) -> None:

@@ -39,6 +39,7 @@ EXIT_INPUT = 3
 EXIT_UNAVAILABLE = 4
 EXIT_CONFIG = 5
 EXIT_TAMPERED = 6
+EXIT_BUSY = 7
 
 
 def embedded_url_file(settings: Settings) -> Path:

@@ -27,6 +27,7 @@ COMMANDS = {
     "optout": "callscreen.cli.optout",
     "objection": "callscreen.cli.optout",
     "log": "callscreen.cli.log",
+    "retention": "callscreen.cli.retention",
     "run": "callscreen.cli.run",
     "demo": "callscreen.cli.run",
     "serve": "callscreen.cli.serve",

@@ -1,6 +1,8 @@
 """``callscreen serve``: the FastAGI server Asterisk asks before every marketing call.
 
-One process by default; ``--workers N`` forks N processes that each bind the port with
+Retention runs in the background every ``retention_interval_hours`` (the last run, in the store,
+says when it is due; a Redis lock lets one process of one host run it), and its last run is on
+``/metrics``. One process by default; ``--workers N`` forks N processes that each bind the port with
 SO_REUSEPORT (the kernel spreads connections over them) under a small supervisor that
 forwards SIGTERM and serves the workers' combined metrics. SIGTERM (or Ctrl-C) stops
 accepting, lets in-flight sessions finish, then exits 0.
@@ -15,6 +17,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 from dataclasses import replace
 from typing import Any
 
@@ -109,7 +112,7 @@ async def _serve(settings: Settings, redis_url: str, reuse_port: bool,
 
     from agi.metrics import AGIMetrics
     from agi.server import FastAGIServer
-    from callscreen.metrics import ScreeningMetrics
+    from callscreen.metrics import RetentionCollector, ScreeningMetrics
     from callscreen.screening import build_screener
 
     stop = asyncio.Event()
@@ -126,6 +129,7 @@ async def _serve(settings: Settings, redis_url: str, reuse_port: bool,
                                   metrics=ScreeningMetrics(registry))
         if metrics is not None:  # single process: this one serves /metrics
             _registry_metrics(client, registry, screener.policies)
+            RetentionCollector(client, registry)
         server = FastAGIServer(settings, screener, outcomes=screener.log, metrics=AGIMetrics(registry),
                                reuse_port=reuse_port)
         try:
@@ -139,15 +143,52 @@ async def _serve(settings: Settings, redis_url: str, reuse_port: bool,
         _settle_heap()
         print(f"callscreen serve: FastAGI on {settings.agi_host}:{server.port} (pid {os.getpid()})",
               file=sys.stderr, flush=True)
+        halt = threading.Event()
+        retention = asyncio.create_task(_retention_schedule(settings, client, screener.policies, halt))
         await stop.wait()
+        halt.set()  # a retention run in progress ends after its current batch
         print(f"callscreen serve: draining {server.open_connections} session(s)", file=sys.stderr, flush=True)
         await server.drain()
+        await retention
         return 0
     finally:
         if registries is not None:
             registries.stop()  # before its client closes under it
         await aclient.aclose()
         client.close()
+
+
+async def _retention_schedule(settings: Settings, client: Any, policies: Any, halt: threading.Event) -> None:
+    """Run retention whenever it is due, until ``halt``. Runs in a worker thread on its own log
+    chain; a run already going elsewhere (the lock) or a store failure waits for the next check."""
+    import asyncio
+    from datetime import timedelta
+
+    import redis
+
+    from callscreen.retention import RetentionBusy, RetentionJob, due
+    from callscreen.screening import build_screener
+    from callscreen.store import StoreError
+
+    if settings.retention_interval_hours <= 0:
+        return
+    every = timedelta(hours=settings.retention_interval_hours)
+    own = build_screener(settings, client, policies=policies)  # its own log chain, written from a thread
+    job = RetentionJob(own.store, own.log, policies, settings.default_region)
+    while not halt.is_set():
+        report = None
+        try:
+            if await asyncio.to_thread(due, client, every):
+                report = await asyncio.to_thread(job.run, stop=halt, if_due=every)
+            if report is not None:
+                deleted = ", ".join(f"{k} {n}" for k, n in sorted(report.deleted.items())) or "nothing"
+                print(f"callscreen serve: retention deleted {deleted} in {report.duration_seconds:.1f} s"
+                      + (" (interrupted)" if report.interrupted else ""), file=sys.stderr, flush=True)
+        except RetentionBusy:
+            pass
+        except (StoreError, redis.RedisError) as exc:
+            print(f"callscreen serve: retention run failed, will retry: {exc}", file=sys.stderr, flush=True)
+        await asyncio.to_thread(halt.wait, min(every.total_seconds(), 3600.0))
 
 
 def _settle_heap() -> None:
@@ -224,10 +265,12 @@ def supervise(settings: Settings, redis_url: str, multiproc_dir: str, *,
         MultiProcessCollector(registry, path=multiproc_dir)
         import redis
 
+        from callscreen.metrics import RetentionCollector
         from callscreen.policy import PolicyBook
 
-        _registry_metrics(redis.Redis.from_url(redis_url, socket_timeout=5), registry,
-                          PolicyBook.load(settings.policy_dir))
+        metrics_client = redis.Redis.from_url(redis_url, socket_timeout=5)
+        _registry_metrics(metrics_client, registry, PolicyBook.load(settings.policy_dir))
+        RetentionCollector(metrics_client, registry)
         start_http_server(metrics[1], addr=metrics[0], registry=registry)
     worst = 0
     while children:

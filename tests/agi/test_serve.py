@@ -67,6 +67,16 @@ def _metrics(port: int) -> str:
             time.sleep(0.1)
 
 
+def _retention_ran(metrics_port: int) -> bool:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        text = _metrics(metrics_port)
+        if "\ncallscreen_retention_last_run_timestamp_seconds " in text:
+            return 'callscreen_retention_last_run_deleted{kind="decisions"}' in text
+        time.sleep(0.1)
+    return False
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_serve_answers_then_sigterm_drains_in_flight_sessions_and_exits_zero(
@@ -80,6 +90,7 @@ def test_serve_answers_then_sigterm_drains_in_flight_sessions_and_exits_zero(
         assert all(len(s.commands) == 4 for s in first)
         text = _metrics(metrics_port)
         assert "callscreen_agi_sessions_total" in text and 'script="screen"' in text
+        assert _retention_ran(metrics_port)  # at start-up, by one process, shown by every /metrics
 
         in_flight: list[Session] = []
         started = threading.Event()
@@ -94,6 +105,7 @@ def test_serve_answers_then_sigterm_drains_in_flight_sessions_and_exits_zero(
         assert in_flight[0].result in ("ALLOW", "BLOCK")
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        assert process.stderr is not None and process.stderr.read().decode().count("retention deleted") == 1
     finally:
         if process.poll() is None:
             process.kill()
