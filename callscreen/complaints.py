@@ -28,7 +28,7 @@ import redis
 from callscreen import codec
 from callscreen.models import Suppression
 from callscreen.numbers import PhoneNumber, mask
-from callscreen.store import PREFIX, Store, new_id, number_key
+from callscreen.store import PREFIX, Store, Subject, new_id, number_key
 
 COMPLAINTS_KEY = PREFIX + "complaints"
 OPEN_KEY = PREFIX + "complaints:open"
@@ -116,12 +116,24 @@ def complaint_key(complaint_id: str) -> str:
     return f"{PREFIX}complaint:{complaint_id}"
 
 
-def encode(complaint: Complaint) -> str:
-    return codec.dumps(complaint)
+PERSONAL_FIELDS = ("number_sealed", "caller_name", "said")  # sealed under the subject's data key
 
 
-def decode(raw: bytes | str) -> Complaint:
+def encode(complaint: Complaint, subject: Subject) -> str:
+    """Complaint JSON as stored: what the caller said and their name sealed under the number's
+    data key (the number itself already is)."""
+    data = codec.to_dict(complaint)
+    for name in ("caller_name", "said"):
+        data[name] = subject.seal("complaint." + name, data[name]) if subject.key is not None else ""
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+
+
+def decode(raw: bytes | str, subject: Subject | None = None) -> Complaint:
+    """A stored complaint; with ``subject``, its personal fields opened (``[erased]`` if shredded)."""
     data = json.loads(raw)
+    if subject is not None:
+        for name in ("caller_name", "said"):
+            data[name] = subject.show("complaint." + name, data.get(name, ""))
     history = tuple(
         StatusChange(**{**h, "at": codec.parse_time(h["at"])}) for h in data.get("history", ())
     )
@@ -208,11 +220,12 @@ class ComplaintBook:
         complaint_id = new_id("cmp")
         digest = self.store.vault.digest(number.e164)
         self.store.suppress(digest, Suppression(complaint_id=complaint_id, at=received))
+        subject = self.store.subject(digest, create=True)
         linked = self._link(digest, call_at)
         complaint = Complaint(
             id=complaint_id,
             number_digest=digest,
-            number_sealed=self.store.vault.seal(number.e164),
+            number_sealed=subject.seal("number", number.e164) if subject.key is not None else "",
             call_at=call_at.astimezone(UTC),
             received_at=received,
             channel=channel,
@@ -224,8 +237,8 @@ class ComplaintBook:
             history=(StatusChange(at=received, by=filed_by, from_status="", to_status=Status.NEW.value),),
         )
         pipe = self.client.pipeline(transaction=True)
-        self.store.remember_number(number, pipe)
-        pipe.set(complaint_key(complaint_id), encode(complaint))
+        self.store.remember_number(number, pipe, subject)
+        pipe.set(complaint_key(complaint_id), encode(complaint, subject))
         pipe.zadd(COMPLAINTS_KEY, {complaint_id: int(received.timestamp() * 1000)})
         pipe.sadd(OPEN_KEY, complaint_id)
         pipe.sadd(number_key(digest, "complaints"), complaint_id)
@@ -246,13 +259,19 @@ class ComplaintBook:
             linked_decisions=tuple(str(_attr(r, "id")) for r in linked),
             campaign_id=str(_attr(linked[0], "campaign_id", "") or "") if linked else complaint.campaign_id,
         )
-        self.client.set(complaint_key(complaint_id), encode(updated))
+        self.save(updated)
         return updated
+
+    def save(self, complaint: Complaint) -> None:
+        """Write a complaint back (its personal fields sealed under the number's data key)."""
+        self.client.set(complaint_key(complaint.id), encode(complaint, self.store.subject(complaint.number_digest)))
 
     # reading -----------------------------------------------------------------------------
     def get(self, complaint_id: str) -> Complaint | None:
         raw = self.client.get(complaint_key(complaint_id))
-        return None if raw is None else decode(raw)
+        if raw is None:
+            return None
+        return decode(raw, self.store.subject(json.loads(raw)["number_digest"]))
 
     def require(self, complaint_id: str) -> Complaint:
         complaint = self.get(complaint_id)
@@ -263,8 +282,10 @@ class ComplaintBook:
     def _many(self, ids: Sequence[Any]) -> list[Complaint]:
         if not ids:
             return []
-        raws = self.client.mget([complaint_key(codec_text(i)) for i in ids])
-        return [decode(r) for r in raws if r is not None]
+        raws = [r for r in self.client.mget([complaint_key(codec_text(i)) for i in ids]) if r is not None]
+        datas = [json.loads(r) for r in raws]
+        subjects = self.store.subjects([d["number_digest"] for d in datas])
+        return [decode(r, subjects[d["number_digest"]]) for r, d in zip(raws, datas, strict=True)]
 
     def recent(self, offset: int = 0, limit: int = 50, status: Status | None = None) -> list[Complaint]:
         """Newest first. With ``status``, filters that page of results only after reading it."""
@@ -354,7 +375,7 @@ class ComplaintBook:
             history=(*complaint.history, change),
         )
         pipe = self.client.pipeline(transaction=True)
-        pipe.set(complaint_key(complaint_id), encode(updated))
+        pipe.set(complaint_key(complaint_id), encode(updated, self.store.subject(complaint.number_digest)))
         if updated.open:
             pipe.sadd(OPEN_KEY, complaint_id)
         else:
@@ -373,7 +394,7 @@ class ComplaintBook:
             to_status=complaint.status.value, note="suppression lifted: " + reason,
         )
         updated = replace(complaint, history=(*complaint.history, change))
-        self.client.set(complaint_key(complaint_id), encode(updated))
+        self.save(updated)
         return updated
 
     # the answer to "where did you get my number" -------------------------------------------

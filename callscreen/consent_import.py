@@ -2,13 +2,13 @@
 
 Invariant: a bad row never stops the import and never writes anything; it is reported with
 its line number and the first problem found. Re-importing the same file changes nothing:
-a row without an ``id`` gets one derived from its content.
+a row without an ``id`` gets one derived from its content — keyed (HMAC under a subkey of
+``hash_key``), so the id cannot be reversed to the number by trying candidates.
 """
 
 from __future__ import annotations
 
 import csv
-import hashlib
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -16,7 +16,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from callscreen.codec import parse_time
+from callscreen.codec import iso, parse_time
+from callscreen.crypto import NumberVault
 from callscreen.models import CONSENT_SOURCES, Consent, Contact, LegalBasis, Proof
 from callscreen.numbers import InvalidNumber, PhoneNumber, normalize
 
@@ -73,8 +74,8 @@ def _time(row: Mapping[str, str | None], name: str) -> datetime | None:
         raise RowError(f"{name}: {text!r} is not an ISO 8601 time") from exc
 
 
-def parse_row(row: Mapping[str, str | None], default_region: str, now: datetime) -> ConsentRow:
-    """Validate one CSV row into a consent; raises RowError."""
+def parse_row(row: Mapping[str, str | None], default_region: str, now: datetime, vault: NumberVault) -> ConsentRow:
+    """Validate one CSV row into a consent; raises RowError. ``vault`` keys derived ids."""
     for name in REQUIRED:
         if not _field(row, name):
             raise RowError(f"{name}: required")
@@ -115,7 +116,7 @@ def parse_row(row: Mapping[str, str | None], default_region: str, now: datetime)
     if subdivision and not re.match(r"^[A-Z]{2}-[A-Z0-9]{1,3}$", subdivision):
         raise RowError(f"subdivision: {subdivision!r} is not an ISO 3166-2 code like US-FL")
     proof = Proof(**{name: _field(row, name) for name in Proof.__dataclass_fields__})
-    consent_id = _field(row, "id") or _derived_id(number, purposes, source, captured)
+    consent_id = _field(row, "id") or derived_id(vault, number, purposes, source, captured)
     if not re.match(r"^[A-Za-z0-9_.:-]{1,80}$", consent_id):
         raise RowError(f"id: {consent_id!r} may only hold letters, digits and _ . : -")
     consent = Consent(
@@ -125,7 +126,17 @@ def parse_row(row: Mapping[str, str | None], default_region: str, now: datetime)
     return ConsentRow(number, consent, Contact(zone, subdivision))
 
 
-def _derived_id(number: PhoneNumber, purposes: tuple[str, ...], source: str, captured: datetime) -> str:
+def derived_id(vault: NumberVault, number: PhoneNumber, purposes: tuple[str, ...], source: str,
+               captured: datetime) -> str:
+    """The id of a consent given without one: keyed over its content (stable across re-imports)."""
+    return vault.keyed_id("c", number.e164, ",".join(sorted(purposes)), source, iso(captured) or "")
+
+
+def legacy_derived_id(number: PhoneNumber, purposes: tuple[str, ...], source: str, captured: datetime) -> str:
+    """The unkeyed id earlier versions derived (reversible by brute force): only ``callscreen
+    migrate`` computes it, to find and retire such ids."""
+    import hashlib
+
     text = "|".join((number.e164, ",".join(sorted(purposes)), source, captured.isoformat()))
     return "c-" + hashlib.sha256(text.encode()).hexdigest()[:20]
 
@@ -164,7 +175,7 @@ def read_rows(path: Path) -> Iterator[tuple[int, dict[str, str | None] | None, s
 
 
 def import_consents(path: Path, save: Callable[[list[ConsentRow]], None], default_region: str,
-                    progress: Callable[[int], None] = lambda n: None, batch: int = 500,
+                    vault: NumberVault, progress: Callable[[int], None] = lambda n: None, batch: int = 500,
                     now: datetime | None = None) -> ImportReport:
     """Import every good row of ``path`` through ``save`` (called with batches)."""
     report = ImportReport()
@@ -176,7 +187,7 @@ def import_consents(path: Path, save: Callable[[list[ConsentRow]], None], defaul
             report.bad.append((line, problem))
             continue
         try:
-            pending.append(parse_row(row, default_region, now))
+            pending.append(parse_row(row, default_region, now, vault))
         except RowError as exc:
             report.bad.append((line, str(exc)))
             continue

@@ -1,10 +1,25 @@
-"""Keyed hashing and encryption of phone numbers.
+"""Keyed hashing, keyed ids and envelope encryption of personal data.
 
-Invariants: the store never sees a number in clear. Lookup keys use
-HMAC-SHA256 under ``hash_key`` (a plain hash of a ten-digit space is reversible by
-brute force); a number that must be shown again is sealed with AES-256-GCM under
-``encryption_key``, bound to its digest as associated data so a ciphertext cannot be
-moved to another number's record.
+Invariants:
+- The store never sees a number in clear. Lookup keys use HMAC-SHA256 under ``hash_key``
+  (a plain hash of a ten-digit space is reversible by brute force).
+- No identifier is derived from personal data without a key: :meth:`NumberVault.keyed_id`
+  is HMAC-SHA256 under a subkey of ``hash_key``, so an id made from a number and the fields
+  shown beside it cannot be brute-forced by anyone without the key.
+- Every personal field is sealed (AES-256-GCM) under its *subject's data key*: a random
+  256-bit key per number digest. The data key is stored only *wrapped* by the master
+  ``encryption_key`` (AES-256-GCM, the digest as associated data, the master key's id in
+  the clear prefix so rotation knows which master key wrapped it). Deleting a subject's
+  wrapped key makes every copy of that subject's personal data unreadable, wherever it
+  lies (hashes, streams, AOF files, backups): crypto-shredding.
+- A ciphertext is bound to its digest and to the field it holds (associated data), so it
+  cannot be moved to another number's record or into another field.
+
+Token formats (url-safe base64 bodies; the prefixes never occur in base64 output):
+- wrapped data key  ``w1.<key id>.<b64(nonce ‖ AES-GCM(master, data key))>``
+- sealed field      ``s1.<b64(nonce ‖ AES-GCM(data key, text))>``
+- legacy sealed number (before per-subject keys): ``<b64(nonce ‖ AES-GCM(master, e164))>``,
+  readable with :meth:`NumberVault.open` until ``callscreen migrate`` re-seals it.
 """
 
 from __future__ import annotations
@@ -12,45 +27,156 @@ from __future__ import annotations
 import base64
 import hmac
 import os
+from collections.abc import Sequence
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 DIGEST_HEX_CHARS = 32  # 128 bits: collision-free for any realistic number space
+KEYED_ID_HEX_CHARS = 24  # 96 bits: ids are unique per keyed content, not secrets themselves
 NONCE_BYTES = 12
+DATA_KEY_BYTES = 32
+WRAPPED_PREFIX = "w1."
+SEALED_PREFIX = "s1."
 
 
 class SealError(ValueError):
-    """A sealed number could not be opened: wrong key, or the data was altered."""
+    """A sealed value could not be opened: wrong key, erased subject, or altered data."""
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode("ascii")
+
+
+def _unb64(text: str, what: str) -> bytes:
+    try:
+        return base64.urlsafe_b64decode(text.encode("ascii"))
+    except (ValueError, UnicodeEncodeError) as exc:
+        raise SealError(f"{what} is not base64") from exc
+
+
+def _subkey(key: bytes, label: bytes) -> bytes:
+    return HKDF(hashes.SHA256(), 32, salt=None, info=b"callscreen/" + label).derive(key)
+
+
+def key_id(encryption_key: bytes) -> str:
+    """Public fingerprint of a master key (8 hex): names the key that wrapped a data key."""
+    return hmac.digest(encryption_key, b"callscreen/key-id", "sha256").hex()[:8]
+
+
+def wrapped_key_id(wrapped: str) -> str:
+    """The id of the master key that wrapped ``wrapped`` (for rotation)."""
+    if not wrapped.startswith(WRAPPED_PREFIX) or wrapped.count(".") != 2:
+        raise SealError("not a wrapped data key")
+    return wrapped.split(".")[1]
+
+
+def is_subject_sealed(token: str) -> bool:
+    """True for a value sealed under a subject's data key (as opposed to a legacy seal)."""
+    return token.startswith(SEALED_PREFIX)
 
 
 class NumberVault:
-    """Derives lookup digests and seals/opens numbers; holds the keys, nothing else."""
+    """Holds the keys and does every keyed operation on personal data; no I/O.
 
-    def __init__(self, hash_key: bytes, encryption_key: bytes) -> None:
+    ``previous_encryption_keys`` are retired master keys still accepted for unwrapping (so
+    data keys wrapped before a rotation stay readable until they are re-wrapped).
+    """
+
+    def __init__(self, hash_key: bytes, encryption_key: bytes,
+                 previous_encryption_keys: Sequence[bytes] = ()) -> None:
         if len(hash_key) < 32:
             raise ValueError("hash_key must be at least 32 bytes")
-        if len(encryption_key) != 32:
-            raise ValueError("encryption_key must be exactly 32 bytes")
+        for key in (encryption_key, *previous_encryption_keys):
+            if len(key) != 32:
+                raise ValueError("encryption_key must be exactly 32 bytes")
         self._hash_key = hash_key
-        self._aead = AESGCM(encryption_key)
+        self._id_key = _subkey(hash_key, b"keyed-id")
+        self._aead = AESGCM(encryption_key)  # legacy seals only
+        self.key_id = key_id(encryption_key)
+        self._wrappers = {key_id(k): AESGCM(_subkey(k, b"wrap")) for k in reversed(previous_encryption_keys)}
+        self._wrappers[self.key_id] = AESGCM(_subkey(encryption_key, b"wrap"))
+
+    # --- keyed hashes and ids ---------------------------------------------------------------
 
     def digest(self, e164: str) -> str:
         """The keyed hash that names every per-number key (lower-case hex)."""
         return hmac.digest(self._hash_key, e164.encode("ascii"), "sha256").hex()[:DIGEST_HEX_CHARS]
 
+    def keyed_id(self, prefix: str, *parts: str) -> str:
+        """A stable id for content that may include personal data: ``<prefix>-<24 hex>``.
+
+        Same parts, same id (re-imports stay idempotent); without ``hash_key`` the parts
+        cannot be recovered from the id, however few the candidates."""
+        text = "\x1f".join(parts).encode("utf-8")
+        return f"{prefix}-{hmac.digest(self._id_key, text, 'sha256').hex()[:KEYED_ID_HEX_CHARS]}"
+
+    def alias(self, old_id: str) -> str:
+        """Keyed name under which a retired id is remembered (the old id itself is not stored)."""
+        return hmac.digest(self._id_key, b"alias\x00" + old_id.encode("utf-8"), "sha256").hex()[:32]
+
+    # --- subject data keys --------------------------------------------------------------------
+
+    def new_data_key(self) -> bytes:
+        return os.urandom(DATA_KEY_BYTES)
+
+    def wrap_key(self, digest: str, data_key: bytes) -> str:
+        """Wrap a subject's data key under the current master key, bound to ``digest``."""
+        nonce = os.urandom(NONCE_BYTES)
+        sealed = self._wrappers[self.key_id].encrypt(nonce, data_key, b"subject-key\x00" + digest.encode())
+        return f"{WRAPPED_PREFIX}{self.key_id}.{_b64(nonce + sealed)}"
+
+    def unwrap_key(self, digest: str, wrapped: str) -> bytes:
+        """The data key inside ``wrapped``; SealError if no known master key opens it."""
+        kid = wrapped_key_id(wrapped)
+        wrapper = self._wrappers.get(kid)
+        if wrapper is None:
+            raise SealError(f"data key wrapped by unknown master key {kid}")
+        blob = _unb64(wrapped.split(".", 2)[2], "wrapped data key")
+        try:
+            return wrapper.decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], b"subject-key\x00" + digest.encode())
+        except InvalidTag as exc:
+            raise SealError("wrapped data key does not verify (wrong key or altered data)") from exc
+
+    def rewrap_key(self, digest: str, wrapped: str) -> str:
+        """``wrapped`` re-wrapped under the current master key (unchanged if it already is)."""
+        if wrapped_key_id(wrapped) == self.key_id:
+            return wrapped
+        return self.wrap_key(digest, self.unwrap_key(digest, wrapped))
+
+    # --- fields sealed under a data key -------------------------------------------------------
+
+    @staticmethod
+    def seal_with(data_key: bytes, digest: str, field: str, text: str) -> str:
+        """Seal ``text`` (one personal field named ``field``) under a subject's data key."""
+        nonce = os.urandom(NONCE_BYTES)
+        sealed = AESGCM(data_key).encrypt(nonce, text.encode("utf-8"), f"{digest}\x00{field}".encode())
+        return SEALED_PREFIX + _b64(nonce + sealed)
+
+    @staticmethod
+    def open_with(data_key: bytes, digest: str, field: str, token: str) -> str:
+        if not is_subject_sealed(token):
+            raise SealError("not a subject-sealed value")
+        blob = _unb64(token[len(SEALED_PREFIX):], "sealed value")
+        try:
+            plain = AESGCM(data_key).decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], f"{digest}\x00{field}".encode())
+        except InvalidTag as exc:
+            raise SealError("sealed value does not verify (wrong key or altered data)") from exc
+        return plain.decode("utf-8")
+
+    # --- legacy seals (master key directly) ---------------------------------------------------
+
     def seal(self, e164: str) -> str:
-        """Encrypt ``e164``; the result is url-safe base64 of nonce + ciphertext."""
+        """Legacy format: ``e164`` under the master key. Kept for tests of the migration only."""
         nonce = os.urandom(NONCE_BYTES)
         sealed = self._aead.encrypt(nonce, e164.encode("ascii"), self.digest(e164).encode("ascii"))
-        return base64.urlsafe_b64encode(nonce + sealed).decode("ascii")
+        return _b64(nonce + sealed)
 
     def open(self, token: str, digest: str) -> str:
-        """Decrypt a sealed number, checking that it belongs to ``digest``."""
-        try:
-            blob = base64.urlsafe_b64decode(token.encode("ascii"))
-        except (ValueError, UnicodeEncodeError) as exc:
-            raise SealError("sealed number is not base64") from exc
+        """Decrypt a legacy sealed number, checking that it belongs to ``digest``."""
+        blob = _unb64(token, "sealed number")
         nonce, sealed = blob[:NONCE_BYTES], blob[NONCE_BYTES:]
         try:
             return self._aead.decrypt(nonce, sealed, digest.encode("ascii")).decode("ascii")

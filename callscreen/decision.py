@@ -59,6 +59,10 @@ def decide(request: ScreeningRequest, facts: Facts, pack: PolicyPack | None) -> 
         detail = f"no policy pack for jurisdiction {request.campaign.jurisdiction!r}"
         return _blocked(Reason.SCREENING_UNAVAILABLE, [Check("policy", False, detail)], at)
 
+    if facts.erased_at is not None:
+        # Erasure keeps only this keyed marker: the person asked to be forgotten, so never call.
+        detail = f"personal data erased on request on {facts.erased_at:%Y-%m-%d}; never to be called again"
+        return _blocked(Reason.ERASED_SUBJECT, [Check("erasure", False, detail)], at)
     campaign, number = request.campaign, request.number
     checks: list[Check] = []
     failures: list[Reason] = []

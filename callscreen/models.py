@@ -38,6 +38,7 @@ class Reason(StrEnum):
     ATTEMPT_CAP = "attempt_cap"
     AUTOMATIC_DIALING_FORBIDDEN = "automatic_dialing_forbidden"
     SCREENING_UNAVAILABLE = "screening_unavailable"
+    ERASED_SUBJECT = "erased_subject"
 
 
 class LegalBasis(StrEnum):
@@ -165,6 +166,7 @@ class Facts:
     registries: tuple[RegistryStatus, ...] = ()
     attempts: tuple[datetime, ...] = ()  # times of earlier allowed calls, newest last
     contact: Contact = field(default_factory=Contact)
+    erased_at: datetime | None = None  # the number's personal data was erased: never call it again
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,6 +42,7 @@ from callscreen import codec
 from callscreen.complaints import COMPLAINTS_KEY, ComplaintBook, decode
 from callscreen.crypto import SealError
 from callscreen.decision_log import STREAM, DecisionLog, LogRecord
+from callscreen.journal import JOURNAL_KEY, AccessJournal
 from callscreen.models import Consent, LegalBasis
 from callscreen.numbers import InvalidNumber, normalize
 from callscreen.policy import PolicyBook, PolicyPack
@@ -108,14 +109,12 @@ class RetentionJob:
 
     def __init__(self, store: Store, log: DecisionLog, policies: PolicyBook, default_region: str,
                  journal_key: str | None = None) -> None:
-        from dashboard.journal import JOURNAL_KEY
-
         self.store = store
         self.client: redis.Redis = store.client
         self.log = log
         self.policies = policies
         self.complaints = ComplaintBook(store)
-        self.journal_key = journal_key or JOURNAL_KEY
+        self.journal = AccessJournal(self.client, stream=journal_key or JOURNAL_KEY)
         packs = policies.packs()
         if not packs:
             raise ValueError("no policy pack is loaded")
@@ -182,7 +181,8 @@ class RetentionJob:
 
     def _number_pack(self, sealed: str, digest: str) -> PolicyPack:
         try:
-            region = normalize(self.store.vault.open(sealed, digest)).region if sealed else ""
+            number = self.store.open_number(digest, sealed)  # None once the subject is erased
+            region = normalize(number).region if number else ""
         except (SealError, InvalidNumber, ValueError):
             region = ""
         return self.policies.for_region(region) or self.fallback
@@ -299,9 +299,9 @@ class RetentionJob:
         cutoff = f"{ms(now - timedelta(days=pack.retention.journal_days))}-0"
         if dry_run:
             low = "-"
-            while entries := self.client.xrange(self.journal_key, low, "(" + cutoff, count=BATCH):
+            while entries := self.client.xrange(self.journal.stream, low, "(" + cutoff, count=BATCH):
                 report.count("journal", pack.jurisdiction, len(entries))
                 low = "(" + entries[-1][0].decode()
             return
-        report.count("journal", pack.jurisdiction, int(self.client.xtrim(self.journal_key, minid=cutoff)))
+        report.count("journal", pack.jurisdiction, self.journal.trim_before(cutoff))
 

@@ -19,7 +19,7 @@ import redis
 
 from callscreen import codec
 from callscreen.config import Settings
-from callscreen.crypto import NumberVault
+from callscreen.crypto import NumberVault, SealError
 from callscreen.decision import ScreeningRequest, decide
 from callscreen.decision_log import DecisionLog, LogRecord
 from callscreen.models import Campaign, Check, Decision, Facts, Reason, Result
@@ -120,14 +120,18 @@ class Screener:
             number = None
         return ScreeningRequest(raw_number, number, campaign, at)
 
-    def _query(self, request: ScreeningRequest) -> tuple[PolicyPack | None, FactQuery | None]:
+    def _query(self, request: ScreeningRequest, logged: bool = True) -> tuple[PolicyPack | None, FactQuery | None]:
         if request.number is None or request.campaign is None:
             return None, None
         pack = self.policies.for_campaign(request.campaign)
         if pack is None:
             return None, None
         registry_ids = pack.registries if request.campaign.advertising else ()
-        query = FactQuery(request.number, self._digest(request), request.at, registry_ids, self.registries)
+        digest = self._digest(request)
+        # A logged decision seals the number under the subject's data key: the fact query
+        # creates that key on first sight (a dry run stores nothing).
+        candidate = self.vault.wrap_key(digest, self.vault.new_data_key()) if logged else ""
+        query = FactQuery(request.number, digest, request.at, registry_ids, self.registries, candidate)
         return pack, query
 
     def _digest(self, request: ScreeningRequest) -> str:
@@ -136,11 +140,22 @@ class Screener:
     def _record(self, request: ScreeningRequest, decision: Decision, origin: str,
                 query: FactQuery | None = None) -> tuple[LogRecord, list]:
         digest = query.digest if query is not None else self._digest(request)
-        sealed = self.vault.seal(request.number.e164) if request.number is not None else ""
+        sealed = self._sealed_number(request, query)
         campaign_id = request.campaign.id if request.campaign else ""
         record = LogRecord.from_decision(decision, decision_id=new_id("d"), campaign_id=campaign_id,
                                          digest=digest, sealed=sealed, origin=origin)
         return record, self.log.decision_index_commands(record, attempt=decision.allowed)
+
+    def _sealed_number(self, request: ScreeningRequest, query: FactQuery | None) -> str:
+        """The number sealed under its subject's data key for the log record; '' (the keyed
+        digest alone) when no key came with the facts: an erased subject, or no facts read."""
+        if request.number is None or query is None or not query.wrapped_key:
+            return ""
+        try:
+            key = self.vault.unwrap_key(query.digest, query.wrapped_key)
+        except SealError:
+            return ""
+        return self.vault.seal_with(key, query.digest, "number", request.number.e164)
 
     def _answer(self, decision: Decision, origin: str, started: float, record: LogRecord | None = None) -> Decision:
         """Every logged screening leaves through here. ``record`` is given only once the log
@@ -169,7 +184,7 @@ class Screener:
         request, query = None, None
         try:
             request = self._request(raw_number, self.campaign(campaign_id), at)
-            pack, query = self._query(request)
+            pack, query = self._query(request, logged=not dry_run)
             facts = query.parse(run_pipeline(self.store.client, query.commands())) if query else Facts()
             decision = decide(request, facts, pack)
         except (StoreError, redis.RedisError, ValueError, KeyError) as exc:

@@ -16,14 +16,14 @@ import json
 import secrets
 import time
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import redis
 
 from callscreen import codec
-from callscreen.crypto import NumberVault
+from callscreen.crypto import NumberVault, SealError, is_subject_sealed
 from callscreen.models import (
     Campaign,
     Consent,
@@ -49,12 +49,30 @@ class StoreError(RuntimeError):
 
 def number_key(digest: str, kind: str) -> str:
     """``cs:n:{digest}:kind`` — kinds: consents, optouts, objections, suppressions,
-    attempts, decisions, contact."""
+    attempts, decisions, contact, complaints, key (the wrapped data key), erased."""
     return f"{PREFIX}n:{{{digest}}}:{kind}"
+
+
+def subject_key_key(digest: str) -> str:
+    """Where a subject's wrapped data key lives (a string, ``w1.<key id>.<…>``)."""
+    return number_key(digest, "key")
+
+
+SUBJECT_KEY_PATTERN = PREFIX + "n:*:key"  # SCAN MATCH pattern of every wrapped data key
+
+
+def subject_digest(key: str) -> str:
+    """The digest inside a per-number key name (``cs:n:{D}:kind`` → ``D``)."""
+    return key[key.index("{") + 1:key.index("}")]
 
 
 def consent_pointer_key(consent_id: str) -> str:
     return f"{PREFIX}consent:{consent_id}"
+
+
+def consent_alias_key(alias: str) -> str:
+    """A retired consent id, named by its keyed alias (:meth:`NumberVault.alias`) → current id."""
+    return f"{PREFIX}consent-alias:{alias}"
 
 
 def campaign_key(campaign_id: str) -> str:
@@ -113,12 +131,18 @@ def script(body: str) -> str:
     return sha
 
 
-# One command instead of six: every per-number key lives in the same slot, so this is
-# cluster-safe. KEYS: consents, optouts, objections, suppressions, contact, attempts.
+# One command instead of eight: every per-number key lives in the same slot, so this is
+# cluster-safe. KEYS: consents, optouts, objections, suppressions, contact, attempts, key,
+# erased. ARGV: attempt horizon ms, a freshly wrapped data key to store if the subject has
+# none ('' for none: dry runs), never for an erased subject. Replies 7 and 8: the stored
+# wrapped key and the erasure marker.
 FACTS_SHA = script("""
 local out = {}
 for i = 1, 5 do out[i] = redis.call('HGETALL', KEYS[i]) end
 out[6] = redis.call('ZRANGEBYSCORE', KEYS[6], ARGV[1], '+inf', 'WITHSCORES')
+out[8] = redis.call('GET', KEYS[8])
+if ARGV[2] ~= '' and not out[8] then redis.call('SET', KEYS[7], ARGV[2], 'NX') end
+out[7] = redis.call('GET', KEYS[7])
 return out
 """)
 
@@ -135,6 +159,16 @@ for i = 1, #ARGV, 2 do
 end
 return gone
 """
+
+
+# A subject's data key, created on first use: SET NX the caller's freshly wrapped key, then
+# answer whichever key is stored. Never for an erased subject (answers nil).
+# KEYS: key, erased. ARGV: wrapped candidate.
+ENSURE_KEY_SHA = script("""
+if redis.call('EXISTS', KEYS[2]) == 1 then return false end
+redis.call('SET', KEYS[1], ARGV[1], 'NX')
+return redis.call('GET', KEYS[1])
+""")
 
 
 # --- executing planned commands --------------------------------------------------------
@@ -237,7 +271,12 @@ class NoRegistries:
 # --- the fact query --------------------------------------------------------------------
 
 class FactQuery:
-    """Plans and parses the one pipelined round trip that gathers a number's facts."""
+    """Plans and parses the one pipelined round trip that gathers a number's facts.
+
+    With ``key_candidate`` (a freshly wrapped data key) the same command creates the subject's
+    data key if it has none, so the decision's log record can seal the number without another
+    round trip; after :meth:`parse`, ``wrapped_key`` holds the subject's stored wrapped key
+    (None for an erased subject)."""
 
     KINDS = ("consents", "optouts", "objections", "suppressions", "contact")
 
@@ -248,23 +287,29 @@ class FactQuery:
         at: datetime,
         registry_ids: Sequence[str] = (),
         registries: RegistryLookup | None = None,
+        key_candidate: str = "",
     ) -> None:
         self.number = number
         self.digest = digest
         self.at = at
         self.registry_ids = tuple(registry_ids)
         self.registries = registries or NoRegistries()
+        self.key_candidate = key_candidate
+        self.wrapped_key: str | None = None
         self._registry_commands = self.registries.commands(number, self.registry_ids)
 
     def commands(self) -> list[Command]:
-        keys = [number_key(self.digest, kind) for kind in (*self.KINDS, "attempts")]
-        facts: Command = ("EVALSHA", FACTS_SHA, len(keys), *keys, ms(self.at - ATTEMPT_HISTORY))
+        keys = [number_key(self.digest, kind) for kind in (*self.KINDS, "attempts", "key", "erased")]
+        facts: Command = ("EVALSHA", FACTS_SHA, len(keys), *keys, ms(self.at - ATTEMPT_HISTORY),
+                          self.key_candidate)
         return [facts, *self._registry_commands]
 
     def parse(self, replies: Sequence[Any]) -> Facts:
         gathered = _check(replies[0])
         consents, optouts, objections, suppressions, contact = (_as_hash(r) for r in gathered[:5])
         attempts = gathered[5]
+        wrapped, erased = gathered[6], gathered[7]
+        self.wrapped_key = _text(wrapped) if wrapped and not erased else None
         contact_map = {_text(k): _text(v) for k, v in contact.items()}
         contact_map.pop("sealed", None)
         attempt_times = tuple(
@@ -278,6 +323,7 @@ class FactQuery:
             registries=self.registries.parse(self.number, self.registry_ids, replies[1:]),
             attempts=tuple(sorted(attempt_times)),
             contact=codec.contact_from(contact_map),
+            erased_at=codec.parse_time(json.loads(erased)["at"]) if erased else None,
         )
 
 
@@ -285,12 +331,88 @@ def _as_hash(flat: list[Any]) -> dict[Any, Any]:
     return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
-# --- record keeping ----------------------------------------------------------------------
+# --- personal data under the subject's data key -------------------------------------------
+
+ERASED_TEXT = "[erased]"
+
+
+class ErasedSubject(ValueError):
+    """The number's personal data was erased: nothing personal about it may be stored again."""
+
+
+@dataclass(frozen=True, slots=True)
+class Subject:
+    """One data subject (a number digest) and its data key, unwrapped.
+
+    ``key`` is None when no data key exists: the subject was erased (``erased``) or has never
+    had personal data stored. Sealing needs a key; opening a value sealed under a key that is
+    gone raises :class:`~callscreen.crypto.SealError`. Values written before per-subject keys
+    (legacy seals of the number, clear text fields) are still read until ``callscreen migrate``
+    re-seals them."""
+
+    digest: str
+    key: bytes | None
+    vault: NumberVault
+    erased: bool = False
+
+    def seal(self, field: str, text: str) -> str:
+        if not text:
+            return ""
+        if self.key is None:
+            raise ErasedSubject("this number's personal data was erased") if self.erased else SealError(
+                "no data key for this subject")
+        return self.vault.seal_with(self.key, self.digest, field, text)
+
+    def open(self, field: str, token: str) -> str:
+        """The clear value; SealError if its key is gone (erased) or the value was altered."""
+        if not token:
+            return ""
+        if not is_subject_sealed(token):
+            return self.vault.open(token, self.digest) if field == "number" else token
+        if self.key is None:
+            raise SealError("the data key of this subject is erased")
+        return self.vault.open_with(self.key, self.digest, field, token)
+
+    def show(self, field: str, token: str) -> str:
+        """Like :meth:`open`, but an unreadable value reads as ``[erased]`` (for display)."""
+        try:
+            return self.open(field, token)
+        except SealError:
+            return ERASED_TEXT
+
 
 def _contact_fields(contact: Contact) -> dict[str, str]:
     """The contact hash fields worth writing (empty values leave what is stored)."""
     return {k: v for k, v in (("timezone", contact.timezone), ("subdivision", contact.subdivision)) if v}
 
+
+PROOF_IN_CLEAR = ("form_version",)  # the company's form version: not personal, the decision cites it
+
+
+def dump_consent(consent: Consent, subject: Subject) -> str:
+    """Consent JSON as stored: the proof's personal fields sealed under the subject's key."""
+    data = codec.to_dict(consent)
+    private = {k: v for k, v in data["proof"].items() if k not in PROOF_IN_CLEAR and v}
+    data["proof"] = {k: data["proof"][k] for k in PROOF_IN_CLEAR}
+    if private:
+        data["proof_sealed"] = subject.seal("proof", json.dumps(private, ensure_ascii=False, sort_keys=True))
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+
+
+def load_consent(raw: bytes | str, subject: Subject | None) -> Consent:
+    """A stored consent with its proof opened (``[erased]`` if its subject key is gone)."""
+    data = json.loads(raw)
+    sealed = data.pop("proof_sealed", "")
+    if sealed and subject is not None:
+        try:
+            private = json.loads(subject.open("proof", sealed))
+        except SealError:
+            private = {name: ERASED_TEXT for name in ("ip", "user_agent", "form_text")}
+        data["proof"] = {**(data.get("proof") or {}), **private}
+    return codec.consent_from(data)
+
+
+# --- record keeping ----------------------------------------------------------------------
 
 class Store:
     """Synchronous record keeping: campaigns, consents, opt-outs, objections, suppressions.
@@ -323,18 +445,59 @@ class Store:
         raws = self.client.mget([campaign_key(i) for i in ids])
         return [codec.campaign_from(json.loads(r)) for r in raws if r is not None]
 
+    # subjects and their data keys
+    def ensure_key_command(self, digest: str) -> Command:
+        """The command that creates (or reads) a subject's wrapped data key; nil if erased."""
+        candidate = self.vault.wrap_key(digest, self.vault.new_data_key())
+        return ("EVALSHA", ENSURE_KEY_SHA, 2, subject_key_key(digest), number_key(digest, "erased"), candidate)
+
+    def subjects(self, digests: Sequence[str], create: bool = False) -> dict[str, Subject]:
+        """The subjects of ``digests`` with their data keys, in one round trip; ``create`` makes
+        a data key for any subject that has none (never for an erased one)."""
+        unique = list(dict.fromkeys(digests))
+        commands: list[Command] = []
+        for digest in unique:
+            commands.append(self.ensure_key_command(digest) if create else ("GET", subject_key_key(digest)))
+            commands.append(("EXISTS", number_key(digest, "erased")))
+        replies = run_pipeline(self.client, commands)
+        found = {}
+        for index, digest in enumerate(unique):
+            wrapped, erased = _check(replies[2 * index]), bool(_check(replies[2 * index + 1]))
+            key = self.vault.unwrap_key(digest, _text(wrapped)) if wrapped else None
+            found[digest] = Subject(digest, key, self.vault, erased)
+        return found
+
+    def subject(self, digest: str, create: bool = False) -> Subject:
+        return self.subjects([digest], create)[digest]
+
+    def is_erased(self, digest: str) -> bool:
+        return bool(self.client.exists(number_key(digest, "erased")))
+
     # the number itself, sealed
-    def remember_number(self, number: PhoneNumber, pipe: Any = None) -> str:
-        """Store the sealed number beside its digest (so it can be revealed later); returns digest."""
+    def remember_number(self, number: PhoneNumber, pipe: Any = None, subject: Subject | None = None) -> str:
+        """Store the sealed number beside its digest (so it can be revealed later); returns digest.
+        An erased subject's number is not stored again."""
         digest = self.vault.digest(number.e164)
-        target = pipe if pipe is not None else self.client
-        target.hsetnx(number_key(digest, "contact"), "sealed", self.vault.seal(number.e164))
+        subject = subject or self.subject(digest, create=True)
+        if subject.key is not None:
+            target = pipe if pipe is not None else self.client
+            target.hsetnx(number_key(digest, "contact"), "sealed", subject.seal("number", number.e164))
         return digest
 
+    def open_number(self, digest: str, sealed: str, subject: Subject | None = None) -> str | None:
+        """The clear number of a sealed copy; None when it cannot be opened (e.g. erased)."""
+        if not sealed or not digest:
+            return None
+        try:
+            return (subject or self.subject(digest)).open("number", sealed)
+        except SealError:
+            return None
+
     def reveal(self, digest: str) -> str | None:
-        """The clear number for ``digest``; callers must journal why (see dashboard)."""
+        """The clear number for ``digest`` (None if none is kept or it was erased); callers
+        must journal why (see the access journal)."""
         sealed = self.client.hget(number_key(digest, "contact"), "sealed")
-        return None if sealed is None else self.vault.open(_text(sealed), digest)
+        return None if sealed is None else self.open_number(digest, _text(sealed))
 
     def set_contact(self, number: PhoneNumber, timezone: str = "", subdivision: str = "") -> None:
         digest = self.remember_number(number)
@@ -348,19 +511,27 @@ class Store:
         return self.add_consents([(number, consent, contact)])[0]
 
     def add_consents(self, items: Sequence[tuple[PhoneNumber, Consent, Contact | None]]) -> list[Consent]:
-        """Record many consents in one round trip (imports)."""
+        """Record many consents in two round trips (imports); personal fields are sealed under
+        each number's data key. Raises :class:`ErasedSubject`, writing nothing, if any number
+        was erased."""
+        subjects = self.subjects([self.vault.digest(n.e164) for n, _c, _x in items], create=True)
+        erased = [s for s in subjects.values() if s.key is None]
+        if erased:
+            raise ErasedSubject(f"{len(erased)} of these numbers had their personal data erased; "
+                                "a new consent for an erased number cannot be recorded")
         pipe = self.client.pipeline(transaction=True)
         saved = []
         for number, consent, contact in items:
             digest = self.vault.digest(number.e164)
+            subject = subjects[digest]
             consent = replace(
                 consent,
                 number_digest=digest,
-                number_sealed=self.vault.seal(number.e164),
+                number_sealed=subject.seal("number", number.e164),
                 recorded_at=consent.recorded_at or datetime.now(UTC),
             )
-            self.remember_number(number, pipe)
-            pipe.hset(number_key(digest, "consents"), consent.id, codec.dumps(consent))
+            self.remember_number(number, pipe, subject)
+            pipe.hset(number_key(digest, "consents"), consent.id, dump_consent(consent, subject))
             pipe.set(consent_pointer_key(consent.id), digest)
             mapping = _contact_fields(contact) if contact else {}
             if mapping:
@@ -370,15 +541,24 @@ class Store:
         return saved
 
     def get_consent(self, consent_id: str) -> Consent | None:
+        """A consent by id; an id retired by ``callscreen migrate`` still finds its consent."""
         digest = self.client.get(consent_pointer_key(consent_id))
         if digest is None:
-            return None
-        raw = self.client.hget(number_key(_text(digest), "consents"), consent_id)
-        return None if raw is None else codec.consent_from(json.loads(raw))
+            current = self.client.get(consent_alias_key(self.vault.alias(consent_id)))
+            if current is None:
+                return None
+            consent_id = _text(current)
+            digest = self.client.get(consent_pointer_key(consent_id))
+            if digest is None:
+                return None
+        digest = _text(digest)
+        raw = self.client.hget(number_key(digest, "consents"), consent_id)
+        return None if raw is None else load_consent(raw, self.subject(digest))
 
     def consents_for(self, digest: str) -> list[Consent]:
         raw = self.client.hgetall(number_key(digest, "consents"))
-        found = [codec.consent_from(json.loads(v)) for v in raw.values()]
+        subject = self.subject(digest) if raw else None
+        found = [load_consent(v, subject) for v in raw.values()]
         return sorted(found, key=lambda c: c.captured_at)
 
     def withdraw_consent(self, consent_id: str, how: str, at: datetime | None = None) -> Consent:
@@ -389,7 +569,11 @@ class Store:
         if consent.withdrawn_at is not None:
             return consent
         withdrawn = replace(consent, withdrawn_at=at or datetime.now(UTC), withdrawn_how=how)
-        self.client.hset(number_key(consent.number_digest, "consents"), consent_id, codec.dumps(withdrawn))
+        raw = self.client.hget(number_key(consent.number_digest, "consents"), consent.id)
+        stored = json.loads(raw) if raw is not None else {}
+        stored.update(withdrawn_at=codec.iso(withdrawn.withdrawn_at), withdrawn_how=how)
+        self.client.hset(number_key(consent.number_digest, "consents"), consent.id,
+                         json.dumps(stored, ensure_ascii=False, separators=(",", ":"), sort_keys=True))
         return withdrawn
 
     def forget_consents(self, digest: str, consents: Sequence[tuple[str, bytes | str]]) -> int:

@@ -38,6 +38,7 @@ REASONS = {
     "attempt_cap": _l("too many attempts"),
     "automatic_dialing_forbidden": _l("automatic dialing forbidden"),
     "screening_unavailable": _l("screening unavailable"),
+    "erased_subject": _l("personal data erased on request"),
 }
 STATUSES = {
     "new": _l("new"),
@@ -124,12 +125,8 @@ def percent(value: float) -> str:
 
 def masked_number(digest: str, sealed: str) -> str:
     """The masked form of a sealed number (``+7 999 ***-**-67``); ``—`` if it cannot be opened."""
-    if not sealed or not digest:
-        return "—"
-    try:
-        return mask(services().vault.open(sealed, digest))
-    except SealError:
-        return "—"
+    number = services().store.open_number(digest, sealed)
+    return mask(number) if number else "—"
 
 
 def masked_digest(digest: str) -> str:

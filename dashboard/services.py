@@ -17,8 +17,8 @@ from flask import current_app
 from callscreen.complaints import ComplaintBook
 from callscreen.config import Settings
 from callscreen.crypto import NumberVault
+from callscreen.journal import AccessJournal
 from callscreen.store import Store
-from dashboard.journal import AccessJournal
 from dashboard.tokens import TokenStore
 from dashboard.users import UserStore
 
@@ -68,7 +68,7 @@ def build_services(
         store=store,
         users=UserStore(client, password_hasher),
         tokens=TokenStore(client),
-        journal=AccessJournal(client),
+        journal=AccessJournal(client, settings.log_key),
         complaints=ComplaintBook(store, decision_log),
         log=decision_log,
         screener=screener,

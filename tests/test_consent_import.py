@@ -4,8 +4,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from callscreen.consent_import import RowError, import_consents, parse_row
+from callscreen.consent_import import RowError, import_consents, legacy_derived_id, parse_row
+from callscreen.crypto import NumberVault
+from tests_support import TEST_ENCRYPTION_KEY, TEST_HASH_KEY
 
+VAULT = NumberVault(TEST_HASH_KEY, TEST_ENCRYPTION_KEY)
 NOW = datetime(2026, 11, 20, tzinfo=UTC)
 HEADER = "number,purposes,basis,source,captured_at,verified_at,form_text,form_version,timezone,relationship\n"
 
@@ -14,7 +17,7 @@ def run_import(tmp_path, body: str, header: str = HEADER, encoding: str = "utf-8
     path = tmp_path / "crm.csv"
     path.write_bytes((header + body).encode(encoding) if isinstance(body, str) else body)
     saved = []
-    report = import_consents(path, saved.extend, "RU", now=NOW)
+    report = import_consents(path, saved.extend, "RU", VAULT, now=NOW)
     return report, saved
 
 
@@ -74,4 +77,15 @@ def test_hostile_or_inconsistent_fields_are_rejected_with_a_clear_message(field,
     row = {"number": "+79991234567", "purposes": "promotions", "source": "web_form",
            "captured_at": "2026-05-01T00:00:00Z", field: value}
     with pytest.raises(RowError, match=message):
-        parse_row(row, "RU", NOW)
+        parse_row(row, "RU", NOW, VAULT)
+
+
+def test_a_derived_id_is_keyed_so_the_number_cannot_be_brute_forced_from_it(tmp_path):
+    _report, saved = run_import(tmp_path, "+79991234567,promotions,consent,web_form,2026-05-01T10:00:00Z,,,,,\n")
+    row = saved[0]
+    assert row.consent.id != legacy_derived_id(row.number, row.consent.purposes, row.consent.source,
+                                               row.consent.captured_at)
+    other_key = NumberVault(b"x" * 32, TEST_ENCRYPTION_KEY)
+    other = parse_row({"number": "+79991234567", "purposes": "promotions", "source": "web_form",
+                       "captured_at": "2026-05-01T10:00:00Z"}, "RU", NOW, other_key)
+    assert other.consent.id != row.consent.id and row.consent.id.startswith("c-")

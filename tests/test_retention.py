@@ -16,7 +16,8 @@ from callscreen.numbers import normalize
 from callscreen.retention import LOCK_KEY, RetentionBusy, RetentionJob, due, last_run
 from callscreen.screening import build_screener
 from callscreen.store import consent_pointer_key, number_key
-from dashboard.journal import AccessJournal
+from callscreen.journal import AccessJournal
+from tests_support import TEST_LOG_KEY
 
 RU_NUMBER, US_NUMBER = "+79991234567", "+12025550123"
 NOW = datetime.now(UTC)
@@ -154,12 +155,12 @@ def test_resolved_complaints_go_but_their_suppression_keeps_blocking(screener, j
 
 
 def test_the_access_journal_is_kept_for_the_longest_journal_period(screener, job, redis_client):
-    journal = AccessJournal(redis_client)
+    journal = AccessJournal(redis_client, TEST_LOG_KEY)
     for n in range(3):
         journal.record(user="dpo", role="admin", action="reveal", number_digest="ab" * 16, reason=f"request {n}")
     assert job.run(days(1096)).deleted["journal"] == 0  # the US pack keeps access records 6 years
     assert job.run(days(2191)).deleted["journal"] == 3
-    assert journal.count() == 0
+    assert journal.count() == 0 and journal.verify().ok  # the chain is anchored where it was cut
 
 
 def test_a_dry_run_reports_what_a_run_deletes_and_deletes_nothing(screener, job, redis_client):

@@ -41,7 +41,7 @@ def test_consented_number_is_allowed_and_the_answer_is_logged_with_its_basis(scr
     logged = screener.log.get(decision.id)
     assert logged.result == "ALLOW" and logged.basis["consent_id"] == "c-1"
     assert logged.basis["form_version"] == "v3" and logged.timezone == "Europe/Moscow"
-    assert screener.store.vault.open(logged.number_sealed, logged.number_digest) == "+79991234567"
+    assert screener.store.open_number(logged.number_digest, logged.number_sealed) == "+79991234567"
 
 
 def test_every_decision_is_logged_even_invalid_numbers_and_unknown_campaigns(screener):

@@ -92,7 +92,8 @@ def add_consent(args: argparse.Namespace, context: CliContext) -> int:
         "subdivision": args.subdivision, "id": args.id,
     }
     try:
-        parsed = parse_row(row, args.region or context.settings.default_region, datetime.now(UTC))
+        parsed = parse_row(row, args.region or context.settings.default_region, datetime.now(UTC),
+                           context.store.vault)
     except RowError as exc:
         raise CliError(str(exc)) from exc
     consent = context.store.add_consent(parsed.number, parsed.consent, parsed.contact)
@@ -168,7 +169,8 @@ def import_file(args: argparse.Namespace, context: CliContext) -> int:
 
     with tqdm(total=total, unit="rows", disable=args.no_progress, file=sys.stderr) as bar:
         try:
-            report = import_consents(args.file, save, args.region or context.settings.default_region, bar.update)
+            report = import_consents(args.file, save, args.region or context.settings.default_region,
+                                     store.vault, bar.update)
         except RowError as exc:
             raise CliError(f"{args.file}: {exc}") from exc
         except UnicodeDecodeError as exc:

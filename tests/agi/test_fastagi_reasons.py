@@ -85,6 +85,25 @@ def test_number_argument_wins_over_the_extension(agi: AGIEnv) -> None:
     assert screen(agi, "spring", "+79990000002", extension="+79990000001").reason == "no_basis"
 
 
+def test_an_erased_number_is_blocked_for_every_campaign_and_its_record_holds_no_number(agi: AGIEnv) -> None:
+    from callscreen.erasure import MIGRATED_KEY, Eraser
+    from callscreen.journal import AccessJournal
+
+    campaign(agi, "spring")
+    campaign(agi, "service", advertising=False)
+    consent(agi, RU_NUMBER)
+    assert screen(agi, "spring").result == "ALLOW"
+    agi.client.set(MIGRATED_KEY, "1")
+    log = DecisionLog(agi.client, agi.settings.log_key)
+    Eraser(agi.store, log, AccessJournal(agi.client, agi.settings.log_key), None).erase(
+        normalize(RU_NUMBER, "RU"), reason="DSR-7 art. 17 request", by="dpo")
+    for cid in ("spring", "service"):
+        session = screen(agi, cid)
+        assert (session.result, session.reason) == ("BLOCK", "erased_subject")
+        assert_logged(agi, session, Reason.ERASED_SUBJECT)
+        assert log.get(session.variables["SCREEN_ID"]).number_sealed == ""
+
+
 def test_existing_relationship_allows_a_non_advertising_call(agi: AGIEnv) -> None:
     campaign(agi, "service", advertising=False)
     consent(agi, RU_NUMBER, basis=LegalBasis.EXISTING_RELATIONSHIP, source="crm_import", relationship="purchase")

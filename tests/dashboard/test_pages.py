@@ -3,8 +3,8 @@ from __future__ import annotations
 import json
 import re
 
+from callscreen.journal import JOURNAL_KEY
 from callscreen.numbers import normalize
-from dashboard.journal import JOURNAL_KEY
 from tests.dashboard.conftest import NUMBER, build, calling_time, post_form
 
 MASKED = "+7 999 ***-**-67"

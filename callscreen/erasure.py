@@ -1,0 +1,140 @@
+"""Erasure of a data subject: crypto-shredding plus a keyed suppression.
+
+Invariants, in the order :meth:`Eraser.erase` establishes them:
+1. the erasure marker ``cs:n:{D}:erased`` is set first, so the very next screening (any
+   campaign) blocks with ``erased_subject`` even if a later step fails; it holds only the
+   time and the erasure id, and the digest is keyed, so nothing in it names the number;
+2. what can be rewritten is rewritten without personal fields: consents keep id, basis,
+   purposes, source and times (evidence that a basis existed); complaints keep id, times,
+   channel, status and history; opt-outs and objections lose their notes; the contact hash
+   and the attempts index are deleted;
+3. the subject's wrapped data key is deleted: every copy sealed under it — in the decision
+   log (whose MACs cover the ciphertext, so the chains still verify), in old AOF files,
+   in backups — can no longer be opened by anyone;
+4. the erasure is recorded: one decision-log record (kind ``erasure``) and one access-journal
+   entry, each carrying the keyed digest and the erasure id, never the number.
+
+Erasure refuses to run while data sealed the legacy way (under the master key directly) may
+remain: ``callscreen migrate`` must have finished, or the shredding would not reach it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from callscreen import codec
+from callscreen.numbers import PhoneNumber
+from callscreen.store import Store, new_id, number_key, subject_key_key
+
+MIGRATED_KEY = "cs:migrated"  # set by ``callscreen migrate`` once no legacy seal remains
+
+
+class ErasureError(RuntimeError):
+    """The erasure cannot be carried out safely; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class ErasureReport:
+    erasure_id: str
+    digest: str
+    at: datetime
+    already_erased: bool
+    consents: int
+    complaints: int
+    decisions: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return codec.to_dict(self)
+
+
+def erased_marker(digest: str) -> str:
+    return number_key(digest, "erased")
+
+
+class Eraser:
+    """Carries out erasures. ``log`` is the decision log; ``journal`` the access journal;
+    ``complaints`` the complaint book (its records are redacted too)."""
+
+    def __init__(self, store: Store, log: Any, journal: Any, complaints: Any) -> None:
+        self.store = store
+        self.client = store.client
+        self.log = log
+        self.journal = journal
+        self.complaints = complaints
+
+    def erase(self, number: PhoneNumber, *, reason: str, by: str, role: str = "cli") -> ErasureReport:
+        return self.erase_digest(self.store.vault.digest(number.e164), reason=reason, by=by, role=role)
+
+    def erase_digest(self, digest: str, *, reason: str, by: str, role: str = "cli",
+                     request_id: str = "") -> ErasureReport:
+        if not reason.strip():
+            raise ErasureError("an erasure needs a reason (the request's reference)")
+        if not self.client.exists(MIGRATED_KEY):
+            raise ErasureError("data sealed before per-number keys may remain: run `callscreen migrate` first")
+        at = datetime.now(UTC)
+        existing = self.client.get(erased_marker(digest))
+        if existing is not None:
+            previous = json.loads(existing)
+            erasure_id, already = previous["erasure_id"], True
+        else:
+            erasure_id, already = new_id("er"), False
+            marker = json.dumps({"at": codec.iso(at), "erasure_id": erasure_id})
+            self.client.set(erased_marker(digest), marker, nx=True)  # 1: never call again
+        consents = self._redact_consents(digest)  # 2: rewrite what can be rewritten
+        complaints = self._redact_complaints(digest)
+        self._redact_notes(digest)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.delete(number_key(digest, "contact"), number_key(digest, "attempts"))
+        pipe.delete(subject_key_key(digest))  # 3: crypto-shredding
+        pipe.zcard(number_key(digest, "decisions"))
+        decisions = int(pipe.execute()[-1])
+        report = ErasureReport(erasure_id, digest, at, already, consents, complaints, decisions)
+        extra = {"erasure_id": erasure_id, "consents": consents, "complaints": complaints,
+                 "decisions_shredded": decisions, "repeat": already, "request": request_id}
+        self.log.append_summary("erasure", extra, origin=role)  # 4: on record, without the number
+        self.journal.record(user=by, role=role, action="erasure", number_digest=digest, reason=reason,
+                            subject=erasure_id)
+        return report
+
+    def _redact_consents(self, digest: str) -> int:
+        key = number_key(digest, "consents")
+        raw = self.client.hgetall(key)
+        redacted = {}
+        for consent_id, value in raw.items():
+            data = json.loads(value)
+            for name in ("number_sealed", "proof_sealed", "withdrawn_how"):
+                data.pop(name, None)
+            data["proof"] = {"form_version": (data.get("proof") or {}).get("form_version", "")}
+            data["erased"] = True
+            redacted[consent_id] = json.dumps(data, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+        if redacted:
+            self.client.hset(key, mapping=redacted)
+        return len(redacted)
+
+    def _redact_complaints(self, digest: str) -> int:
+        if self.complaints is None:
+            return 0
+        found = self.complaints.for_number(digest)
+        for complaint in found:
+            self.complaints.save(replace(complaint, number_sealed="", caller_name="", said=""))
+        return len(found)
+
+    def _redact_notes(self, digest: str) -> None:
+        for kind in ("optouts",):
+            key = number_key(digest, kind)
+            raw = self.client.hgetall(key)
+            cleaned = {}
+            for field, value in raw.items():
+                data = json.loads(value)
+                if data.get("note"):
+                    data["note"] = ""
+                    cleaned[field] = json.dumps(data, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+            if cleaned:
+                self.client.hset(key, mapping=cleaned)
+
+    def erased_at(self, digest: str) -> datetime | None:
+        raw = self.client.get(erased_marker(digest))
+        return None if raw is None else codec.parse_time(json.loads(raw)["at"])
