@@ -78,11 +78,12 @@ def _mac(key: bytes, seq: int, prev: str, data: dict[str, str]) -> str:
 
 
 # Retention: anchor the chain at the last entry older than the cut-off, then trim up to it.
-# KEYS: stream, anchor. ARGV: stream id of the last entry to remove, its "seq:mac".
+# KEYS: stream, anchor. ARGV: the cut-off stream id (entries before it go), "seq:mac" of the
+# last entry before it.
 TRIM_SHA = script("""
 redis.call('SET', KEYS[2], ARGV[2])
 local before = redis.call('XLEN', KEYS[1])
-redis.call('XTRIM', KEYS[1], 'MINID', '(' .. ARGV[1])
+redis.call('XTRIM', KEYS[1], 'MINID', ARGV[1])
 return before - redis.call('XLEN', KEYS[1])
 """)
 
@@ -142,10 +143,10 @@ class AccessJournal:
         last = self.client.xrevrange(self.stream, "(" + cutoff, "-", count=1)
         if not last:
             return 0
-        entry_id, fields = last[0]
+        _entry_id, fields = last[0]
         data = {_text(k): _text(v) for k, v in fields.items()}
         return int(_check(run_pipeline(self.client, [(
-            "EVALSHA", TRIM_SHA, 2, self.stream, ANCHOR_KEY, _text(entry_id),
+            "EVALSHA", TRIM_SHA, 2, self.stream, ANCHOR_KEY, cutoff,
             f"{data.get('seq', 0)}:{data.get('mac', '')}")])[0]))
 
     def verify(self) -> JournalReport:

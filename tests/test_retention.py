@@ -11,12 +11,12 @@ import pytest
 from callscreen import retention
 from callscreen.complaints import ComplaintBook, Status
 from callscreen.decision_log import PURGED, STREAM, TRIMMED
+from callscreen.journal import AccessJournal
 from callscreen.models import Campaign, Consent, Contact, LegalBasis, Reason, Result
 from callscreen.numbers import normalize
 from callscreen.retention import LOCK_KEY, RetentionBusy, RetentionJob, due, last_run
 from callscreen.screening import build_screener
 from callscreen.store import consent_pointer_key, number_key
-from callscreen.journal import AccessJournal
 from tests_support import TEST_LOG_KEY
 
 RU_NUMBER, US_NUMBER = "+79991234567", "+12025550123"
@@ -166,7 +166,7 @@ def test_the_access_journal_is_kept_for_the_longest_journal_period(screener, job
 def test_a_dry_run_reports_what_a_run_deletes_and_deletes_nothing(screener, job, redis_client):
     screener.screen(RU_NUMBER, "ru-promo")
     consent(screener, RU_NUMBER, "c-1", source="web_form")
-    AccessJournal(redis_client).record(user="u", role="admin", action="reveal", number_digest="ab" * 16,
+    AccessJournal(redis_client, TEST_LOG_KEY).record(user="u", role="admin", action="reveal", number_digest="ab" * 16,
                                        reason="r")
     before = redis_client.xlen(STREAM)
     dry = job.run(days(3000), dry_run=True)
