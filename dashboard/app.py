@@ -207,6 +207,17 @@ def _register_blueprints(app: Flask) -> None:
     csrf.exempt(api.bp)  # bearer tokens, no cookies: CSRF does not apply
     app.register_blueprint(api.bp)
 
+    @app.before_request
+    def login_by_default() -> Any:
+        """Deny by default: every dashboard page needs a login, even one whose view lacks its
+        ``require`` (the role check stays each view's own). The API checks its bearer token."""
+        endpoint = request.endpoint
+        if endpoint is None or endpoint in auth.PUBLIC_ENDPOINTS or endpoint.startswith("api."):
+            return None
+        if current_user.is_authenticated:
+            return None
+        return login_manager.unauthorized()
+
 
 def _register_template_helpers(app: Flask) -> None:
     app.jinja_env.globals.update(

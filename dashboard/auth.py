@@ -21,6 +21,7 @@ from dashboard.services import services
 from dashboard.users import LOCALES
 
 bp = Blueprint("auth", __name__)
+PUBLIC_ENDPOINTS = frozenset({"auth.login", "auth.logout", "auth.language", "static"})  # no login needed
 F = TypeVar("F", bound=Callable[..., Any])
 
 
