@@ -8,8 +8,6 @@ so a config file can be committed without leaking anything.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import os
 import tomllib
 from collections.abc import Mapping
@@ -17,8 +15,11 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from callscreen.keys import Keyring, KeyringError, parse_key
+
 ENV_PREFIX = "CALLSCREEN_"
 SECRET_NAMES = ("hash_key", "encryption_key", "log_key", "dashboard_secret")
+ROTATABLE = ("hash_key", "encryption_key", "log_key")  # may be key rings (callscreen.keys)
 
 
 class ConfigError(ValueError):
@@ -55,36 +56,52 @@ class Settings:
     encryption_key: bytes = field(default=b"", repr=False)
     log_key: bytes = field(default=b"", repr=False)
     dashboard_secret: bytes = field(default=b"", repr=False)
+    # every version of each rotatable secret (see callscreen.keys); ``hash_key`` and the like
+    # above are the oldest of each ring, the key in force until a rotation
+    keyrings: dict[str, Keyring] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def secrets_dir(self) -> Path:
         return self.data_dir / "secrets"
 
+    def keyring(self, name: str) -> Keyring:
+        """Every configured version of secret ``name`` (one key if no ring was given)."""
+        ring = self.keyrings.get(name)
+        return ring if ring is not None else Keyring.single(name, getattr(self, name))
+
     def require_secrets(self) -> Settings:
         """Fail loudly unless the keys that protect phone numbers are present and strong enough."""
-        for name in ("hash_key", "encryption_key", "log_key"):
-            value: bytes = getattr(self, name)
-            if len(value) < 32:
-                env = ENV_PREFIX + name.upper()
-                raise ConfigError(
-                    f"{name}: need at least 32 bytes of key material in {env} or {env}_FILE "
-                    f"(hex or base64); got {len(value)}"
-                )
-        if len(self.encryption_key) not in (32,):
-            raise ConfigError("encryption_key: AES-256-GCM needs exactly 32 bytes")
+        for name in ROTATABLE:
+            ring = self.keyring(name)
+            env = ENV_PREFIX + name.upper()
+            if not ring:
+                raise ConfigError(f"{name}: need at least 32 bytes of key material in {env} or {env}_FILE "
+                                  f"(hex or base64); got 0")
+            for kid, value in ring:
+                if len(value) < 32:
+                    raise ConfigError(
+                        f"{name}: need at least 32 bytes of key material in {env} or {env}_FILE "
+                        f"(hex or base64); got {len(value)} for key {kid}"
+                    )
+                if name == "encryption_key" and len(value) != 32:
+                    raise ConfigError("encryption_key: AES-256-GCM needs exactly 32 bytes")
         return self
 
 
 def _parse_key(name: str, text: str) -> bytes:
-    text = text.strip()
-    if not text:
+    if not text.strip():
         return b""
     try:
-        if len(text) % 2 == 0 and all(c in "0123456789abcdefABCDEF" for c in text):
-            return bytes.fromhex(text)
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise ConfigError(f"{name}: not hex or base64 key material") from exc
+        return parse_key(name, text)
+    except KeyringError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def _parse_ring(name: str, text: str) -> Keyring:
+    try:
+        return Keyring.parse(name, text)
+    except KeyringError as exc:
+        raise ConfigError(str(exc)) from exc
 
 
 def _coerce(name: str, kind: Any, value: Any) -> Any:
@@ -118,20 +135,47 @@ def _coerce(name: str, kind: Any, value: Any) -> Any:
     raise ConfigError(f"{name}: unsupported setting type {text_kind}")
 
 
-def _read_secret(name: str, environ: Mapping[str, str], data_dir: Path) -> bytes:
+def _secret_text(name: str, environ: Mapping[str, str], data_dir: Path) -> tuple[str, str]:
     """``CALLSCREEN_<NAME>``, else the file ``CALLSCREEN_<NAME>_FILE`` names, else the
-    development key ``<data_dir>/secrets/<name>`` that ``callscreen run`` creates."""
+    development key ``<data_dir>/secrets/<name>`` that ``callscreen run`` creates; with the
+    name of the variable it came from, for errors."""
     env = ENV_PREFIX + name.upper()
     if env in environ:
-        return _parse_key(env, environ[env])
+        return environ[env], env
     file_env = env + "_FILE"
     path = Path(environ[file_env]) if file_env in environ else data_dir / "secrets" / name
     if file_env not in environ and not path.is_file():
-        return b""
+        return "", env
     try:
-        return _parse_key(file_env, path.read_text())
+        return path.read_text(), file_env
     except OSError as exc:
         raise ConfigError(f"{file_env}: cannot read {path}: {exc.strerror}") from exc
+
+
+def secret_file(name: str, environ: Mapping[str, str], data_dir: Path) -> Path | None:
+    """The file secret ``name`` is read from (``*_FILE`` or the development key), or None when
+    the environment gives it directly."""
+    env = ENV_PREFIX + name.upper()
+    if env in environ:
+        return None
+    return Path(environ[env + "_FILE"]) if env + "_FILE" in environ else data_dir / "secrets" / name
+
+
+def read_secrets(environ: Mapping[str, str], data_dir: Path) -> dict[str, Any]:
+    """Every secret: plain keys, and for the rotatable ones the whole ring (``keyrings``) with
+    the ring's oldest key, the one in force until a rotation, as the plain value."""
+    values: dict[str, Any] = {}
+    rings: dict[str, Keyring] = {}
+    for name in SECRET_NAMES:
+        text, source = _secret_text(name, environ, data_dir)
+        if name in ROTATABLE:
+            ring = _parse_ring(source, text)
+            rings[name] = ring
+            values[name] = ring.get(ring.oldest) if ring else b""
+        else:
+            values[name] = _parse_key(source, text)
+    values["keyrings"] = rings
+    return values
 
 
 def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
@@ -149,7 +193,7 @@ def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | N
             raise ConfigError(f"config file {path}: {exc.strerror}") from exc
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path}: {exc}") from exc
-    known = {f.name: f for f in fields(Settings)}
+    known = {f.name: f for f in fields(Settings) if f.name != "keyrings"}
     values: dict[str, Any] = {}
     for key, value in raw.items():
         if key not in known or key in SECRET_NAMES:
@@ -160,9 +204,7 @@ def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | N
         env = ENV_PREFIX + name.upper()
         if name not in SECRET_NAMES and env in environ:
             values[name] = _coerce(env, spec.type, environ[env])
-    data_dir = values.get("data_dir", Settings.data_dir)
-    for name in SECRET_NAMES:
-        values[name] = _read_secret(name, environ, data_dir)
+    values.update(read_secrets(environ, values.get("data_dir", Settings.data_dir)))
     settings = Settings(**values)
     if len(settings.default_region) != 2 or not settings.default_region.isupper():
         raise ConfigError(f"default_region: {settings.default_region!r} is not an ISO 3166 alpha-2 code")

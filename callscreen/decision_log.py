@@ -10,7 +10,10 @@ Invariants:
   records but cannot forge a chain that :meth:`DecisionLog.verify` accepts. The last MAC of
   every chain is kept in ``cs:{log}:heads`` so truncating a chain's tail is detected.
 - Appends are compare-and-set: a Lua script adds the record only if the chain head in
-  Redis is the one the writer chained from.
+  Redis is the one the writer chained from, and only under the log key *epoch* in force
+  (``cs:{log}:epoch``): each record names the key id it was MAC'd with, ``callscreen keys rotate
+  log`` moves the epoch atomically, and verify checks each record with its epoch's key from the
+  key ring and reports a record MAC'd under a key after that key was retired.
 - Retention removes records anywhere in a chain (periods differ by jurisdiction and kind). A
   removed record leaves a *tombstone* (its seq, prev and MAC, tagged with an HMAC under the log
   key), so the chain still verifies across the gap while deleting a record without the key is
@@ -35,6 +38,7 @@ from typing import Any
 import redis
 
 from callscreen import codec
+from callscreen.keys import Keyring, KeyringError
 from callscreen.models import Decision
 from callscreen.store import (
     ATTEMPT_HISTORY,
@@ -54,19 +58,40 @@ IDS = "cs:{log}:ids"
 TRIMMED = "cs:{log}:trimmed"
 OUTCOMES = "cs:{log}:outcomes"
 PURGED = "cs:{log}:purged"
+EPOCH = "cs:{log}:epoch"
+EPOCHS = "cs:{log}:epochs"
 GENESIS = "genesis"
 
 APPEND_SCRIPT = """
+local epoch = redis.call('GET', KEYS[4])
+if epoch and epoch ~= ARGV[9] then return {2, epoch} end
 local head = redis.call('HGET', KEYS[2], ARGV[1])
 if not head then head = '' end
 if head ~= ARGV[2] then return {0, head} end
 local sid = redis.call('XADD', KEYS[1], '*', 'id', ARGV[4], 'chain', ARGV[1], 'seq', ARGV[5],
-                       'prev', ARGV[6], 'mac', ARGV[7], 'body', ARGV[8])
+                       'prev', ARGV[6], 'mac', ARGV[7], 'body', ARGV[8], 'kid', ARGV[9])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
 redis.call('HSET', KEYS[3], ARGV[4], sid)
 return {1, sid}
 """
 APPEND_SHA = script(APPEND_SCRIPT)
+
+# Move the log key epoch: only from the epoch the caller saw; records of the old key all have
+# stream ids up to ``after`` (the newest entry now), records of the new one come after it.
+# KEYS: epoch, epochs, stream. ARGV: current epoch ('' if none yet), new key id, the key id in
+# force before any rotation.
+ROTATE_SCRIPT = """
+local current = redis.call('GET', KEYS[1])
+if not current then current = '' end
+if current ~= ARGV[1] then return {0, current} end
+if current == '' then redis.call('HSETNX', KEYS[2], ARGV[3], '0-0') end
+local newest = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)
+local after = '0-0'
+if #newest > 0 then after = newest[1][1] end
+redis.call('HSET', KEYS[2], ARGV[2], after)
+redis.call('SET', KEYS[1], ARGV[2])
+return {1, after}
+"""
 
 # The per-number index writes of one decision, in one command (keys in the number's slot).
 # KEYS: decisions, attempts. ARGV: ms, id, retention horizon ms, attempt (1/0), attempt horizon ms.
@@ -110,6 +135,7 @@ class LogRecord:
     prev: str = ""
     mac: str = ""
     stream_id: str = ""
+    key_id: str = ""  # the log key epoch it was MAC'd under ("" before epochs existed)
 
     def body(self) -> str:
         """Canonical JSON of everything but the chain fields: what the MAC covers."""
@@ -140,7 +166,7 @@ class LogRecord:
         data = json.loads(get["body"])
         data["at"] = codec.parse_time(data["at"])
         return cls(**data, chain=get["chain"], seq=int(get["seq"]), prev=get["prev"], mac=get["mac"],
-                   stream_id=_text(stream_id))
+                   stream_id=_text(stream_id), key_id=get.get("kid", ""))
 
 
 def _text(value: Any) -> str:
@@ -180,16 +206,57 @@ class VerifyReport:
         return not self.problems
 
 
+def _sid(stream_id: str) -> tuple[int, int]:
+    first, _, second = stream_id.partition("-")
+    return int(first), int(second or 0)
+
+
+class _Epochs:
+    """Which log key checks which record: the key its epoch names, if that epoch was in force
+    where the record stands in the stream. Problems are reported once per key, not per record."""
+
+    def __init__(self, client: redis.Redis, ring: Keyring, report: VerifyReport) -> None:
+        self.ring = ring
+        self.report = report
+        history = sorted(((_sid(_text(v)), _text(k)) for k, v in client.hgetall(EPOCHS).items()))
+        self.history = history
+        self.initial = history[0][1] if history else ring.oldest
+
+    def key(self, kid: str) -> bytes | None:
+        try:
+            return self.ring.get(kid or self.initial)
+        except KeyringError:
+            return None
+
+    def key_for(self, record: LogRecord) -> bytes | None:
+        kid = record.key_id or self.initial
+        if self.history:
+            position = _sid(record.stream_id)
+            in_force = self.initial
+            for after, epoch in self.history:
+                if position > after:
+                    in_force = epoch
+            if kid != in_force:
+                self.report.problems.append(
+                    f"{record.stream_id} ({record.id}): MAC'd under log key {kid}, not the key in force there")
+        elif kid != self.initial:  # a second key was used, but no rotation is on record
+            self.report.problems.append(
+                f"{record.stream_id} ({record.id}): MAC'd under log key {kid}, but no rotation to it is on record")
+        return self.key(kid)
+
+
 class DecisionLog:
     """Appends, reads and verifies the log. Thread- and task-safe per process."""
 
-    def __init__(self, client: redis.Redis, log_key: bytes, retention_days: int = 1825,
+    def __init__(self, client: redis.Redis, log_key: bytes | Keyring, retention_days: int = 1825,
                  aclient: Any = None) -> None:
-        if len(log_key) < 32:
+        ring = log_key if isinstance(log_key, Keyring) else Keyring.single("log_key", log_key)
+        if not ring or any(len(material) < 32 for _kid, material in ring):
             raise ValueError("log_key must be at least 32 bytes")
         self.client = client
         self.aclient = aclient
-        self._key = log_key
+        self.ring = ring
+        self._kid = ring.oldest  # until the store names the epoch in force
         self.retention = timedelta(days=retention_days)
         self._thread_lock = threading.Lock()
         self._task_lock: asyncio.Lock | None = None
@@ -210,12 +277,12 @@ class DecisionLog:
         self._ensure_chain()
         seq = self._seq + 1
         body = record.body()
-        mac = chain_mac(self._key, self._chain, seq, self._prev, body)
+        mac = chain_mac(self.ring.get(self._kid), self._chain, seq, self._prev, body)
         expected = "" if self._seq == 0 else f"{self._seq}:{self._prev}"
         new_head = f"{seq}:{mac}"
         script: Command = (
-            "EVALSHA", APPEND_SHA, 3, STREAM, HEADS, IDS,
-            self._chain, expected, new_head, record.id, seq, self._prev, mac, body,
+            "EVALSHA", APPEND_SHA, 4, STREAM, HEADS, IDS, EPOCH,
+            self._chain, expected, new_head, record.id, seq, self._prev, mac, body, self._kid,
         )
         return [script, *extra], new_head
 
@@ -230,9 +297,12 @@ class DecisionLog:
         reply = replies[0]
         if isinstance(reply, Exception):
             raise LogWriteError(f"decision log append failed: {reply}")
-        if not isinstance(reply, list | tuple) or len(reply) != 2 or reply[0] not in (0, 1):
+        if not isinstance(reply, list | tuple) or len(reply) != 2 or reply[0] not in (0, 1, 2):
             raise LogWriteError(f"decision log append got an unexpected reply: {str(reply)[:80]}")
         ok, value = reply[0], _text(reply[1])
+        if ok == 2:  # the log key epoch moved: write under the key now in force
+            self._use_epoch(value)
+            return None
         if ok and not value:
             raise LogWriteError("decision log append returned no stream id")
         if ok:
@@ -246,6 +316,36 @@ class DecisionLog:
             if isinstance(extra, Exception):
                 raise LogWriteError(f"decision log index write failed: {extra}")
         return value if ok else None
+
+    def _use_epoch(self, kid: str) -> None:
+        if kid not in self.ring:
+            raise LogWriteError(f"the log key in force ({kid}) is not in this process's key ring: "
+                                "add it to CALLSCREEN_LOG_KEY")
+        self._kid = kid
+
+    @property
+    def key_id(self) -> str:
+        """The log key epoch this writer last knew to be in force."""
+        return self._kid
+
+    def epoch(self) -> str:
+        """The log key epoch in force in the store (the ring's oldest key before any rotation)."""
+        return _text(self.client.get(EPOCH) or self.ring.oldest)
+
+    def rotate_key(self, new_kid: str) -> str:
+        """Make ``new_kid`` the log key epoch; records written from now on use it, records of
+        the old epoch still verify with it, and nothing more can be appended under it. Returns
+        the old epoch. Raises KeyringError if the ring lacks the key."""
+        self.ring.get(new_kid)
+        current = _text(self.client.get(EPOCH) or b"")
+        old = current or self.ring.oldest
+        if old == new_kid:
+            raise ValueError(f"log key {new_kid} is already in force")
+        ok, value = self.client.eval(ROTATE_SCRIPT, 3, EPOCH, EPOCHS, STREAM, current, new_kid, self.ring.oldest)
+        if not ok:
+            raise LogWriteError(f"the log key epoch moved meanwhile (now {_text(value)}); try again")
+        self._kid = new_kid
+        return old
 
     def append(self, record: LogRecord, extra: list[Command] = ()) -> str:
         """Append ``record`` (and run ``extra`` commands in the same round trip); returns the stream id."""
@@ -407,7 +507,8 @@ class DecisionLog:
         report = VerifyReport()
         last: dict[str, tuple[int, str]] = {}
         trimmed = {_text(k): _text(v) for k, v in self.client.hgetall(TRIMMED).items()}
-        tombstones = self._tombstones(report)
+        epochs = _Epochs(self.client, self.ring, report)
+        tombstones = self._tombstones(report, epochs)
 
         def bridge(chain: str, state: tuple[int, str], until: int | None) -> tuple[int, str]:
             seq, mac = state
@@ -418,8 +519,12 @@ class DecisionLog:
 
         for record in self.scan(newest_first=False, batch=2000):
             report.records += 1
-            expected_mac = chain_mac(self._key, record.chain, record.seq, record.prev, record.body())
-            if not hmac.compare_digest(expected_mac, record.mac):
+            key = epochs.key_for(record)
+            if key is None:
+                report.problems.append(f"{record.stream_id} ({record.id}): MAC does not match its content "
+                                       f"(it names log key {record.key_id}, which is not in the key ring)")
+            elif not hmac.compare_digest(chain_mac(key, record.chain, record.seq, record.prev, record.body()),
+                                         record.mac):
                 report.problems.append(f"{record.stream_id} ({record.id}): MAC does not match its content")
             previous = last.get(record.chain)
             start = previous or _anchor(trimmed.get(record.chain))
@@ -444,14 +549,15 @@ class DecisionLog:
         report.chains = len(heads)
         return report
 
-    def _tombstones(self, report: VerifyReport) -> dict[str, dict[int, tuple[str, str]]]:
+    def _tombstones(self, report: VerifyReport, epochs: _Epochs) -> dict[str, dict[int, tuple[str, str]]]:
         """chain -> seq -> (prev, mac) of every tombstone whose tag verifies; forged ones are problems."""
         found: dict[str, dict[int, tuple[str, str]]] = {}
         for name, value in self.client.hscan_iter(PURGED, count=1000):
             chain, seq_text = _text(name).rsplit(" ", 1)
-            prev, mac, tag = _text(value).split(" ")
+            prev, mac, tag, *kid = _text(value).split(" ")
             seq = int(seq_text)
-            if not hmac.compare_digest(tombstone_tag(self._key, chain, seq, prev, mac), tag):
+            key = epochs.key(kid[0] if kid else "")
+            if key is None or not hmac.compare_digest(tombstone_tag(key, chain, seq, prev, mac), tag):
                 report.problems.append(f"chain {chain}: tombstone for seq {seq} was not left by retention")
                 continue
             found.setdefault(chain, {})[seq] = (prev, mac)
@@ -476,10 +582,13 @@ class DecisionLog:
         that verifies; tombstones at the start of a chain are then folded into its anchor."""
         if not records:
             return 0
+        self._use_epoch(self.epoch())
+        key = self.ring.get(self._kid)
         pipe = self.client.pipeline(transaction=False)
         for record in records:
-            tag = tombstone_tag(self._key, record.chain, record.seq, record.prev, record.mac)
-            pipe.hset(PURGED, _tombstone_field(record.chain, record.seq), f"{record.prev} {record.mac} {tag}")
+            tag = tombstone_tag(key, record.chain, record.seq, record.prev, record.mac)
+            pipe.hset(PURGED, _tombstone_field(record.chain, record.seq),
+                      f"{record.prev} {record.mac} {tag} {self._kid}")
         pipe.execute()
         pipe = self.client.pipeline(transaction=False)
         for record in records:

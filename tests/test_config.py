@@ -62,3 +62,40 @@ def test_missing_or_weak_keys_are_reported_before_any_number_is_touched(tmp_path
 def test_an_unreadable_secret_file_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="cannot read"):
         load_settings(write(tmp_path, ""), {"CALLSCREEN_HASH_KEY_FILE": str(tmp_path / "missing")})
+
+
+def test_a_key_ring_lists_versions_oldest_first_and_the_oldest_is_in_force_until_a_rotation(tmp_path):
+    ring_file = tmp_path / "log.keys"
+    ring_file.write_text("# log keys\n2026a:" + "03" * 32 + "\n2026b:" + "04" * 32 + "\n")
+    settings = load_settings(write(tmp_path, ""), {
+        "CALLSCREEN_HASH_KEY": "01" * 32 + "," + "05" * 32,  # bare keys are named by their fingerprint
+        "CALLSCREEN_ENCRYPTION_KEY": "02" * 32,
+        "CALLSCREEN_LOG_KEY_FILE": str(ring_file),
+        "CALLSCREEN_DATA_DIR": str(tmp_path),
+    })
+    assert settings.keyring("log_key").ids == ("2026a", "2026b")
+    assert settings.log_key == bytes([3]) * 32
+    hash_ring = settings.keyring("hash_key")
+    assert len(hash_ring.ids) == 2 and all(kid.startswith("k") for kid in hash_ring.ids)
+    assert settings.hash_key == bytes([1]) * 32
+    settings.require_secrets()
+    assert "03" * 32 not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("a:" + "01" * 32 + ",a:" + "02" * 32, "same key id appears twice"),
+     ("bad id:" + "01" * 32, "key id 'bad id'"),
+     ("a:zz", "not hex or base64")],
+)
+def test_a_malformed_key_ring_is_a_clear_error(tmp_path, value, message):
+    with pytest.raises(ConfigError, match=message):
+        load_settings(write(tmp_path, ""), {"CALLSCREEN_LOG_KEY": value, "CALLSCREEN_DATA_DIR": str(tmp_path)})
+
+
+def test_every_key_of_a_ring_must_be_strong_enough(tmp_path):
+    settings = load_settings(write(tmp_path, ""), {
+        "CALLSCREEN_HASH_KEY": "01" * 32, "CALLSCREEN_ENCRYPTION_KEY": "02" * 32,
+        "CALLSCREEN_LOG_KEY": "a:" + "03" * 32 + ",b:" + "04" * 8, "CALLSCREEN_DATA_DIR": str(tmp_path)})
+    with pytest.raises(ConfigError, match="log_key.*got 8 for key b"):
+        settings.require_secrets()

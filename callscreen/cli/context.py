@@ -18,7 +18,7 @@ from typing import Any
 
 import redis
 
-from callscreen.config import SECRET_NAMES, Settings
+from callscreen.config import SECRET_NAMES, Settings, read_secrets
 from callscreen.embedded import EmbeddedServer
 from callscreen.store import connect
 
@@ -71,11 +71,9 @@ def ensure_dev_secrets(settings: Settings) -> Settings:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as handle:
                 handle.write(secrets.token_hex(32) + "\n")
-    return dataclasses.replace(settings, **{n: _read_key(settings.secrets_dir / n) for n in missing})
-
-
-def _read_key(path: Path) -> bytes:
-    return bytes.fromhex(path.read_text().strip())
+    fresh = read_secrets({}, settings.data_dir)  # no environment: the files just made
+    rings = {**settings.keyrings, **{n: fresh["keyrings"][n] for n in missing if n in fresh["keyrings"]}}
+    return dataclasses.replace(settings, keyrings=rings, **{n: fresh[n] for n in missing})
 
 
 @dataclass

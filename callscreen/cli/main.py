@@ -28,6 +28,7 @@ COMMANDS = {
     "objection": "callscreen.cli.optout",
     "log": "callscreen.cli.log",
     "retention": "callscreen.cli.retention",
+    "keys": "callscreen.cli.keys",
     "run": "callscreen.cli.run",
     "demo": "callscreen.cli.run",
     "serve": "callscreen.cli.serve",

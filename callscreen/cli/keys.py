@@ -1,0 +1,88 @@
+"""``callscreen keys status|add|rotate``: several versions of each key, one in force."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+from typing import Any
+
+from callscreen.cli.context import EXIT_INPUT, EXIT_OK, CliContext, CliError
+from callscreen.config import ENV_PREFIX, secret_file
+from callscreen.keys import KEY_ID, Keyring, KeyringError
+
+KINDS = {"log": "log_key"}
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("keys", help="key rings and key rotation without downtime")
+    commands = parser.add_subparsers(dest="action", metavar="ACTION")
+    commands.required = True
+    status = commands.add_parser("status", help="configured key ids and the one in force, per key")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(handler=keys_status)
+    add = commands.add_parser("add", help="generate a new key into the key's file (not the one in force yet)")
+    add.add_argument("kind", choices=sorted(KINDS))
+    add.add_argument("--id", help="id of the new key (default: its fingerprint)")
+    add.set_defaults(handler=add_key)
+    rotate = commands.add_parser("rotate", help="put the newest key of a ring in force, while screening goes on")
+    rotate.add_argument("kind", choices=sorted(KINDS))
+    rotate.add_argument("--to", metavar="ID", help="the key to put in force (default: the newest of the ring)")
+    rotate.set_defaults(handler=rotate_key)
+
+
+def _ring(context: CliContext, kind: str) -> Keyring:
+    return context.settings.require_secrets().keyring(KINDS[kind])
+
+
+def keys_status(args: argparse.Namespace, context: CliContext) -> int:
+    log_ring = _ring(context, "log")
+    status = {"log": {"configured": list(log_ring.ids), "in_force": context.log.epoch()}}
+    if args.json:
+        print(json.dumps(status))
+        return EXIT_OK
+    for kind, info in status.items():
+        print(f"{kind:10} in force {info['in_force']:14} configured {', '.join(info['configured'])}")
+    return EXIT_OK
+
+
+def add_key(args: argparse.Namespace, context: CliContext) -> int:
+    name = KINDS[args.kind]
+    path = secret_file(name, os.environ, context.settings.data_dir)
+    if path is None:
+        env = ENV_PREFIX + name.upper()
+        raise CliError(f"{env} is set in the environment: add a new 'ID:KEY' entry to it (hex or base64), "
+                       f"or use {env}_FILE", EXIT_INPUT)
+    if args.id is not None and not KEY_ID.match(args.id):
+        raise CliError(f"--id {args.id!r}: 1-32 of A-Z a-z 0-9 _ . -", EXIT_INPUT)
+    material = secrets.token_bytes(32)
+    ring = _ring(context, args.kind)
+    try:
+        entry = Keyring(name, ((args.id or "", material),)) if args.id else Keyring.single(name, material)
+        Keyring(name, (*ring.entries, *entry.entries))  # refuses a duplicate id
+    except KeyringError as exc:
+        raise CliError(str(exc), EXIT_INPUT) from exc
+    text = path.read_text() if path.is_file() else ""
+    if text and not text.endswith("\n"):
+        text += "\n"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text + entry.format())
+    print(f"added {args.kind} key {entry.newest} to {path}; restart every process so each has it, "
+          f"then run: callscreen keys rotate {args.kind}")
+    return EXIT_OK
+
+
+def rotate_key(args: argparse.Namespace, context: CliContext) -> int:
+    ring = _ring(context, args.kind)
+    target = args.to or ring.newest
+    try:
+        old = context.log.rotate_key(target)
+    except (KeyringError, ValueError) as exc:
+        raise CliError(f"{exc}; add a new key to the ring first (callscreen keys add {args.kind})",
+                       EXIT_INPUT) from exc
+    context.log.append_summary("key_rotation", {"key": args.kind, "from": old, "to": target})
+    print(f"log key {target} is in force (was {old}); records under {old} still verify with it: keep it "
+          f"in the ring as long as such records are kept; nothing more can be written under it")
+    return EXIT_OK

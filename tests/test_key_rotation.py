@@ -1,0 +1,163 @@
+"""Key rotation while screening goes on: no wrong answer, no ALLOW without its record, the log
+still verifies, and the old key is unusable afterwards."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import redis
+
+from callscreen.cli.main import main
+from callscreen.decision_log import EPOCH, STREAM, DecisionLog, LogRecord, LogWriteError, chain_mac
+from callscreen.keys import Keyring
+from callscreen.models import Campaign, Consent, Contact, LegalBasis, OptOut, Result
+from callscreen.numbers import normalize
+from callscreen.screening import build_screener
+
+AT = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)  # 13:00 in Moscow, a Friday
+CONSENTED, OPTED_OUT = "+79991234567", "+79997654321"
+OLD_LOG, NEW_LOG = ("2026a", bytes(range(100, 132))), ("2026b", bytes(range(140, 172)))
+
+
+class ScreeningLoad:
+    """Screens a consented and an opted-out number in a thread until stopped, and keeps every
+    answer that was wrong and every ALLOW whose record cannot be read back."""
+
+    def __init__(self, screener, campaign: str = "spring") -> None:
+        self.screener = screener
+        self.campaign = campaign
+        self.answers = 0
+        self.wrong: list[str] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            for raw, expected in ((CONSENTED, Result.ALLOW), (OPTED_OUT, Result.BLOCK)):
+                decision = self.screener.screen(raw, self.campaign, AT, origin="load")
+                self.answers += 1
+                if decision.result is not expected:
+                    self.wrong.append(f"{raw}: {decision.result} {decision.reason}")
+                if decision.allowed and self.screener.log.get(decision.id) is None:
+                    self.wrong.append(f"{raw}: ALLOW {decision.id} without its record")
+
+    def __enter__(self) -> ScreeningLoad:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while self.answers < 20 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        before = self.answers
+        deadline = time.monotonic() + 10
+        while self.answers < before + 20 and time.monotonic() < deadline:  # keep screening after the rotation
+            time.sleep(0.01)
+        self.stop.set()
+        self.thread.join(10)
+
+
+def ringed(settings, name: str, *entries: tuple[str, bytes]):
+    rings = {**settings.keyrings, name: Keyring(name, entries)}
+    return dataclasses.replace(settings, keyrings=rings, **{name: entries[0][1]})
+
+
+@pytest.fixture
+def cli_env(settings, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    for name in ("hash_key", "encryption_key", "log_key"):
+        ring = settings.keyring(name)
+        monkeypatch.setenv(f"CALLSCREEN_{name.upper()}", ",".join(f"{kid}:{key.hex()}" for kid, key in ring))
+    monkeypatch.setenv("CALLSCREEN_REDIS_URL", settings.redis_url)
+
+
+def prepare(screener) -> None:
+    screener.store.put_campaign(Campaign("spring", "promotions", "RU", "RU", "Europe/Moscow"))
+    for raw in (CONSENTED, OPTED_OUT):
+        consent = Consent(id=f"c-{raw[-4:]}", number_digest="", purposes=("promotions",), basis=LegalBasis.CONSENT,
+                          source="sms_double_opt_in", captured_at=AT - timedelta(days=30))
+        screener.store.add_consent(normalize(raw, "RU"), consent, Contact("Europe/Moscow", ""))
+    screener.store.add_opt_out(normalize(OPTED_OUT, "RU"), OptOut(None, "call", AT - timedelta(days=1)))
+
+
+# --- the log key ------------------------------------------------------------------------------
+
+def test_log_key_rotation_under_load_keeps_every_answer_right_and_the_log_verifiable(
+        settings, redis_client, cli_env, monkeypatch, capsys):
+    settings = ringed(settings, "log_key", OLD_LOG, NEW_LOG)
+    monkeypatch.setenv("CALLSCREEN_LOG_KEY", f"{OLD_LOG[0]}:{OLD_LOG[1].hex()},{NEW_LOG[0]}:{NEW_LOG[1].hex()}")
+    screener = build_screener(settings, redis_client)
+    prepare(screener)
+    with ScreeningLoad(screener) as load:
+        assert main(["keys", "rotate", "log"]) == 0
+        assert "log key 2026b is in force (was 2026a)" in capsys.readouterr().out
+    assert load.wrong == [] and load.answers > 40
+    kids = [LogRecord.from_entry(*e).key_id for e in redis_client.xrange(STREAM)]
+    assert kids[0] == "2026a" and kids[-1] == "2026b" and kids == sorted(kids)  # one switch, never back
+    report = screener.log.verify()
+    assert report.ok, report.problems[:5]
+    assert main(["keys", "status"]) == 0 and "2026b" in capsys.readouterr().out
+
+
+def test_after_a_log_rotation_the_old_key_can_write_nothing_that_verifies(settings, redis_client):
+    ring = Keyring("log_key", (OLD_LOG, NEW_LOG))
+    log = DecisionLog(redis_client, ring)
+    log.append_summary("scrub", {"rows": 1})
+    log.rotate_key("2026b")
+    log.append_summary("scrub", {"rows": 2})
+
+    old_only = DecisionLog(redis_client, Keyring("log_key", (OLD_LOG,)))
+    with pytest.raises(LogWriteError, match="not in this process's key ring"):
+        old_only.append_summary("scrub", {"rows": 3})  # refused by the store: fails closed
+
+    # someone holding the leaked old key and write access to the store appends past the script
+    record = LogRecord(id="forged", at=datetime.now(UTC), kind="decision", result="ALLOW")
+    mac = chain_mac(OLD_LOG[1], "forger", 1, "genesis", record.body())
+    redis_client.xadd(STREAM, {"id": "forged", "chain": "forger", "seq": 1, "prev": "genesis", "mac": mac,
+                               "body": record.body(), "kid": "2026a"})
+    redis_client.hset("cs:{log}:heads", "forger", f"1:{mac}")
+    problems = log.verify().problems
+    assert any("forged" in p and "not the key in force" in p for p in problems), problems
+
+    redis_client.delete(EPOCH, "cs:{log}:epochs")  # and hides the rotation
+    assert any("no rotation to it is on record" in p for p in log.verify().problems)
+
+
+def test_a_writer_that_missed_the_rotation_switches_to_the_key_in_force(settings, redis_client):
+    ring = Keyring("log_key", (OLD_LOG, NEW_LOG))
+    rotator, late = DecisionLog(redis_client, ring), DecisionLog(redis_client, ring)
+    late.append_summary("scrub", {"rows": 1})
+    rotator.rotate_key("2026b")
+    late.append_summary("scrub", {"rows": 2})
+    assert late.key_id == "2026b" and late.tail(1)[0].key_id == "2026b"
+    assert rotator.verify().ok
+
+
+def test_rotating_to_the_key_in_force_or_an_unknown_key_is_refused(settings, redis_client, cli_env, monkeypatch,
+                                                                   capsys):
+    monkeypatch.setenv("CALLSCREEN_LOG_KEY", f"{OLD_LOG[0]}:{OLD_LOG[1].hex()}")
+    assert main(["keys", "rotate", "log"]) == 3
+    assert "already in force" in capsys.readouterr().err
+    assert main(["keys", "rotate", "log", "--to", "nope"]) == 3
+    assert "not in this process's key ring" in capsys.readouterr().err
+
+
+def test_keys_add_writes_a_new_key_into_the_development_key_file(valkey_server, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    for name in ("HASH_KEY", "ENCRYPTION_KEY", "LOG_KEY", "REDIS_URL"):
+        monkeypatch.delenv(f"CALLSCREEN_{name}", raising=False)
+    monkeypatch.setenv("CALLSCREEN_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("CALLSCREEN_REDIS_URL", "")
+    redis.Redis.from_url(valkey_server.url).flushall()
+    (tmp_path / "data" / "valkey").mkdir(parents=True)
+    (tmp_path / "data" / "valkey" / "url").write_text(valkey_server.url)  # as `callscreen run` leaves it
+    assert main(["keys", "add", "log", "--id", "2027a"]) == 0
+    lines = (tmp_path / "data" / "secrets" / "log_key").read_text().splitlines()
+    assert len(lines) == 2 and lines[1].startswith("2027a:")
+    assert main(["keys", "rotate", "log"]) == 0
+    assert "log key 2027a is in force" in capsys.readouterr().out
+    assert main(["keys", "add", "log", "--id", "2027a"]) == 3  # ids are unique
