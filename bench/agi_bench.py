@@ -67,7 +67,8 @@ def seed(url: str) -> None:
     for i, raw in enumerate(NUMBERS):
         number = normalize(raw, "RU")
         store.add_consent(number, Consent(f"c-{i}", "", ("promotions",), LegalBasis.CONSENT,
-                                          "sms_double_opt_in", datetime(2026, 5, 1, tzinfo=UTC)))
+                                          "sms_double_opt_in", datetime(2026, 5, 1, tzinfo=UTC),
+                                          verified_at=datetime(2026, 5, 1, 0, 3, tzinfo=UTC)))
         store.set_contact(number, timezone=zone)
     client.close()
 

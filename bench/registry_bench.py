@@ -40,7 +40,7 @@ from blocklists.registry import RegistryManager
 from blocklists.scrub import BatchScreener, ScrubJob, scrub_csv
 from callscreen.crypto import NumberVault
 from callscreen.embedded import EmbeddedServer
-from callscreen.models import Campaign, Consent, LegalBasis
+from callscreen.models import Campaign, Consent, LegalBasis, Proof
 from callscreen.numbers import InvalidNumber, PhoneNumber, normalize
 from callscreen.policy import PolicyBook
 from callscreen.store import FactQuery, Store, run_pipeline
@@ -330,7 +330,8 @@ def measure_scrub(client: redis.Redis, url: str, vault_keys: tuple[bytes, bytes]
         with open(leads, newline="") as handle:  # 1 % of the leads have a consent on file
             on_file = [row[1] for row in islice(csv.reader(handle), 1, None, 100)]
         store.add_consents([(normalize(raw, "US"), Consent(f"c-{i}", "", ("promotions",), LegalBasis.CONSENT,
-                                                          "web_form", at - timedelta(days=30)), None)
+                                                          "web_form", at - timedelta(days=30),
+                                                          proof=Proof(form_text="Call me")), None)
                             for i, raw in enumerate(on_file) if _valid(raw)])
         table: dict = {}
         for workers, label in ((1, "1 process"), (2, "2 processes"), (2, "2 processes, exchange table kept")):

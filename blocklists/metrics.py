@@ -80,7 +80,7 @@ def limits_from_packs(packs: Iterable[Any]) -> dict[str, int]:
     """Registry id -> the strictest ``registry_max_age_days`` among the packs that require it."""
     limits: dict[str, int] = {}
     for pack in packs:
-        for registry_id in pack.registries:
+        for registry_id in pack.all_registries():
             days = pack.registry_max_age_days
             if days > 0:
                 limits[registry_id] = min(days, limits.get(registry_id, days))

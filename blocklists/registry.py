@@ -180,7 +180,7 @@ class RegistryManager:
         now = now or self.clock()
         required: dict[str, list[tuple[str, int]]] = {}
         for pack in packs:
-            for registry_id in pack.registries:
+            for registry_id in pack.all_registries():
                 required.setdefault(registry_id, []).append((pack.id, pack.registry_max_age_days))
         loaded = {info.id: info for info in self.loaded()}
         rows = []

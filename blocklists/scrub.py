@@ -251,7 +251,7 @@ class BatchScreener:
         self.pack = pack
         self.at = at
         self.registries = registries
-        self.registry_ids = tuple(pack.registries) if campaign.advertising else ()
+        self.registry_ids = pack.all_registries() if campaign.advertising else ()
         self.normalizer = PrefixNormalizer(campaign.default_region, exchanges)
         self._memo: dict[tuple[Any, ...], Decision] = {}
         self._bits: RegistryBits | None = None

@@ -33,7 +33,8 @@ ALLOW_REASON = {
     LegalBasis.LEGITIMATE_INTEREST: Reason.LEGITIMATE_INTEREST,
 }
 # How a basis record that covers the purpose can fail, most telling first.
-CONSENT_FAILURES = (Reason.CONSENT_WITHDRAWN, Reason.CONSENT_EXPIRED, Reason.CONSENT_UNVERIFIED)
+CONSENT_FAILURES = (Reason.CONSENT_REASSIGNED, Reason.CONSENT_WITHDRAWN, Reason.CONSENT_EXPIRED,
+                    Reason.CONSENT_UNVERIFIED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,19 +77,27 @@ def decide(request: ScreeningRequest, facts: Facts, pack: PolicyPack | None) -> 
     rule(*_opt_outs(facts, campaign))
     rule(*_objections(facts, campaign))
     rule(*_automatic_dialing(campaign, pack, facts, at))
+    subdivision = facts.contact.subdivision or number.subdivision
     basis, basis_failure, basis_detail = _basis(facts, campaign, pack, at)
     rule("basis", basis_failure, basis_detail)
-    rule(*_registries(facts, campaign, pack, basis if basis_failure is None else None, at))
-    subdivision = facts.contact.subdivision or number.subdivision
+    rule(*_registries(facts, campaign, pack, basis if basis_failure is None else None, subdivision, at))
     hours_failure, hours_detail, zone = _calling_hours(number, facts, campaign, pack, subdivision, at)
     rule("calling_hours", hours_failure, hours_detail)
     rule(*_attempts(facts, pack, subdivision, at))
 
     common = dict(timezone=zone, policy_pack=pack.id, policy_version=pack.version, decided_at=at)
     if failures:
-        return Decision(Result.BLOCK, failures[0], basis, tuple(checks), **common)
+        return Decision(Result.BLOCK, _first_reason(failures), basis, tuple(checks), **common)
     assert basis is not None  # a passing basis rule always carries its record
     return Decision(Result.ALLOW, ALLOW_REASON[basis.kind], basis, tuple(checks), **common)
+
+
+def _first_reason(failures: list[Reason]) -> Reason:
+    """The first failure in policy order, except that a listed number with nothing on file is
+    refused for the listing: "on the do-not-call list" tells the supervisor more than "no basis"."""
+    if failures[0] is Reason.NO_BASIS and Reason.NATIONAL_DNC in failures:
+        return Reason.NATIONAL_DNC
+    return failures[0]
 
 
 def _blocked(reason: Reason, checks: list[Check], at: datetime) -> Decision:
@@ -128,28 +137,43 @@ def _automatic_dialing(campaign: Campaign, pack: PolicyPack, facts: Facts,
         return "automatic_dialing", Reason.AUTOMATIC_DIALING_FORBIDDEN, (
             f"{pack.name}: advertising calls dialed without a human are forbidden")
     if pack.automatic_dialing == "consent_only":
-        consent = _best_valid(facts.consents, campaign, pack, at, (LegalBasis.CONSENT,))
+        consent = _best_valid(facts, campaign, pack, at, (LegalBasis.CONSENT,))
         if consent is None:
             return "automatic_dialing", Reason.AUTOMATIC_DIALING_FORBIDDEN, (
                 f"{pack.name}: automatic dialing of advertising needs prior express consent")
     return "automatic_dialing", None, f"automatic dialing permitted ({pack.automatic_dialing})"
 
 
-def _consent_problem(consent: Consent, campaign: Campaign, pack: PolicyPack, at: datetime) -> Reason | None:
+def _consent_problem(consent: Consent, facts: Facts, pack: PolicyPack, at: datetime) -> Reason | None:
     """Why a basis record that covers the campaign's purpose does not hold now (None: it holds)."""
+    if (pack.reassigned_numbers and facts.disconnected_at is not None
+            and consent.captured_at < facts.disconnected_at <= at):
+        # 47 CFR 64.1200(m): the number changed hands after this record; its giver is gone.
+        return Reason.CONSENT_REASSIGNED
     if consent.withdrawn_at is not None and consent.withdrawn_at <= at:
         return Reason.CONSENT_WITHDRAWN
     if consent.expires_at is not None and consent.expires_at <= at:
         return Reason.CONSENT_EXPIRED
     if consent.basis is LegalBasis.EXISTING_RELATIONSHIP:
         # An unrecorded relationship type gets the shorter (inquiry) window.
-        days = pack.ebr_purchase_days if consent.relationship == "purchase" else pack.ebr_inquiry_days
-        if consent.captured_at + timedelta(days=days) <= at:
+        window = pack.ebr_after_purchase if consent.relationship == "purchase" else pack.ebr_after_inquiry
+        if window.after(consent.captured_at) <= at:
             return Reason.CONSENT_EXPIRED
-    if (consent.basis is LegalBasis.CONSENT and consent.source in pack.verification_required_for
-            and (consent.verified_at is None or consent.verified_at > at)):
+    if consent.basis is LegalBasis.CONSENT and consent.missing_proof(pack.proof_for(consent.source), at):
         return Reason.CONSENT_UNVERIFIED
     return None
+
+
+def _problem_detail(consent: Consent, reason: Reason, facts: Facts, pack: PolicyPack, at: datetime) -> str:
+    """Why the best candidate record failed, in a supervisor's words."""
+    head = f"{consent.basis.value} {consent.id}: {reason.value}"
+    if reason is Reason.CONSENT_UNVERIFIED:
+        missing = ", ".join(consent.missing_proof(pack.proof_for(consent.source), at))
+        return f"{head} ({pack.name} needs {missing} for {consent.source})"
+    if reason is Reason.CONSENT_REASSIGNED and facts.disconnected_at is not None:
+        return (f"{head} (captured {consent.captured_at:%Y-%m-%d}; the number was disconnected "
+                f"{facts.disconnected_at:%Y-%m-%d} and may belong to someone else now)")
+    return head
 
 
 def _voice_records(consents: tuple[Consent, ...], at: datetime) -> list[Consent]:
@@ -157,11 +181,11 @@ def _voice_records(consents: tuple[Consent, ...], at: datetime) -> list[Consent]
     return [c for c in consents if c.channel == "voice" and c.captured_at <= at]
 
 
-def _best_valid(consents: tuple[Consent, ...], campaign: Campaign, pack: PolicyPack, at: datetime,
+def _best_valid(facts: Facts, campaign: Campaign, pack: PolicyPack, at: datetime,
                 accepted: tuple[LegalBasis, ...]) -> Consent | None:
     valid = [
-        c for c in _voice_records(consents, at)
-        if c.covers(campaign.purpose) and c.basis in accepted and _consent_problem(c, campaign, pack, at) is None
+        c for c in _voice_records(facts.consents, at)
+        if c.covers(campaign.purpose) and c.basis in accepted and _consent_problem(c, facts, pack, at) is None
     ]
     if not valid:
         return None
@@ -172,17 +196,17 @@ def _basis(facts: Facts, campaign: Campaign, pack: PolicyPack,
            at: datetime) -> tuple[Basis | None, Reason | None, str]:
     accepted = pack.accepted_bases(campaign)
     kind = "advertising" if campaign.advertising else "non-advertising"
-    best = _best_valid(facts.consents, campaign, pack, at, accepted)
+    best = _best_valid(facts, campaign, pack, at, accepted)
     if best is not None:
         return _basis_of(best, campaign), None, (
             f"{best.basis.value} {best.id} from {best.source} on {best.captured_at:%Y-%m-%d} covers {campaign.purpose}")
     voice = _voice_records(facts.consents, at)
     covering = [c for c in voice if c.covers(campaign.purpose)]
-    problems = {_consent_problem(c, campaign, pack, at): c for c in covering if c.basis in accepted}
+    problems = {_consent_problem(c, facts, pack, at): c for c in covering if c.basis in accepted}
     for reason in CONSENT_FAILURES:
         if reason in problems:
             record = problems[reason]
-            return _basis_of(record, campaign), reason, f"{record.basis.value} {record.id}: {reason.value}"
+            return _basis_of(record, campaign), reason, _problem_detail(record, reason, facts, pack, at)
     if covering:
         names = ", ".join(sorted({c.basis.value for c in covering}))
         allowed = ", ".join(b.value for b in accepted)
@@ -202,13 +226,14 @@ def _basis_of(consent: Consent, campaign: Campaign) -> Basis:
 
 
 def _registries(facts: Facts, campaign: Campaign, pack: PolicyPack, basis: Basis | None,
-                at: datetime) -> tuple[str, Reason | None, str]:
-    if not pack.registries or not campaign.advertising:
+                subdivision: str | None, at: datetime) -> tuple[str, Reason | None, str]:
+    required = pack.registries_for(subdivision)
+    if not required or not campaign.advertising:
         return "registries", None, "no do-not-call registry applies"
     if basis is not None and basis.kind in pack.registry_exempt_bases:
-        return "registries", None, f"{basis.kind.value} exempts the call from {', '.join(pack.registries)}"
+        return "registries", None, f"{basis.kind.value} exempts the call from {', '.join(required)}"
     by_id = {r.registry_id: r for r in facts.registries}
-    for registry_id in pack.registries:
+    for registry_id in required:
         status = by_id.get(registry_id)
         if status is None or status.loaded_at is None:
             return "registries", Reason.REGISTRY_STALE, f"{registry_id} is not loaded"
@@ -218,7 +243,7 @@ def _registries(facts: Facts, campaign: Campaign, pack: PolicyPack, basis: Basis
                 f"{registry_id} loaded {age.days} days ago; the limit is {pack.registry_max_age_days}")
         if status.listed:
             return "registries", Reason.NATIONAL_DNC, f"listed on {registry_id}"
-    return "registries", None, f"not on {', '.join(pack.registries)}"
+    return "registries", None, f"not on {', '.join(required)}"
 
 
 def _zones(number: PhoneNumber, facts: Facts, campaign: Campaign) -> tuple[list[ZoneInfo], str]:

@@ -33,6 +33,7 @@ class Reason(StrEnum):
     CONSENT_WITHDRAWN = "consent_withdrawn"
     CONSENT_EXPIRED = "consent_expired"
     CONSENT_UNVERIFIED = "consent_unverified"
+    CONSENT_REASSIGNED = "consent_reassigned"
     PURPOSE_MISMATCH = "purpose_mismatch"
     OUTSIDE_CALLING_HOURS = "outside_calling_hours"
     ATTEMPT_CAP = "attempt_cap"
@@ -51,6 +52,12 @@ CONSENT_SOURCES = (
     "web_form", "confirmation_call", "sms_double_opt_in", "crm_import", "paper", "email_double_opt_in",
     "in_person", "api",
 )
+# Sources that claim the subscriber confirmed the consent a second time: without the time of that
+# confirmation (``verified_at``) the claim proves nothing, in every jurisdiction.
+DOUBLE_OPT_IN_SOURCES = ("sms_double_opt_in", "email_double_opt_in")
+# What a policy pack may require a consent to carry (see ``[consent] proof`` in docs/policy.md).
+PROOF_FIELDS = ("verified_at", "ip", "user_agent", "form_text", "form_version", "page_url", "recording_id",
+                "document_id")
 OPT_OUT_SOURCES = ("call", "sms", "email", "web", "complaint", "supervisor", "api", "import")
 
 
@@ -110,6 +117,17 @@ class Consent:
     def covers(self, purpose: str) -> bool:
         return purpose in self.purposes or "*" in self.purposes
 
+    def missing_proof(self, required: tuple[str, ...], at: datetime) -> list[str]:
+        """Which of ``required`` this record lacks at ``at`` (a confirmation after ``at`` is missing)."""
+        missing = []
+        for name in required:
+            if name == "verified_at":
+                if self.verified_at is None or self.verified_at > at:
+                    missing.append(name)
+            elif not getattr(self.proof, name):
+                missing.append(name)
+        return missing
+
 
 @dataclass(frozen=True, slots=True)
 class OptOut:
@@ -167,6 +185,9 @@ class Facts:
     attempts: tuple[datetime, ...] = ()  # times of earlier allowed calls, newest last
     contact: Contact = field(default_factory=Contact)
     erased_at: datetime | None = None  # the number's personal data was erased: never call it again
+    # When the number was last permanently disconnected (a reassigned-numbers list): a consent
+    # given before then was given by somebody else.
+    disconnected_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,11 +10,14 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, time, timedelta
+from datetime import date, datetime, time, timedelta
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from callscreen.models import Campaign, LegalBasis
+from dateutil.relativedelta import relativedelta
+
+from callscreen.models import DOUBLE_OPT_IN_SOURCES, PROOF_FIELDS, Campaign, LegalBasis
 
 BUILTIN_DIR = Path(__file__).with_name("policy") / "packs"
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -43,18 +46,68 @@ class Window:
         return f"{self.start:%H:%M}-{self.end:%H:%M}"
 
 
+def _calendar_parts(code: str) -> tuple[str, str | None]:
+    country, _, subdivision = code.partition("-")
+    return country, subdivision or None
+
+
+@lru_cache(maxsize=256)
+def _calendar_year(code: str, year: int) -> frozenset[date]:
+    import holidays  # the maintained public-holiday calendars (moving feasts, decreed transfers)
+
+    country, subdivision = _calendar_parts(code)
+    return frozenset(holidays.country_holidays(country, subdiv=subdivision, years=year))
+
+
+def check_calendar(code: str) -> str:
+    """``code`` names a calendar of the ``holidays`` library (``RU``, ``GB-ENG``…) or PolicyError."""
+    import holidays
+
+    country, subdivision = _calendar_parts(code)
+    try:
+        holidays.country_holidays(country, subdiv=subdivision)
+    except NotImplementedError as exc:
+        raise PolicyError(f"{code!r} is not a holiday calendar the holidays library knows: {exc}") from exc
+    return code
+
+
 @dataclass(frozen=True, slots=True)
 class CallingHours:
-    """Windows per weekday (Monday = 0) and for public holidays; ``None`` means no calls."""
+    """Windows per weekday (Monday = 0) and for public holidays; ``None`` means no calls.
+
+    A day is a holiday when the named ``calendar`` (a country, or country-subdivision, of the
+    ``holidays`` library: Easter, observed days and decreed transfers included) or the pack's own
+    ``holidays`` list says so."""
 
     by_weekday: tuple[Window | None, ...]
     holiday: Window | None
     holidays: frozenset[str] = frozenset()  # "MM-DD" every year, or "YYYY-MM-DD" once
+    calendar: str = ""
+
+    def is_holiday(self, day: date) -> bool:
+        if day.strftime("%m-%d") in self.holidays or day.isoformat() in self.holidays:
+            return True
+        return bool(self.calendar) and day in _calendar_year(self.calendar, day.year)
 
     def window_for(self, day: date) -> tuple[Window | None, str]:
-        if day.strftime("%m-%d") in self.holidays or day.isoformat() in self.holidays:
+        if self.is_holiday(day):
             return self.holiday, "holiday"
         return self.by_weekday[day.weekday()], DAYS[day.weekday()]
+
+
+@dataclass(frozen=True, slots=True)
+class Period:
+    """A span counted in calendar months and days: 18 months after 31 August is 28 February."""
+
+    months: int = 0
+    days: int = 0
+
+    def after(self, start: datetime) -> datetime:
+        return start + relativedelta(months=self.months, days=self.days)
+
+    def __str__(self) -> str:
+        parts = [f"{self.months} months" if self.months else "", f"{self.days} days" if self.days else ""]
+        return " ".join(p for p in parts if p) or "0 days"
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,10 +144,11 @@ class PolicyPack:
     name: str
     advertising_bases: tuple[LegalBasis, ...]
     other_bases: tuple[LegalBasis, ...]
-    verification_required_for: tuple[str, ...]
+    verification_required_for: tuple[str, ...]  # the pack's own confirmation rule (retention keys on it)
+    proof_required: dict[str, tuple[str, ...]]
     automatic_dialing: str
-    ebr_purchase_days: int
-    ebr_inquiry_days: int
+    ebr_after_purchase: Period
+    ebr_after_inquiry: Period
     registries: tuple[str, ...]
     registry_max_age_days: int
     registry_exempt_bases: tuple[LegalBasis, ...]
@@ -103,9 +157,26 @@ class PolicyPack:
     subdivision_hours: dict[str, CallingHours] = field(default_factory=dict)
     attempt_cap: AttemptCap | None = None
     subdivision_attempt_caps: dict[str, AttemptCap] = field(default_factory=dict)
+    subdivision_registries: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    reassigned_numbers: bool = False
 
     def accepted_bases(self, campaign: Campaign) -> tuple[LegalBasis, ...]:
         return self.advertising_bases if campaign.advertising else self.other_bases
+
+    def proof_for(self, source: str) -> tuple[str, ...]:
+        """The proof fields a consent from ``source`` must carry before it is a basis."""
+        return self.proof_required.get(source, ())
+
+    def all_registries(self) -> tuple[str, ...]:
+        """Every registry a call may need: the national ones, then each subdivision's."""
+        scoped = (r for ids in self.subdivision_registries.values() for r in ids)
+        return tuple(dict.fromkeys((*self.registries, *scoped)))
+
+    def registries_for(self, subdivision: str | None) -> tuple[str, ...]:
+        """The national registries plus the subdivision's (every subdivision's when unknown)."""
+        if subdivision:
+            return tuple(dict.fromkeys((*self.registries, *self.subdivision_registries.get(subdivision, ()))))
+        return self.all_registries()
 
     def hours_for(self, subdivision: str | None) -> list[CallingHours]:
         """Every hours table that may apply: the subdivision's if known; if it is not
@@ -141,7 +212,7 @@ def _window(where: str, text: Any) -> Window | None:
 
 
 def _hours(where: str, table: dict[str, Any], base: CallingHours | None = None) -> CallingHours:
-    unknown = set(table) - {*DAYS, "holiday", "holidays", "every_day"}
+    unknown = set(table) - {*DAYS, "holiday", "holidays", "every_day", "calendar"}
     if unknown:
         raise PolicyError(f"{where}: unknown keys {sorted(unknown)}")
     every = table.get("every_day")
@@ -167,7 +238,15 @@ def _hours(where: str, table: dict[str, Any], base: CallingHours | None = None) 
             date.fromisoformat(entry if len(entry) == 10 else f"2000-{entry}")
         except ValueError as exc:
             raise PolicyError(f"{where}.holidays: {entry!r} is not MM-DD or YYYY-MM-DD") from exc
-    return CallingHours(tuple(by_day), holiday, holidays)
+    calendar = table.get("calendar", base.calendar if base else "")
+    if not isinstance(calendar, str):
+        raise PolicyError(f"{where}.calendar: {calendar!r} is not a calendar name like \"RU\" or \"GB-ENG\"")
+    if calendar:
+        try:
+            check_calendar(calendar)
+        except PolicyError as exc:
+            raise PolicyError(f"{where}.calendar: {exc}") from exc
+    return CallingHours(tuple(by_day), holiday, holidays, calendar)
 
 
 def _bases(where: str, values: Iterable[str]) -> tuple[LegalBasis, ...]:
@@ -180,8 +259,40 @@ def _bases(where: str, values: Iterable[str]) -> tuple[LegalBasis, ...]:
 def _int(where: str, table: dict[str, Any], name: str, default: int = 0) -> int:
     value = table.get(name, default)
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise PolicyError(f"{where}.{name}: {value!r} is not a whole number of days")
+        raise PolicyError(f"{where}.{name}: {value!r} is not a whole number")
     return value
+
+
+def _period(where: str, table: dict[str, Any], name: str) -> Period:
+    """``after_<name>_months`` (calendar months, as the US rules count) or ``after_<name>_days``."""
+    months_key, days_key = f"after_{name}_months", f"after_{name}_days"
+    if months_key in table and days_key in table:
+        raise PolicyError(f"{where}: give {months_key} or {days_key}, not both")
+    if months_key in table:
+        return Period(months=_int(where, table, months_key))
+    return Period(days=_int(where, table, days_key))
+
+
+def _proof(where: str, table: dict[str, Any]) -> dict[str, tuple[str, ...]]:
+    """Required proof per consent source. ``verification_required_for`` is shorthand for
+    ``verified_at``; a source that claims a double opt-in always needs its confirmation time."""
+    required: dict[str, list[str]] = {s: ["verified_at"] for s in DOUBLE_OPT_IN_SOURCES}
+    for source in _strings(where, table, "verification_required_for"):
+        required.setdefault(source, []).append("verified_at")
+    proof = table.get("proof", {})
+    if not isinstance(proof, dict):
+        raise PolicyError(f"{where}.proof: {proof!r} is not a table of source = [fields]")
+    for source in proof:
+        for name in _strings(f"{where}.proof", proof, source):
+            if name not in PROOF_FIELDS:
+                raise PolicyError(f"{where}.proof.{source}: {name!r} is not one of {list(PROOF_FIELDS)}")
+            required.setdefault(source, []).append(name)
+    return {source: tuple(dict.fromkeys(fields)) for source, fields in required.items()}
+
+
+def _subdivision_registries(where: str, table: dict[str, Any]) -> dict[str, tuple[str, ...]]:
+    return {code: _strings(f"{where}.{code}", sub, "required")
+            for code, sub in table.items() if isinstance(sub, dict)}
 
 
 def _strings(where: str, table: dict[str, Any], name: str, required: bool = False) -> tuple[str, ...]:
@@ -191,6 +302,13 @@ def _strings(where: str, table: dict[str, Any], name: str, required: bool = Fals
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise PolicyError(f"{where}.{name}: {value!r} is not a list of strings like [\"a\", \"b\"]")
     return tuple(value)
+
+
+def _flag(where: str, table: dict[str, Any], name: str) -> bool:
+    value = table.get(name, False)
+    if not isinstance(value, bool):
+        raise PolicyError(f"{where}.{name}: {value!r} is not true or false")
+    return value
 
 
 def _cap(where: str, table: dict[str, Any]) -> AttemptCap:
@@ -258,9 +376,10 @@ def parse_pack(data: dict[str, Any], source: str) -> PolicyPack:
                                      _strings(f"{where}: bases", bases, "advertising", True)),
             other_bases=_bases(f"{where}: bases.other", _strings(f"{where}: bases", bases, "other", True)),
             verification_required_for=verification,
+            proof_required=_proof(f"{where}: consent", data.get("consent", {})),
             automatic_dialing=automatic,
-            ebr_purchase_days=_int(f"{where}: existing_relationship", ebr, "after_purchase_days"),
-            ebr_inquiry_days=_int(f"{where}: existing_relationship", ebr, "after_inquiry_days"),
+            ebr_after_purchase=_period(f"{where}: existing_relationship", ebr, "purchase"),
+            ebr_after_inquiry=_period(f"{where}: existing_relationship", ebr, "inquiry"),
             registries=_strings(f"{where}: registries", registries, "required"),
             registry_max_age_days=_int(f"{where}: registries", registries, "max_age_days"),
             registry_exempt_bases=_bases(f"{where}: registries.exempt_bases",
@@ -274,6 +393,8 @@ def parse_pack(data: dict[str, Any], source: str) -> PolicyPack:
                 for code, table in attempts.items()
                 if isinstance(table, dict)
             },
+            subdivision_registries=_subdivision_registries(f"{where}: registries", registries),
+            reassigned_numbers=_flag(f"{where}: consent", data.get("consent", {}), "void_after_reassignment"),
         )
     except KeyError as exc:
         raise PolicyError(f"{where}: missing {exc.args[0]!r}") from exc

@@ -126,7 +126,7 @@ class Screener:
         pack = self.policies.for_campaign(request.campaign)
         if pack is None:
             return None, None
-        registry_ids = pack.registries if request.campaign.advertising else ()
+        registry_ids = pack.all_registries() if request.campaign.advertising else ()
         digest = self._digest(request)
         # A logged decision seals the number under the subject's data key: the fact query
         # creates that key on first sight (a dry run stores nothing).

@@ -312,6 +312,7 @@ class FactQuery:
         self.wrapped_key = _text(wrapped) if wrapped and not erased else None
         contact_map = {_text(k): _text(v) for k, v in contact.items()}
         contact_map.pop("sealed", None)
+        disconnected = contact_map.pop("disconnected_at", None)
         attempt_times = tuple(
             datetime.fromtimestamp(float(score) / 1000, UTC) for score in _as_hash(attempts).values()
         )
@@ -324,6 +325,7 @@ class FactQuery:
             attempts=tuple(sorted(attempt_times)),
             contact=codec.contact_from(contact_map),
             erased_at=codec.parse_time(json.loads(erased)["at"]) if erased else None,
+            disconnected_at=codec.parse_time(disconnected) if disconnected else None,
         )
 
 

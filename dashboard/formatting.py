@@ -33,6 +33,7 @@ REASONS = {
     "consent_withdrawn": _l("consent withdrawn"),
     "consent_expired": _l("consent expired"),
     "consent_unverified": _l("consent not verified"),
+    "consent_reassigned": _l("number reassigned since the consent"),
     "purpose_mismatch": _l("consent for another purpose"),
     "outside_calling_hours": _l("outside calling hours"),
     "attempt_cap": _l("too many attempts"),

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 
 from callscreen.decision import ScreeningRequest, decide
 from callscreen.models import (
+    DOUBLE_OPT_IN_SOURCES,
     Campaign,
     Check,
     Consent,
@@ -71,8 +72,12 @@ def campaign(jurisdiction: str, *, purpose: str = "promotions", advertising: boo
 def consent(*, basis: LegalBasis = CONSENT, purposes: tuple[str, ...] = ("promotions",),
             source: str = "sms_double_opt_in", captured_at: datetime = CAPTURED, consent_id: str = "c-1",
             **fields: object) -> Consent:
-    proof = Proof(ip="192.0.2.10", form_text="Yes, call me about offers", form_version="v3")
-    return Consent(consent_id, "digest", purposes, basis, source, captured_at, proof=proof, **fields)
+    """A record with its proof; a double opt-in gets its confirmation three minutes after capture
+    unless ``verified_at`` is given (``verified_at=None`` states a claim without a confirmation)."""
+    fields.setdefault("proof", Proof(ip="192.0.2.10", form_text="Yes, call me about offers", form_version="v3"))
+    if source in DOUBLE_OPT_IN_SOURCES:
+        fields.setdefault("verified_at", captured_at + timedelta(minutes=3))
+    return Consent(consent_id, "digest", purposes, basis, source, captured_at, **fields)
 
 
 def ebr(relationship: str, captured_at: datetime, *, purposes: tuple[str, ...] = ("promotions",),

@@ -30,12 +30,24 @@ def cli(valkey_server, redis_client, tmp_path, monkeypatch, capsys):
 def test_add_campaign_and_consent_then_check_explains_an_allow(cli):
     assert cli("campaign", "add", "spring-promo", "--purpose", "promotions", "--jurisdiction", "RU")[0] == 0
     code, out, _ = cli("consent", "add", "8 (999) 123-45-67", "--purpose", "promotions", "--source",
-                       "sms_double_opt_in", "--captured-at", "2026-05-01T10:00:00Z", "--timezone", "Europe/Moscow",
-                       "--form-version", "v3", "--form-text", "Согласен на звонки")
+                       "sms_double_opt_in", "--captured-at", "2026-05-01T10:00:00Z", "--verified-at",
+                       "2026-05-01T10:03:00Z", "--timezone", "Europe/Moscow", "--form-version", "v3",
+                       "--form-text", "Согласен на звонки")
     assert code == 0 and "+7 999 ***-**-67" in out and "79991234567" not in out
     code, out, _ = cli("check", "+7 999 123-45-67", "--campaign", "spring-promo", "--at", "2026-11-20T10:00:00Z")
     assert code == 0
     assert out.startswith("ALLOW consent") and "Europe/Moscow" in out and "decision id: d-" in out
+
+
+def test_a_double_opt_in_without_its_confirmation_time_is_kept_but_warned_about_and_not_a_basis(cli):
+    cli("campaign", "add", "spring-promo", "--purpose", "promotions", "--jurisdiction", "RU")
+    code, out, err = cli("consent", "add", "8 (999) 123-45-67", "--purpose", "promotions", "--source",
+                         "sms_double_opt_in", "--captured-at", "2026-05-01T10:00:00Z", "--timezone", "Europe/Moscow")
+    assert code == 0 and "recorded" in out
+    assert "warning: sms_double_opt_in without the proof it needs" in err and "RU (needs verified_at)" in err
+    code, out, _ = cli("check", "+7 999 123-45-67", "--campaign", "spring-promo", "--json", "--dry-run",
+                       "--at", "2026-11-20T10:00:00Z")
+    assert (code, json.loads(out)["reason"]) == (1, "consent_unverified")
 
 
 def test_check_json_has_the_documented_fields_and_block_exits_1(cli):

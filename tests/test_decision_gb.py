@@ -131,3 +131,24 @@ def test_calling_hours_in_london(wall_clock, allowed) -> None:
 def test_london_08_00_bst_is_07_00_utc() -> None:
     assert screen("GB", utc(2026, 3, 30, 7, 0), facts(consent())).allowed
     assert not screen("GB", utc(2026, 3, 30, 6, 59), facts(consent())).allowed
+
+
+def test_a_tps_listed_number_with_nothing_on_file_is_refused_for_the_listing() -> None:
+    decision = screen("GB", WEDNESDAY_NOON, facts(registries=screened(tps=True)))
+    assert (decision.result, decision.reason) == (Result.BLOCK, Reason.NATIONAL_DNC)
+    assert not check(decision, "basis").passed
+
+
+@pytest.mark.parametrize(
+    ("wall_clock", "allowed"),
+    [
+        pytest.param((2026, 4, 3, 12, 0), False, id="good-friday-2026-is-a-bank-holiday"),
+        pytest.param((2026, 4, 6, 12, 0), False, id="easter-monday-2026-is-a-bank-holiday"),
+        pytest.param((2026, 5, 25, 12, 0), False, id="spring-bank-holiday-2026"),
+        pytest.param((2026, 12, 28, 12, 0), False, id="boxing-day-observed-on-monday-28-december-2026"),
+        pytest.param((2026, 4, 7, 12, 0), True, id="the-tuesday-after-easter-is-a-working-day"),
+    ],
+)
+def test_bank_holidays_in_england_come_from_the_calendar(wall_clock, allowed) -> None:
+    decision = screen("GB", local(LONDON, *wall_clock), facts(consent()))
+    assert decision.allowed is allowed

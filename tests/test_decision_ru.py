@@ -22,7 +22,7 @@ from decision_cases import (
     utc,
 )
 
-from callscreen.models import Contact, Reason, Result
+from callscreen.models import Contact, Proof, Reason, Result
 
 MSK = "Europe/Moscow"
 WEDNESDAY_NOON = local(MSK, 2026, 11, 18, 12)
@@ -77,7 +77,8 @@ def test_advertising_call_is_blocked_when_the_basis_does_not_hold(record, reason
     [
         pytest.param(consent(source="sms_double_opt_in"), id="sms-double-opt-in"),
         pytest.param(consent(source="paper"), id="paper-form"),
-        pytest.param(consent(source="confirmation_call"), id="confirmation-call"),
+        pytest.param(consent(source="confirmation_call", proof=Proof(recording_id="rec-42")),
+                     id="confirmation-call-with-its-recording"),
         pytest.param(consent(source="web_form", verified_at=CAPTURED + timedelta(minutes=5)),
                      id="web-form-confirmed-by-double-opt-in"),
         pytest.param(consent(source="crm_import", verified_at=CAPTURED + DAY), id="crm-row-confirmed"),
@@ -167,6 +168,10 @@ def test_opt_out_of_another_campaign_does_not_block() -> None:
         pytest.param((2027, 1, 7, 20, 0), False, id="christmas-jan-7-20:00-closed"),
         pytest.param((2026, 11, 4, 21, 0), False, id="unity-day-nov-4-21:00-closed"),
         pytest.param((2026, 11, 5, 21, 0), True, id="the-working-day-after-unity-day-21:00-open"),
+        pytest.param((2026, 1, 9, 8, 30), False, id="jan-9-2026-a-decreed-day-off-08:30-holiday-hours"),
+        pytest.param((2026, 12, 31, 21, 0), False, id="dec-31-2026-a-decreed-day-off-21:00-closed"),
+        pytest.param((2026, 3, 9, 8, 30), False, id="march-9-2026-the-observed-womens-day-holiday-hours"),
+        pytest.param((2026, 3, 10, 8, 30), True, id="march-10-2026-a-working-day-again"),
     ],
 )
 def test_calling_hours_in_moscow(wall_clock, allowed) -> None:
@@ -244,3 +249,25 @@ def test_kaliningrad_landline_is_not_called_at_seven_in_the_morning_in_summer() 
 def test_russian_mobile_without_a_contact_zone_is_not_called_before_eight_in_kaliningrad() -> None:
     decision = screen("RU", utc(2026, 7, 15, 5, 30), facts(consent()), raw=MOBILE)
     assert decision.reason == Reason.OUTSIDE_CALLING_HOURS
+
+
+@pytest.mark.parametrize(
+    ("record", "missing"),
+    [
+        pytest.param(consent(source="sms_double_opt_in", verified_at=None), "verified_at",
+                     id="sms-double-opt-in-claimed-without-its-confirmation-time"),
+        pytest.param(consent(source="email_double_opt_in", verified_at=None), "verified_at",
+                     id="email-double-opt-in-claimed-without-its-confirmation-time"),
+        pytest.param(consent(source="confirmation_call"), "recording_id",
+                     id="confirmation-call-without-its-recording"),
+    ],
+)
+def test_a_consent_without_the_proof_its_source_needs_is_unverified(record, missing) -> None:
+    decision = screen("RU", WEDNESDAY_NOON, facts(record))
+    assert (decision.result, decision.reason) == (Result.BLOCK, Reason.CONSENT_UNVERIFIED)
+    assert f"needs {missing} for {record.source}" in check(decision, "basis").detail
+
+
+def test_a_disconnection_does_not_void_consent_where_the_pack_has_no_reassignment_rule() -> None:
+    decision = screen("RU", WEDNESDAY_NOON, facts(consent(), disconnected_at=WEDNESDAY_NOON - DAY))
+    assert decision.allowed

@@ -16,13 +16,15 @@ from decision_cases import (
     local,
     number,
     opt_out,
+    pack,
     registry,
     screen,
     suppression,
     utc,
+    with_pack,
 )
 
-from callscreen.models import Contact, Facts, Reason, Result
+from callscreen.models import Contact, Facts, Proof, Reason, Result
 from callscreen.numbers import PhoneNumber
 
 NY = "America/New_York"
@@ -37,25 +39,41 @@ FRESH = registry("us-dnc", loaded_at=WEDNESDAY_NOON - 2 * DAY)
 # --- basis --------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(
-    ("days_ago", "relationship", "expected"),
+    ("captured_at", "relationship", "expected"),
     [
-        pytest.param(539, "purchase", Reason.EXISTING_RELATIONSHIP, id="purchase-539-days-ago-just-inside"),
-        pytest.param(540, "purchase", Reason.CONSENT_EXPIRED, id="purchase-540-days-ago-just-outside"),
-        pytest.param(89, "inquiry", Reason.EXISTING_RELATIONSHIP, id="inquiry-89-days-ago-just-inside"),
-        pytest.param(90, "inquiry", Reason.CONSENT_EXPIRED, id="inquiry-90-days-ago-just-outside"),
-        pytest.param(200, "inquiry", Reason.CONSENT_EXPIRED, id="inquiry-does-not-get-the-purchase-window"),
+        # WEDNESDAY_NOON is 2026-11-18 17:00 UTC: 18 calendar months back is 2025-05-18 17:00 UTC.
+        pytest.param(utc(2025, 5, 18, 17, 0, 1), "purchase", Reason.EXISTING_RELATIONSHIP,
+                     id="purchase-18-months-less-a-second-ago-holds"),
+        pytest.param(utc(2025, 5, 18, 17), "purchase", Reason.CONSENT_EXPIRED,
+                     id="purchase-exactly-18-calendar-months-ago-has-lapsed"),
+        pytest.param(WEDNESDAY_NOON - 545 * DAY, "purchase", Reason.EXISTING_RELATIONSHIP,
+                     id="purchase-545-days-ago-is-inside-18-calendar-months"),
+        pytest.param(utc(2026, 8, 18, 17, 0, 1), "inquiry", Reason.EXISTING_RELATIONSHIP,
+                     id="inquiry-3-months-less-a-second-ago-holds"),
+        pytest.param(utc(2026, 8, 18, 17), "inquiry", Reason.CONSENT_EXPIRED,
+                     id="inquiry-exactly-3-calendar-months-ago-has-lapsed"),
+        pytest.param(WEDNESDAY_NOON - 91 * DAY, "inquiry", Reason.EXISTING_RELATIONSHIP,
+                     id="inquiry-91-days-ago-is-inside-3-calendar-months"),
+        pytest.param(WEDNESDAY_NOON - 200 * DAY, "inquiry", Reason.CONSENT_EXPIRED,
+                     id="inquiry-does-not-get-the-purchase-window"),
     ],
 )
-def test_existing_business_relationship_windows(days_ago, relationship, expected) -> None:
-    record = ebr(relationship, WEDNESDAY_NOON - days_ago * DAY)
-    decision = screen("US", WEDNESDAY_NOON, facts(record, registries=(FRESH,)))
+def test_existing_business_relationship_windows_are_calendar_months(captured_at, relationship, expected) -> None:
+    decision = screen("US", WEDNESDAY_NOON, facts(ebr(relationship, captured_at), registries=(FRESH,)))
     assert decision.reason == expected
     assert decision.allowed is (expected is Reason.EXISTING_RELATIONSHIP)
 
 
-def test_purchase_ebr_just_a_second_inside_the_window_still_holds() -> None:
-    record = ebr("purchase", WEDNESDAY_NOON - 540 * DAY + timedelta(seconds=1))
-    assert screen("US", WEDNESDAY_NOON, facts(record)).reason == Reason.EXISTING_RELATIONSHIP
+@pytest.mark.parametrize(
+    ("at", "expected"),
+    [
+        pytest.param(utc(2025, 11, 30, 9), Reason.CONSENT_EXPIRED, id="three-months-after-31-august-is-30-november"),
+        pytest.param(utc(2025, 11, 29, 20), Reason.EXISTING_RELATIONSHIP, id="29-november-is-still-inside"),
+    ],
+)
+def test_an_inquiry_window_ending_in_a_shorter_month_ends_on_its_last_day(at, expected) -> None:
+    record = ebr("inquiry", utc(2025, 8, 31, 9))
+    assert screen("US", at, facts(record)).reason == expected
 
 
 @pytest.mark.parametrize(
@@ -94,11 +112,14 @@ def test_basis_for_a_telemarketing_call(record, reason) -> None:
     ],
 )
 def test_national_dnc_is_checked_when_nothing_exempts_the_call(status, passed, detail) -> None:
-    """Every US advertising basis (consent, EBR) exempts from the registry and the basis rule comes
-    first, so without a basis the answer is ``no_basis`` and the registry verdict is in the trace."""
+    """Every US advertising basis (consent, EBR) exempts from the registry; without a basis the
+    answer is ``national_dnc`` for a listed number (it tells more than "no basis"), else
+    ``no_basis``, and the registry verdict is in the trace."""
     known = Facts(registries=(status,) if status else ())
     decision = screen("US", WEDNESDAY_NOON, known)
-    assert (decision.result, decision.reason) == (Result.BLOCK, Reason.NO_BASIS)
+    listed = status is not None and status.listed and status.loaded_at is not None
+    expected = Reason.NATIONAL_DNC if listed else Reason.NO_BASIS
+    assert (decision.result, decision.reason) == (Result.BLOCK, expected)
     registries = check(decision, "registries")
     assert registries.passed is passed
     assert detail in registries.detail
@@ -274,3 +295,62 @@ def test_opt_out_and_complaint_block_a_consented_call() -> None:
     assert screen("US", WEDNESDAY_NOON, facts(consent(), opt_outs=(opt_out(None),))).reason == Reason.OPTED_OUT
     assert screen("US", WEDNESDAY_NOON, facts(consent(), suppressions=(suppression(),))).reason == (
         Reason.COMPLAINT_SUPPRESSED)
+
+
+# --- reassigned numbers, proof of written consent, state lists ----------------------------------
+
+@pytest.mark.parametrize(
+    ("captured_at", "disconnected_at", "expected"),
+    [
+        pytest.param(WEDNESDAY_NOON - 100 * DAY, WEDNESDAY_NOON - 30 * DAY, Reason.CONSENT_REASSIGNED,
+                     id="consent-given-before-the-number-was-disconnected-is-void"),
+        pytest.param(WEDNESDAY_NOON - 10 * DAY, WEDNESDAY_NOON - 30 * DAY, Reason.CONSENT,
+                     id="consent-given-by-the-new-subscriber-holds"),
+        pytest.param(WEDNESDAY_NOON - 100 * DAY, WEDNESDAY_NOON + DAY, Reason.CONSENT,
+                     id="a-disconnection-after-the-call-time-does-not-count-yet"),
+        pytest.param(WEDNESDAY_NOON - 100 * DAY, None, Reason.CONSENT, id="never-disconnected"),
+    ],
+)
+def test_a_consent_older_than_the_last_permanent_disconnection_is_void(captured_at, disconnected_at,
+                                                                         expected) -> None:
+    known = facts(consent(captured_at=captured_at), disconnected_at=disconnected_at)
+    decision = screen("US", WEDNESDAY_NOON, known)
+    assert decision.reason == expected
+    if expected is Reason.CONSENT_REASSIGNED:
+        assert "may belong to someone else" in check(decision, "basis").detail
+
+
+def test_a_reassigned_number_voids_an_ebr_too() -> None:
+    known = facts(ebr("purchase", WEDNESDAY_NOON - 100 * DAY), disconnected_at=WEDNESDAY_NOON - 30 * DAY)
+    assert screen("US", WEDNESDAY_NOON, known).reason == Reason.CONSENT_REASSIGNED
+
+
+def test_a_web_form_consent_must_keep_the_disclosure_the_person_agreed_to() -> None:
+    bare = consent(source="web_form", proof=Proof(ip="192.0.2.10"))
+    decision = screen("US", WEDNESDAY_NOON, facts(bare))
+    assert decision.reason == Reason.CONSENT_UNVERIFIED
+    assert "needs form_text for web_form" in check(decision, "basis").detail
+    assert screen("US", WEDNESDAY_NOON, facts(consent(source="web_form"))).allowed
+
+
+def test_a_double_opt_in_claim_without_its_confirmation_time_is_unverified() -> None:
+    decision = screen("US", WEDNESDAY_NOON, facts(consent(verified_at=None)))
+    assert decision.reason == Reason.CONSENT_UNVERIFIED
+
+
+TEXAS_LIST = with_pack(pack("US"), registry_exempt_bases=(), subdivision_registries={"US-TX": ("us-tx-dnc",)})
+
+
+@pytest.mark.parametrize(
+    ("phone", "statuses", "expected"),
+    [
+        pytest.param(DALLAS, (FRESH, registry("us-tx-dnc", listed=True, loaded_at=WEDNESDAY_NOON - DAY)),
+                     Reason.NATIONAL_DNC, id="a-texas-number-on-the-texas-list"),
+        pytest.param(DALLAS, (FRESH,), Reason.REGISTRY_STALE, id="the-texas-list-not-loaded-for-a-texas-number"),
+        pytest.param("+12125550100", (FRESH,), Reason.CONSENT, id="a-new-york-number-needs-no-texas-list"),
+    ],
+)
+def test_a_state_list_applies_to_numbers_in_its_state(phone, statuses, expected) -> None:
+    decision = screen("US", local("America/Chicago", 2026, 11, 18, 12), facts(consent(), registries=statuses),
+                      raw=phone, policy=TEXAS_LIST)
+    assert decision.reason == expected

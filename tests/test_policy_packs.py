@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from callscreen.models import LegalBasis
-from callscreen.policy import BUILTIN_DIR, AttemptCap, PolicyBook, PolicyError, Window
+from callscreen.policy import BUILTIN_DIR, AttemptCap, Period, PolicyBook, PolicyError, Window
 
 MINIMAL = """\
 [pack]
@@ -94,7 +94,14 @@ def test_shipped_packs_state_the_rules_the_issue_requires() -> None:
     assert ru.advertising_bases == (LegalBasis.CONSENT,)
     assert ru.automatic_dialing == "forbidden"
     assert us.advertising_bases == (LegalBasis.CONSENT, LegalBasis.EXISTING_RELATIONSHIP)
-    assert (us.ebr_purchase_days, us.ebr_inquiry_days) == (540, 90)
+    assert (us.ebr_after_purchase, us.ebr_after_inquiry) == (Period(months=18), Period(months=3))
+    assert us.reassigned_numbers and not ru.reassigned_numbers
+    assert us.proof_for("web_form") == ("form_text",)
+    for pack in (ru, us, gb, eu):
+        assert pack.proof_for("sms_double_opt_in") == ("verified_at",)
+        assert pack.proof_for("email_double_opt_in") == ("verified_at",)
+    assert ru.proof_for("web_form") == ("verified_at",)
+    assert (ru.hours.calendar, gb.hours.calendar, book.get("BG").hours.calendar) == ("RU", "GB-ENG", "BG")
     assert (us.registries, us.registry_max_age_days) == (("us-dnc",), 31)
     assert us.hours.by_weekday == (Window(time(8), time(21)),) * 7
     for state in ("US-FL", "US-OK", "US-MD"):
@@ -106,15 +113,16 @@ def test_shipped_packs_state_the_rules_the_issue_requires() -> None:
     assert LegalBasis.LEGITIMATE_INTEREST in eu.advertising_bases
 
 
-def test_bulgaria_inherits_the_eu_baseline_and_replaces_its_holidays() -> None:
+def test_bulgaria_inherits_the_eu_baseline_and_keeps_the_bulgarian_holiday_calendar() -> None:
     book = PolicyBook.load()
     eu, bg = book.get("EU"), book.get("BG")
     assert (bg.id, bg.jurisdiction) == ("bg", "BG")
     assert bg.advertising_bases == eu.advertising_bases
     assert bg.automatic_dialing == eu.automatic_dialing
     assert bg.hours.by_weekday == eu.hours.by_weekday
-    assert {"03-03", "05-06", "09-22", "12-24"} <= bg.hours.holidays
-    assert "03-03" not in eu.hours.holidays
+    assert bg.hours.is_holiday(date(2026, 3, 3))  # Liberation Day
+    assert bg.hours.is_holiday(date(2026, 4, 13))  # Orthodox Easter Monday 2026
+    assert not eu.hours.is_holiday(date(2026, 3, 3))
 
 
 def test_every_shipped_pack_states_retention_periods_per_kind() -> None:
@@ -172,7 +180,7 @@ def test_a_local_pack_is_loaded_with_every_field(tmp_path: Path) -> None:
     xx = PolicyBook.load(tmp_path).get("XX")
     assert xx is not None
     assert (xx.id, xx.version, xx.name) == ("xx", "1", "Test land")
-    assert xx.verification_required_for == ("web_form",)
+    assert xx.proof_for("web_form") == ("verified_at",)
     assert xx.registries == ("xx-dnc",)
     assert xx.hours.by_weekday[5] == Window(time(10), time(14))
     assert xx.hours.by_weekday[6] is None
@@ -278,6 +286,15 @@ def test_malformed_pack_fails_with_an_error_naming_file_and_field(tmp_path: Path
                      id="registry-list-written-as-a-string"),
         pytest.param('verification_required_for = ["web_form"]', 'verification_required_for = "web_form"',
                      "consent.verification_required_for", id="verification-list-written-as-a-string"),
+        pytest.param('verification_required_for = ["web_form"]',
+                     'verification_required_for = ["web_form"]\nproof = { paper = ["signature"] }',
+                     "consent.proof.paper", id="proof-names-an-unknown-field"),
+        pytest.param('verification_required_for = ["web_form"]',
+                     'verification_required_for = ["web_form"]\nvoid_after_reassignment = "yes"',
+                     "consent.void_after_reassignment", id="reassignment-flag-not-a-boolean"),
+        pytest.param("after_purchase_days = 365", "after_purchase_days = 365\nafter_purchase_months = 12",
+                     "after_purchase_months or after_purchase_days", id="ebr-window-in-months-and-days"),
+        pytest.param('[hours]\n', '[hours]\ncalendar = "XQ"\n', "hours.calendar", id="unknown-holiday-calendar"),
     ],
 )
 def test_mistyped_scalar_or_list_fails_naming_the_field(tmp_path: Path, old, new, field) -> None:
@@ -295,3 +312,21 @@ def test_a_missing_policy_folder_is_an_error(tmp_path: Path) -> None:
 
 def test_policy_error_is_a_value_error() -> None:
     assert issubclass(PolicyError, ValueError)
+
+
+def test_a_pack_names_its_holiday_calendar_and_keeps_its_own_dates(tmp_path: Path) -> None:
+    write_pack(tmp_path, variant('holidays = ["01-01", "2026-05-04"]', 'calendar = "RU"\nholidays = ["08-15"]'))
+    hours = PolicyBook.load(tmp_path).get("XX").hours
+    assert hours.is_holiday(date(2026, 1, 9))  # decreed transfer of the 2026 production calendar
+    assert hours.is_holiday(date(2026, 8, 15))  # the pack's own date
+    assert not hours.is_holiday(date(2026, 1, 12))
+
+
+def test_state_registries_apply_to_their_state_or_to_every_state_when_unknown(tmp_path: Path) -> None:
+    write_pack(tmp_path, variant('exempt_bases = ["consent"]\n',
+                                 'exempt_bases = ["consent"]\n[registries."XX-A"]\nrequired = ["xx-a-dnc"]\n'
+                                 '[registries."XX-B"]\nrequired = ["xx-b-dnc"]\n'))
+    xx = PolicyBook.load(tmp_path).get("XX")
+    assert xx.registries_for("XX-A") == ("xx-dnc", "xx-a-dnc")
+    assert xx.registries_for("XX-C") == ("xx-dnc",)
+    assert xx.registries_for(None) == ("xx-dnc", "xx-a-dnc", "xx-b-dnc") == xx.all_registries()

@@ -28,7 +28,7 @@ def give_consent(screener, raw="+79991234567", **overrides):
     number = normalize(raw, "RU")
     fields = dict(id="c-1", number_digest="", purposes=("promotions",), basis=LegalBasis.CONSENT,
                   source="sms_double_opt_in", captured_at=AT - timedelta(days=30),
-                  proof=Proof(form_version="v3"))
+                  verified_at=AT - timedelta(days=30) + timedelta(minutes=3), proof=Proof(form_version="v3"))
     fields.update(overrides)
     return screener.store.add_consent(number, Consent(**fields), Contact("Europe/Moscow", ""))
 
@@ -63,7 +63,7 @@ def test_dry_run_is_neither_logged_nor_counted_as_an_attempt(screener, redis_cli
 def test_allowed_calls_count_as_attempts_toward_the_florida_cap(screener):
     number = normalize("+13055550123")
     screener.store.add_consent(number, Consent("c-fl", "", ("promotions",), LegalBasis.CONSENT, "web_form",
-                                               AT - timedelta(days=3)))
+                                               AT - timedelta(days=3), proof=Proof(form_text="Call me")))
     at = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)  # 10:00 in Miami
     results = [screener.screen("+1 305 555 0123", "fl-solar", at + timedelta(minutes=i)).reason
                for i in range(4)]

@@ -99,7 +99,23 @@ def add_consent(args: argparse.Namespace, context: CliContext) -> int:
     consent = context.store.add_consent(parsed.number, parsed.consent, parsed.contact)
     print(f"consent {consent.id} recorded for {mask(parsed.number.e164)} "
           f"({consent.basis.value}, {', '.join(consent.purposes)}, {consent.source})")
+    _warn_missing_proof(consent, context)
     return EXIT_OK
+
+
+def _warn_missing_proof(consent: Consent, context: CliContext) -> None:
+    """Say at intake where the record is not yet a basis for lack of the proof its source needs."""
+    if consent.basis is not LegalBasis.CONSENT:
+        return
+    policies = context.screener.policies
+    lacking = []
+    for code in policies.jurisdictions():
+        missing = consent.missing_proof(policies.get(code).proof_for(consent.source), datetime.now(UTC))
+        if missing:
+            lacking.append(f"{code} (needs {', '.join(missing)})")
+    if lacking:
+        print(f"warning: {consent.source} without the proof it needs is not a basis for calls under "
+              f"{'; '.join(lacking)}: checks answer consent_unverified until it is recorded", file=sys.stderr)
 
 
 def withdraw_consent(args: argparse.Namespace, context: CliContext) -> int:

@@ -19,6 +19,7 @@ from typing import Any
 import redis
 from tqdm import tqdm
 
+from blocklists.disconnects import DisconnectError, import_disconnects
 from blocklists.formats import FORMATS, FormatError
 from blocklists.registry import KINDS, ImportReport, RegistryError, RegistryInfo, RegistryManager
 from blocklists.scrub import (
@@ -77,6 +78,15 @@ def register(subparsers: Any) -> None:
     diff.add_argument("--samples", type=int, default=5, help="numbers to show from each side")
     diff.add_argument("--json", action="store_true")
     diff.set_defaults(handler=run_diff)
+
+    gone = commands.add_parser("disconnects", help="load a reassigned-numbers list: number,date of the last "
+                                                   "permanent disconnection (voids older consents where "
+                                                   "the pack says so)")
+    gone.add_argument("file", help="CSV of number,date rows (plain, .gz or .zip; a header row is skipped)")
+    gone.add_argument("--country", default="US", help="ISO country of numbers written without +CC (default US)")
+    gone.add_argument("--source", default="", help="where the file came from (default: its name)")
+    gone.add_argument("--quiet", action="store_true", help="no progress bar")
+    gone.set_defaults(handler=run_disconnects)
 
     drop = commands.add_parser("drop", help="unload a registry (calls that require it then block)")
     drop.add_argument("id")
@@ -183,6 +193,27 @@ def _import_summary(report: ImportReport, changes: bool) -> str:
         lines.append(f"  {report.bad_count:,} bad lines skipped; the first ones:")
         lines.extend(f"    {bad}" for bad in report.bad[:20])
     return "\n".join(lines)
+
+
+def run_disconnects(args: argparse.Namespace, context: CliContext) -> int:
+    path = Path(args.file)
+    if not path.is_file():
+        raise CliError(f"{path}: no such file", EXIT_INPUT)
+    store = context.store
+    bar = _bar(path.stat().st_size, "B", args.quiet, scale=True)
+    try:
+        with bar:
+            report = import_disconnects(store, str(path), country=args.country.upper(), source_label=args.source,
+                                        progress=_progress(bar))
+            bar.update(max(0, bar.total - bar.n))
+    except (DisconnectError, FormatError) as exc:
+        raise CliError(str(exc), EXIT_INPUT) from exc
+    print(f"disconnects: {report.numbers:,} numbers from {report.lines:,} lines, "
+          f"{report.updated:,} with a newer disconnection date ({report.seconds:,.1f} s)")
+    if report.bad_count:
+        print(f"  {report.bad_count:,} bad lines skipped; the first ones:")
+        print("\n".join(f"    {bad}" for bad in report.bad[:20]))
+    return EXIT_OK
 
 
 def run_list(args: argparse.Namespace, context: CliContext) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -41,7 +42,8 @@ def classic_header(args: list[str], **overrides: str) -> bytes:
 def _ready(store: Store, number: str = RU_NUMBER) -> None:
     store.put_campaign(Campaign("spring", "promotions", "RU", "RU", "Europe/Moscow"))
     store.add_consent(normalize(number, "RU"), Consent("c-1", "", ("promotions",), LegalBasis.CONSENT,
-                                                       "sms_double_opt_in", CAPTURED))
+                                                       "sms_double_opt_in", CAPTURED,
+                                                       verified_at=CAPTURED + timedelta(minutes=3)))
 
 
 def test_script_answers_through_pipes_with_the_same_contract_as_fastagi(

@@ -10,6 +10,7 @@ import pytest
 from agi_env import WEDNESDAY_MORNING, WEDNESDAY_US_NOON, AGIEnv, TestRegistries
 from asterisk_client import header_bytes
 
+from blocklists.disconnects import import_disconnects
 from callscreen.decision_log import DecisionLog
 from callscreen.models import (
     Campaign,
@@ -38,7 +39,8 @@ def campaign(env: AGIEnv, cid: str, jurisdiction: str = "RU", **changes: object)
 
 def consent(env: AGIEnv, number: str, region: str = "RU", cid: str = "c-1", **changes: object) -> Consent:
     base = Consent(id=cid, number_digest="", purposes=("promotions",), basis=LegalBasis.CONSENT,
-                   source="sms_double_opt_in", captured_at=CAPTURED)
+                   source="sms_double_opt_in", captured_at=CAPTURED,
+                   verified_at=CAPTURED + timedelta(minutes=3))
     return env.store.add_consent(normalize(number, region), replace(base, **changes))  # type: ignore[arg-type]
 
 
@@ -206,8 +208,20 @@ def test_expired_consent_blocks(agi: AGIEnv) -> None:
 
 def test_unverified_web_form_consent_blocks_in_russia(agi: AGIEnv) -> None:
     campaign(agi, "spring")
-    consent(agi, RU_NUMBER, source="web_form")
+    consent(agi, RU_NUMBER, source="web_form", verified_at=None)
     assert screen(agi, "spring").reason == "consent_unverified"
+
+
+def test_consent_from_before_a_permanent_disconnection_blocks_as_reassigned(agi: AGIEnv, tmp_path) -> None:
+    agi.clock[0] = WEDNESDAY_US_NOON
+    campaign(agi, "us-promo", "US")
+    consent(agi, FL_NUMBER, "US")  # captured 2026-05-01
+    disconnects = tmp_path / "reassigned.csv"
+    disconnects.write_text("number,disconnected\n(305) 555-0123,2026-06-01\n", encoding="utf-8")
+    import_disconnects(agi.store, str(disconnects), country="US")
+    session = screen(agi, "us-promo", FL_NUMBER)
+    assert session.reason == "consent_reassigned"
+    assert_logged(agi, session, Reason.CONSENT_REASSIGNED)
 
 
 def test_consent_for_another_purpose_blocks(agi: AGIEnv) -> None:

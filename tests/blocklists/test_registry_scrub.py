@@ -19,7 +19,7 @@ from blocklists.scrub import (
     scrub_csv,
 )
 from callscreen.cli.main import main
-from callscreen.models import Campaign, Consent, Contact, LegalBasis, OptOut
+from callscreen.models import Campaign, Consent, Contact, LegalBasis, OptOut, Proof
 from callscreen.numbers import InvalidNumber, normalize
 from callscreen.screening import build_screener
 from callscreen.store import number_key
@@ -29,6 +29,7 @@ AT = datetime(2026, 11, 20, 14, 0, tzinfo=UTC)  # Friday: 09:00 in New York, 14:
 
 
 def consent(consent_id, basis=LegalBasis.CONSENT, **extra):
+    extra.setdefault("proof", Proof(form_text="Yes, call me about offers"))
     return Consent(consent_id, "", ("promotions",), basis, "web_form", AT - timedelta(days=10), **extra)
 
 
@@ -61,7 +62,7 @@ def world(settings, redis_client, tmp_path):
 
 US_LEADS = [
     ["1", "Ann", "+1 212 555 0100"],  # consent (exempts the DNC)
-    ["2", "Bob", "(212) 555-0101"],  # on the DNC, no basis
+    ["2", "Bob", "(212) 555-0101"],  # on the DNC, no basis: refused for the listing
     ["3", "Cy", "212.555.0102"],  # on the DNC with consent
     ["4", "Di", "2125550103"],  # existing relationship
     ["5", "Ed", "12125550104"],  # opted out
@@ -102,7 +103,7 @@ def test_scrub_answers_every_row_exactly_as_the_dial_time_check_would(world, tmp
         assert summary.rows == len(rows)
     us, _ = scrub_rows(screener, lookup, "us-promo", ["id", "name", "phone"], US_LEADS, path=tmp_path / "us.csv")
     assert [line[-1] for line in us[1:]] == [
-        "consent", "no_basis", "consent", "existing_relationship", "opted_out", "invalid_number",
+        "consent", "national_dnc", "consent", "existing_relationship", "opted_out", "invalid_number",
         "invalid_number", "outside_calling_hours", "no_basis", "no_basis"]
     uk, _ = scrub_rows(screener, lookup, "uk-promo", ["ref", "tel"], UK_LEADS, "2", path=tmp_path / "uk.csv")
     assert [line[-1] for line in uk[1:]] == [
@@ -117,7 +118,7 @@ def test_scrub_reports_bad_rows_with_line_numbers_and_counts_no_attempt_and_logs
     assert summary.bad_rows == 2
     assert summary.bad_samples == [(7, "not a valid phone number"), (8, "no number in column 3")]
     assert summary.allowed == 3 and summary.blocked == 7
-    assert summary.reasons["no_basis"] == 3
+    assert summary.reasons["no_basis"] == 2 and summary.reasons["national_dnc"] == 1
     digest = screener.vault.digest("+12125550100")
     assert redis_client.zcard(number_key(digest, "attempts")) == 0
     assert screener.log.tail(5) == []
