@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -45,7 +46,8 @@ def ready(store: Store) -> Store:
     """A campaign and a consent: without a fault, every entry point answers ALLOW."""
     store.put_campaign(Campaign("spring", "promotions", "RU", "RU", "Europe/Moscow"))
     store.add_consent(normalize(RU_NUMBER, "RU"), Consent("c-1", "", ("promotions",), LegalBasis.CONSENT,
-                                                          "sms_double_opt_in", CAPTURED))
+                                                          "sms_double_opt_in", CAPTURED,
+                                                          verified_at=CAPTURED + timedelta(minutes=3)))
     return store
 
 
