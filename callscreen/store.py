@@ -317,7 +317,7 @@ class FactQuery:
             datetime.fromtimestamp(float(score) / 1000, UTC) for score in _as_hash(attempts).values()
         )
         return Facts(
-            consents=tuple(codec.consent_from(d) for d in _json_values(consents)),
+            consents=tuple(load_consent(raw, None) for raw in consents.values()),
             opt_outs=tuple(codec.opt_out_from(d) for d in _json_values(optouts)),
             objections=tuple(codec.objection_from(d) for d in _json_values(objections)),
             suppressions=tuple(codec.suppression_from(d) for d in _json_values(suppressions)),
@@ -336,6 +336,7 @@ def _as_hash(flat: list[Any]) -> dict[Any, Any]:
 # --- personal data under the subject's data key -------------------------------------------
 
 ERASED_TEXT = "[erased]"
+SEALED_TEXT = "[sealed]"
 
 
 class ErasedSubject(ValueError):
@@ -398,14 +399,19 @@ def dump_consent(consent: Consent, subject: Subject) -> str:
     data["proof"] = {k: data["proof"][k] for k in PROOF_IN_CLEAR}
     if private:
         data["proof_sealed"] = subject.seal("proof", json.dumps(private, ensure_ascii=False, sort_keys=True))
+        data["proof_held"] = sorted(private)  # which proof is on file (names only): the decision needs that
     return json.dumps(data, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
 
 
 def load_consent(raw: bytes | str, subject: Subject | None) -> Consent:
-    """A stored consent with its proof opened (``[erased]`` if its subject key is gone)."""
+    """A stored consent with its proof opened (``[erased]`` if its subject key is gone). Without a
+    subject (the decision path) each sealed proof field on file reads ``[sealed]``: present, unread."""
     data = json.loads(raw)
     sealed = data.pop("proof_sealed", "")
-    if sealed and subject is not None:
+    held = data.pop("proof_held", ())
+    if sealed and subject is None:
+        data["proof"] = {**(data.get("proof") or {}), **dict.fromkeys(held, SEALED_TEXT)}
+    elif sealed:
         try:
             private = json.loads(subject.open("proof", sealed))
         except SealError:
