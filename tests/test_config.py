@@ -97,5 +97,5 @@ def test_every_key_of_a_ring_must_be_strong_enough(tmp_path):
     settings = load_settings(write(tmp_path, ""), {
         "CALLSCREEN_HASH_KEY": "01" * 32, "CALLSCREEN_ENCRYPTION_KEY": "02" * 32,
         "CALLSCREEN_LOG_KEY": "a:" + "03" * 32 + ",b:" + "04" * 8, "CALLSCREEN_DATA_DIR": str(tmp_path)})
-    with pytest.raises(ConfigError, match="log_key.*got 8 for key b"):
+    with pytest.raises(ConfigError, match=r"log_key.*got 8 for key b"):
         settings.require_secrets()
