@@ -33,7 +33,7 @@ class AGIMetrics:
         )
         self.rejected = Counter(
             "callscreen_agi_rejected_connections",
-            "Connections closed without an answer: peer not allowed, or server full",
+            "Connections closed without an answer: peer not allowed, its share full, or server full",
             ["why"],
             registry=r,
         )
@@ -51,7 +51,7 @@ class AGIMetrics:
         )
         for kind in ERROR_KINDS:
             self.errors.labels(kind)
-        for why in ("peer", "overload"):
+        for why in ("peer", "peer_limit", "overload"):
             self.rejected.labels(why)
 
     def error(self, kind: str) -> None:

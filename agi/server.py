@@ -10,7 +10,10 @@ arguments carry everything, so a screening costs four command round trips.
 Invariants: the server never answers ALLOW unless the screener returned ALLOW (which it only
 does after logging the decision); every failure answers BLOCK ``screening_unavailable`` or
 closes the connection (which the dialplan also reads as BLOCK). Connections are bounded in
-number, time and size; peers outside the allowlist are closed without a word.
+number (in total and per peer), time and size; a session waiting on its peer (for the header
+or for a reply) can be evicted to make room, a session being decided cannot (see
+:mod:`agi.slots`); peers outside the allowlist are closed without a word. Every answer
+written is counted in ``callscreen_agi_answers_total``.
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ import logging
 import re
 import socket
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -30,7 +32,8 @@ from typing import Any, Protocol
 from agi import protocol
 from agi.answer import SCREEN_VARIABLES, WITHHELD, Answer, screen_target
 from agi.metrics import AGIMetrics
-from agi.protocol import AGIProtocolError, Header, HeaderTooLarge, Reply, ReplyReader, UnsafeValue
+from agi.protocol import AGIProtocolError, Header, HeaderReader, HeaderTooLarge, Reply, ReplyReader, UnsafeValue
+from agi.slots import Slot, SlotTable, peer_of
 from callscreen.config import Settings
 from callscreen.models import Decision, Reason, Result
 
@@ -141,19 +144,26 @@ class PeerAllowlist:
 
 
 class _AGIStream:
-    """Command/reply exchange over one connection; strictly one command in flight."""
+    """Command/reply exchange over one connection; strictly one command in flight.
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, timeout: float) -> None:
+    While a command waits for its reply the session is marked waiting on its peer, so a
+    peer that never replies can be evicted before its reply timeout ends."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, timeout: float,
+                 slots: SlotTable, slot: Slot) -> None:
         self.reader = reader
         self.writer = writer
         self.timeout = timeout
         self.replies = ReplyReader()
+        self.slots = slots
+        self.slot = slot
 
     @property
     def hungup(self) -> bool:
         return self.replies.hungup
 
     async def command(self, line: bytes) -> Reply:
+        self.slots.wait(self.slot, "reply")
         try:
             async with asyncio.timeout(self.timeout):
                 self.writer.write(line)
@@ -173,26 +183,19 @@ class _AGIStream:
             raise SessionError("connection_lost", str(exc)) from exc
         except ValueError as exc:  # reply line over the stream limit, or not AGI
             raise SessionError("asterisk_error", str(exc)) from exc
-
-
-class _Connection:
-    __slots__ = ("peer", "reading_header", "started", "task", "writer")
-
-    def __init__(self, task: asyncio.Task[Any] | None, writer: asyncio.StreamWriter, peer: str) -> None:
-        self.task = task
-        self.writer = writer
-        self.peer = peer
-        self.started = time.monotonic()
-        self.reading_header = True
+        finally:
+            self.slots.work(self.slot)
 
 
 class FastAGIServer:
     """An asyncio FastAGI server around an injected screener; start it, then :meth:`drain` it.
 
-    ``max_connections`` bounds open connections. When the server is full, the connection that
-    has waited longest for its header is dropped to make room (a live Asterisk sends its header
-    at once, so only idle or slow peers can be waiting); if none is waiting, the newcomer is
-    closed unanswered (Asterisk reads that as an empty result, which the dialplan blocks).
+    ``agi_max_connections`` bounds open connections, ``agi_max_connections_per_peer`` what one
+    address may hold of them. When a newcomer finds its peer's share or the server full, the
+    session that has waited longest on its peer (for its header or for a reply) is evicted to
+    make room: a live Asterisk sends its header at once and replies at once, so only stalled
+    or slow peers wait long. Only when every slot it could take is held by a session being
+    decided is the newcomer closed unanswered (the dialplan reads the empty result as BLOCK).
     """
 
     def __init__(
@@ -217,15 +220,16 @@ class FastAGIServer:
         self.allowlist = PeerAllowlist(allowed_hosts if allowed_hosts is not None else settings.agi_allowed_hosts)
         self.reuse_port = reuse_port
         self.read_timeout = settings.agi_read_timeout
+        self.reply_timeout = settings.agi_reply_timeout
         self.deadline = settings.agi_decision_deadline_ms / 1000
-        self.max_connections = settings.agi_max_connections
+        self.slots = SlotTable(settings.agi_max_connections, settings.agi_max_connections_per_peer)
         self.on_unavailable = on_unavailable
         self._server: asyncio.Server | None = None
-        self._open: dict[int, _Connection] = {}
-        self._waiting: OrderedDict[int, _Connection] = OrderedDict()
+        self._sessions: set[asyncio.Task[Any]] = set()
         self._background: set[asyncio.Task[Any]] = set()
         self._closing = False
         self._refusals = _RateLimitedLog(log, interval=1.0)
+        self._evictions = _RateLimitedLog(log, interval=1.0)
         self._warnings = _RateLimitedLog(log, interval=1.0)
 
     # --- lifecycle -------------------------------------------------------------------
@@ -246,19 +250,20 @@ class FastAGIServer:
 
     @property
     def open_connections(self) -> int:
-        return len(self._open)
+        return len(self.slots)
 
     async def drain(self, grace: float | None = None) -> None:
         """Stop accepting, let every open session and pending log write finish, then return.
 
-        Sessions still running after ``grace`` seconds (default: read timeout + deadline +
-        1 s, the longest a healthy session can take) are cut.
+        Sessions still running after ``grace`` seconds (default: header timeout, decision
+        hard stop, four reply timeouts and 1 s: the longest a session can take) are cut.
         """
         self._closing = True
         if self._server is not None:
             self._server.close()
-        grace = self.read_timeout * 2 + self.deadline + 1.0 if grace is None else grace
-        pending = [c.task for c in self._open.values() if c.task is not None] + list(self._background)
+        if grace is None:
+            grace = self.read_timeout + self.deadline + LOG_ALLOWANCE + 4 * self.reply_timeout + 1.0
+        pending = list(self._sessions) + list(self._background)
         if pending:
             _done, still = await asyncio.wait(pending, timeout=grace)
             for task in still:
@@ -286,78 +291,77 @@ class FastAGIServer:
             self._refusals.note("refused AGI connection from %s (not in the allowlist)", host)
             writer.transport.abort()
             return
-        if self._closing or not self._make_room():
-            self.metrics.rejected.labels("overload").inc()
-            self._refusals.note("refused AGI connection from %s: %d connections open", host, len(self._open))
-            writer.transport.abort()
+        if self._closing:
+            self._refuse(writer, host, "overload")
             return
         task = asyncio.current_task()
-        conn = _Connection(task, writer, host)
-        key = id(conn)
-        self._open[key] = conn
-        self._waiting[key] = conn
+        slot, evicted, refusal = self.slots.admit(peer_of(host), task, writer.transport)
+        for victim in evicted:
+            self.metrics.error("evicted")
+            self._evictions.note("evicted an AGI session from %s waiting %.1f s for its %s, to make room",
+                                 victim.peer, time.monotonic() - victim.waiting_since, victim.waiting_for)
+        if slot is None:
+            self._refuse(writer, host, refusal)
+            return
+        if task is not None:
+            self._sessions.add(task)
         self.metrics.connections.inc()
         try:
-            await self._session(conn, reader, writer)
+            await self._session(slot, reader, writer)
         except asyncio.CancelledError:
-            if conn.reading_header:
-                self.metrics.error("evicted")
-                log.info("dropped idle AGI connection from %s to make room", host)
-            else:
+            if not slot.evicted:
                 raise
         finally:
-            self._open.pop(key, None)
-            self._waiting.pop(key, None)
+            self.slots.release(slot)
+            self._sessions.discard(task)  # type: ignore[arg-type]
             self.metrics.connections.dec()
             with contextlib.suppress(Exception):
                 writer.close()
 
-    def _make_room(self) -> bool:
-        if len(self._open) < self.max_connections:
-            return True
-        while self._waiting:
-            _key, oldest = self._waiting.popitem(last=False)
-            if oldest.task is not None and not oldest.task.done():
-                oldest.task.cancel()
-                oldest.writer.transport.abort()
-                return True
-        return False
+    def _refuse(self, writer: asyncio.StreamWriter, host: str, why: str) -> None:
+        """Close a newcomer unanswered: its peer's share or the server is held by working sessions."""
+        self.metrics.rejected.labels(why).inc()
+        self._refusals.note("refused AGI connection from %s (%s): %d connections open, %d from this peer",
+                            host, why, len(self.slots), self.slots.held_by(peer_of(host)))
+        writer.transport.abort()
 
     async def _read_header(self, reader: asyncio.StreamReader) -> Header:
-        """The whole header, ending with its blank line, within one read timeout (no slowloris)."""
+        """The whole header, ending with its blank line, within one read timeout (no slowloris).
+
+        Lines may end in LF or CRLF (mixed too); the blank line ends the header either way."""
+        lines = HeaderReader()
         try:
             async with asyncio.timeout(self.read_timeout):
-                block = await reader.readuntil(b"\n\n")
-            return protocol.parse_header_bytes(block)
+                while not lines.done:
+                    raw = await reader.readline()
+                    if not raw.endswith(b"\n"):
+                        raise SessionError("connection_lost", "closed before the header ended")
+                    lines.feed(raw)
+            return lines.header()
         except TimeoutError:
             raise SessionError("header_timeout", f"no complete header in {self.read_timeout}s") from None
-        except asyncio.IncompleteReadError:
-            raise SessionError("connection_lost", "closed before the header ended") from None
-        except asyncio.LimitOverrunError as exc:
-            raise SessionError("header_too_large", f"no header end within {STREAM_LIMIT} bytes") from exc
         except HeaderTooLarge as exc:
             raise SessionError("header_too_large", str(exc)) from exc
         except AGIProtocolError as exc:
             raise SessionError("bad_header", str(exc)) from exc
+        except ValueError as exc:  # one line longer than the stream limit
+            raise SessionError("header_too_large", f"header line longer than {STREAM_LIMIT} bytes") from exc
         except (ConnectionError, OSError) as exc:
             raise SessionError("connection_lost", str(exc)) from exc
 
-    async def _session(self, conn: _Connection, reader: asyncio.StreamReader,
-                       writer: asyncio.StreamWriter) -> None:
-        stream = _AGIStream(reader, writer, self.read_timeout)
+    async def _session(self, slot: Slot, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        stream = _AGIStream(reader, writer, self.reply_timeout, self.slots, slot)
         try:
             try:
                 header = await self._read_header(reader)
             except SessionError as exc:
-                conn.reading_header = False
-                self._waiting.pop(id(conn), None)
+                self.slots.work(slot)
                 if exc.kind == "bad_header":
                     # complete but malformed (e.g. a caller-ID name carrying a newline): say BLOCK
                     self.metrics.sessions.labels("invalid").inc()
                     await self._answer(stream, Answer.unavailable())
                 raise
-            conn.reading_header = False
-            self._waiting.pop(id(conn), None)
+            self.slots.work(slot)
             script = header.script
             if script == "screen":
                 self.metrics.sessions.labels("screen").inc()
@@ -374,12 +378,12 @@ class FastAGIServer:
         except SessionError as exc:
             self.metrics.error(exc.kind)
             if exc.kind == "connection_lost":
-                log.info("AGI session from %s ended early (%s): %s", conn.peer, exc.kind, exc)
+                log.info("AGI session from %s ended early (%s): %s", slot.peer, exc.kind, exc)
             else:
-                self._warnings.note("AGI session from %s ended early (%s): %s", conn.peer, exc.kind, exc)
+                self._warnings.note("AGI session from %s ended early (%s): %s", slot.peer, exc.kind, exc)
         except Exception:
             self.metrics.error("internal")
-            log.exception("AGI session from %s failed", conn.peer)
+            log.exception("AGI session from %s failed", slot.peer)
 
     # --- scripts ---------------------------------------------------------------------
 
@@ -395,7 +399,6 @@ class FastAGIServer:
             answer = await self._decide(*target)
         await self._answer(stream, answer)
         self.metrics.answer_seconds.observe(time.perf_counter() - started)
-        self.metrics.answers.labels(answer.result, answer.reason).inc()
 
     async def _decide(self, number: str, campaign: str) -> Answer:
         """Ask the screener; it answers within its deadline (logging a BLOCK when the store is slow).
@@ -448,6 +451,7 @@ class FastAGIServer:
         task.add_done_callback(self._background.discard)
 
     async def _answer(self, stream: _AGIStream, answer: Answer) -> None:
+        """Write the four variables, SCREEN_RESULT last; counted once all four are acknowledged."""
         for name, value in zip(SCREEN_VARIABLES, answer.values(), strict=True):
             try:
                 line = protocol.set_variable(name, value)
@@ -458,6 +462,7 @@ class FastAGIServer:
             reply = await stream.command(line)
             if reply.code != 200:
                 raise SessionError("asterisk_error", f"{name}: {reply.code} {reply.text[:80]}")
+        self.metrics.answers.labels(answer.result, answer.reason).inc()
 
     async def _outcome(self, header: Header) -> None:
         try:

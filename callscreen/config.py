@@ -43,9 +43,11 @@ class Settings:
     agi_port: int = 4573
     agi_workers: int = 1
     agi_allowed_hosts: tuple[str, ...] = ("127.0.0.1", "::1")
-    agi_read_timeout: float = 5.0
+    agi_read_timeout: float = 5.0  # for the whole header
+    agi_reply_timeout: float = 2.0  # for each reply to a command
     agi_decision_deadline_ms: int = 250
-    agi_max_connections: int = 512
+    agi_max_connections: int = 512  # per worker
+    agi_max_connections_per_peer: int = 384  # what one address may hold of them
     agi_backlog: int = 4096
     # dashboard and metrics
     dashboard_host: str = "127.0.0.1"
@@ -212,4 +214,8 @@ def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | N
         raise ConfigError("retention_interval_hours: must be 0 (off) or positive")
     if settings.agi_workers < 1 or settings.agi_decision_deadline_ms < 1:
         raise ConfigError("agi_workers and agi_decision_deadline_ms must be positive")
+    if settings.agi_max_connections < 1 or settings.agi_max_connections_per_peer < 1:
+        raise ConfigError("agi_max_connections and agi_max_connections_per_peer must be positive")
+    if not (settings.agi_read_timeout > 0 and settings.agi_reply_timeout > 0):
+        raise ConfigError("agi_read_timeout and agi_reply_timeout must be positive")
     return settings

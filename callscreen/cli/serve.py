@@ -36,10 +36,14 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--allow", action="append", metavar="HOST",
                         help="Asterisk host, network (CIDR) or name allowed to connect; repeat for more "
                              "(setting agi_allowed_hosts, default loopback only)")
-    parser.add_argument("--read-timeout", type=float, help="seconds for a header or a reply (agi_read_timeout)")
+    parser.add_argument("--read-timeout", type=_seconds, help="seconds for the whole header (agi_read_timeout)")
+    parser.add_argument("--reply-timeout", type=_seconds,
+                        help="seconds for each reply to a command (agi_reply_timeout)")
     parser.add_argument("--deadline-ms", type=_positive, help="decision deadline (agi_decision_deadline_ms)")
     parser.add_argument("--max-connections", type=_positive, help="open connections per worker "
                                                                    "(agi_max_connections)")
+    parser.add_argument("--max-connections-per-peer", type=_positive,
+                        help="open connections one address may hold (agi_max_connections_per_peer)")
     parser.add_argument("--backlog", type=_positive, help="listen backlog (agi_backlog)")
     parser.add_argument("--metrics-port", type=int, help="Prometheus /metrics port, 0 to disable (metrics_port)")
     parser.add_argument("--metrics-host", help="address for /metrics (default: the --host address)")
@@ -50,6 +54,13 @@ def _port(text: str) -> int:
     value = int(text)
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"not a TCP port: {text}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds: {text}")
     return value
 
 
@@ -64,8 +75,9 @@ def effective_settings(args: argparse.Namespace, settings: Settings) -> Settings
     """Command-line options over the loaded settings."""
     changes: dict[str, Any] = {}
     for option, name in (("host", "agi_host"), ("port", "agi_port"), ("workers", "agi_workers"),
-                         ("read_timeout", "agi_read_timeout"), ("deadline_ms", "agi_decision_deadline_ms"),
-                         ("max_connections", "agi_max_connections"), ("backlog", "agi_backlog"),
+                         ("read_timeout", "agi_read_timeout"), ("reply_timeout", "agi_reply_timeout"),
+                         ("deadline_ms", "agi_decision_deadline_ms"), ("max_connections", "agi_max_connections"),
+                         ("max_connections_per_peer", "agi_max_connections_per_peer"), ("backlog", "agi_backlog"),
                          ("metrics_port", "metrics_port")):
         value = getattr(args, option, None)
         if value is not None:

@@ -1,0 +1,148 @@
+"""Connection slots of the FastAGI server: a total cap, a per-peer share, and eviction of the
+session that has waited longest on its peer.
+
+A session is either *working* (its header is parsed and callscreen is deciding or recording) or
+*waiting on its peer* (for the header, or for the reply to a command). Only a waiting session
+can be stalled by its peer, so only waiting sessions are ever evicted: a live Asterisk sends its
+header at once and replies to ``SET VARIABLE`` in well under a millisecond, so whichever session
+has been waiting longest is the one least likely to be a live call.
+
+Invariants: a peer never holds more than ``per_peer`` slots and the table never more than
+``total``; a newcomer is refused only when every slot it could take is held by a working
+session; an evicted session leaves the table at once (its task is cancelled and its socket
+aborted), so the slot it held is free before the newcomer is admitted.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from collections import OrderedDict
+from typing import Any
+
+PEER_LIMIT = "peer_limit"
+OVERLOAD = "overload"
+
+
+def peer_of(host: str) -> str:
+    """One identity per host: an IPv4-mapped IPv6 address counts as its IPv4 address."""
+    host = host.split("%")[0]
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(address)
+
+
+class Slot:
+    """One admitted connection: its peer, its task and transport, and what it waits for."""
+
+    __slots__ = ("evicted", "open", "peer", "task", "transport", "waiting_for", "waiting_since")
+
+    def __init__(self, peer: str, task: Any, transport: Any) -> None:
+        self.peer = peer
+        self.task = task
+        self.transport = transport
+        self.waiting_for = ""  # "header", "reply" or "" while working
+        self.waiting_since = 0.0
+        self.evicted = False
+        self.open = True
+
+
+class SlotTable:
+    """Admits, tracks and evicts connections; single-threaded (one event loop)."""
+
+    def __init__(self, total: int, per_peer: int) -> None:
+        if total < 1 or per_peer < 1:
+            raise ValueError("connection limits must be positive")
+        self.total = total
+        self.per_peer = min(per_peer, total)
+        self._count = 0
+        self._by_peer: dict[str, int] = {}
+        self._waiting: OrderedDict[int, Slot] = OrderedDict()  # oldest wait first
+        self._waiting_by_peer: dict[str, OrderedDict[int, Slot]] = {}
+
+    def __len__(self) -> int:
+        return self._count
+
+    def held_by(self, peer: str) -> int:
+        return self._by_peer.get(peer, 0)
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+    def admit(self, peer: str, task: Any, transport: Any) -> tuple[Slot | None, list[Slot], str]:
+        """A slot for a newcomer from ``peer``, making room by eviction if needed.
+
+        Returns ``(slot, evicted, refusal)``: the slot is None (and ``refusal`` names why) when
+        the peer's share or the whole table is held by working sessions. The new slot starts
+        out waiting for its header.
+        """
+        evicted: list[Slot] = []
+        if self._by_peer.get(peer, 0) >= self.per_peer:
+            victim = next(iter(self._waiting_by_peer.get(peer, {}).values()), None)
+            if victim is None:  # named for what is full: the peer's share, or the whole table
+                return None, evicted, PEER_LIMIT if self._count < self.total else OVERLOAD
+            evicted.append(self._evict(victim))
+        if self._count >= self.total:
+            victim = next(iter(self._waiting.values()), None)
+            if victim is None:
+                return None, evicted, OVERLOAD
+            evicted.append(self._evict(victim))
+        slot = Slot(peer, task, transport)
+        self._count += 1
+        self._by_peer[peer] = self._by_peer.get(peer, 0) + 1
+        self.wait(slot, "header")
+        return slot, evicted, ""
+
+    def wait(self, slot: Slot, what: str) -> None:
+        """``slot`` now waits on its peer (for ``what``); it becomes the newest waiter."""
+        self._unwait(slot)
+        slot.waiting_for, slot.waiting_since = what, time.monotonic()
+        key = id(slot)
+        self._waiting[key] = slot
+        self._waiting_by_peer.setdefault(slot.peer, OrderedDict())[key] = slot
+
+    def work(self, slot: Slot) -> None:
+        """``slot``'s peer has delivered; the session is working and cannot be evicted."""
+        self._unwait(slot)
+
+    def release(self, slot: Slot) -> None:
+        """The connection ended (or was evicted); idempotent."""
+        if not slot.open:
+            return
+        self._unwait(slot)
+        slot.open = False
+        self._count -= 1
+        held = self._by_peer[slot.peer] - 1
+        if held:
+            self._by_peer[slot.peer] = held
+        else:
+            del self._by_peer[slot.peer]
+
+    def _unwait(self, slot: Slot) -> None:
+        if not slot.waiting_for:
+            return
+        key = id(slot)
+        self._waiting.pop(key, None)
+        mine = self._waiting_by_peer.get(slot.peer)
+        if mine is not None:
+            mine.pop(key, None)
+            if not mine:
+                del self._waiting_by_peer[slot.peer]
+        slot.waiting_for = ""
+
+    def _evict(self, slot: Slot) -> Slot:
+        """Cut a waiting session: mark it, cancel its task, abort its socket, free its slot."""
+        slot.evicted = True
+        waiting_for, task = slot.waiting_for, slot.task
+        self.release(slot)
+        slot.waiting_for = waiting_for  # kept for the log line
+        if task is not None and not task.done():
+            task.cancel()
+        if slot.transport is not None:
+            slot.transport.abort()
+        return slot
