@@ -34,7 +34,7 @@ async def main(port: int, url: str) -> None:
         pipe = client.pipeline(transaction=False)
         for kind in KINDS:
             pipe.hgetall(f"floor:{{{number}}}:{kind}")
-        pipe.zrangebyscore(f"floor:{{{number}}}:attempts", 0, "+inf", withscores=True)
+        pipe.zrevrangebyscore(f"floor:{{{number}}}:attempts", "+inf", 0, start=0, num=4, withscores=True)
         pipe.xadd("floor:log", {"n": number, "r": "ALLOW"}, maxlen=100_000, approximate=True)
         await pipe.execute()
         for name, value in (("SCREEN_ID", "d-floor-00000000"), ("SCREEN_REASON", "consent"),

@@ -54,7 +54,7 @@ def main() -> None:
                 proof=Proof(form_version="v1")), Contact("Europe/Moscow", ""))
         pack = screener.policies.get("RU")
         number = normalize(numbers[0])
-        facts = screener.store.facts(number, AT)
+        facts = screener.store.facts(number, AT, attempt_limit=pack.attempt_read_limit)
         request = ScreeningRequest(numbers[0], number, campaign, AT)
         normalize.cache_clear()
         timed("normalize (uncached)", n, lambda i: normalize.__wrapped__(f"8 999 {i % 10_000_000:07d}", "RU"))

@@ -326,7 +326,8 @@ class BatchScreener:
         for position in positions:
             number = numbers[position]
             assert number is not None
-            query = FactQuery(number, digests[position], self.at, self.registry_ids, self.registries)
+            query = FactQuery(number, digests[position], self.at, self.registry_ids, self.registries,
+                              attempt_limit=self.pack.attempt_read_limit)
             planned = query.commands()
             queries.append((position, query, len(planned)))
             commands.extend(planned)

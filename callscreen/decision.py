@@ -292,7 +292,10 @@ def _attempts(facts: Facts, pack: PolicyPack, subdivision: str | None,
         recent = sum(1 for t in facts.attempts if at - cap.window < t <= at)
         if recent >= cap.max_attempts:
             hours = cap.window.total_seconds() / 3600
-            return "attempts", Reason.ATTEMPT_CAP, f"{recent} calls in the last {hours:g} h; cap {cap.max_attempts}"
+            # every attempt read lies in the window and the read was capped: there may be more
+            at_least = "at least " if recent == len(facts.attempts) == facts.attempts_limit else ""
+            return "attempts", Reason.ATTEMPT_CAP, (
+                f"{at_least}{recent} calls in the last {hours:g} h; cap {cap.max_attempts}")
     if not caps:
         return "attempts", None, "no attempt cap applies"
     return "attempts", None, "under every attempt cap"

@@ -94,16 +94,24 @@ return {1, after}
 """
 
 # The per-number index writes of one decision, in one command (keys in the number's slot).
-# KEYS: decisions, attempts. ARGV: ms, id, retention horizon ms, attempt (1/0), attempt horizon ms.
+# KEYS: decisions, attempts. ARGV: ms, id, retention horizon ms, attempt (1/0), attempt horizon ms,
+# trim batch. Each write drops at most a batch of entries older than its horizon: the work per
+# decision stays bounded however long a number went uncalled, and since a write adds one entry
+# and may drop a whole batch, whatever is past its horizon is gone after a few writes.
 INDEX_SHA = script("""
+local function trim(key, horizon)
+  local old = redis.call('ZRANGEBYSCORE', key, '-inf', horizon, 'LIMIT', 0, ARGV[6])
+  if #old > 0 then redis.call('ZREM', key, unpack(old)) end
+end
 redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
+trim(KEYS[1], ARGV[3])
 if ARGV[4] == '1' then
   redis.call('ZADD', KEYS[2], ARGV[1], ARGV[2])
-  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[5])
+  trim(KEYS[2], ARGV[5])
 end
 return 1
 """)
+TRIM_BATCH = 64
 
 
 class LogWriteError(StoreError):
@@ -378,7 +386,7 @@ class DecisionLog:
             return []
         keys = (number_key(record.number_digest, "decisions"), number_key(record.number_digest, "attempts"))
         return [("EVALSHA", INDEX_SHA, 2, *keys, ms(record.at), record.id, ms(record.at - self.retention),
-                 1 if attempt else 0, ms(record.at - ATTEMPT_HISTORY))]
+                 1 if attempt else 0, ms(record.at - ATTEMPT_HISTORY), TRIM_BATCH)]
 
     # --- outcomes and summaries -----------------------------------------------------------
 

@@ -183,6 +183,9 @@ class Facts:
     suppressions: tuple[Suppression, ...] = ()
     registries: tuple[RegistryStatus, ...] = ()
     attempts: tuple[datetime, ...] = ()  # times of earlier allowed calls, newest last
+    # attempts holds at most this many, the newest (None: every attempt of the history); the
+    # store reads only what the pack's caps need, see PolicyPack.attempt_read_limit
+    attempts_limit: int | None = None
     contact: Contact = field(default_factory=Contact)
     erased_at: datetime | None = None  # the number's personal data was erased: never call it again
     # When the number was last permanently disconnected (a reassigned-numbers list): a consent

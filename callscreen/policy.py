@@ -187,6 +187,18 @@ class PolicyPack:
             return [self.hours]
         return [self.hours, *self.subdivision_hours.values()]
 
+    @property
+    def attempt_read_limit(self) -> int:
+        """How many of a number's newest attempts decide every cap of this pack (0: no cap).
+
+        A cap of N calls in a window is reached iff the N-th newest attempt up to now lies in
+        the window, so the newest ``max(N)`` attempts decide every cap exactly, however many
+        calls the number has had; one more keeps the count a record shows exact up to the
+        cap (beyond it, the record says "at least"). The store reads no more than that."""
+        caps = [self.attempt_cap] if self.attempt_cap else []
+        caps.extend(self.subdivision_attempt_caps.values())
+        return max((cap.max_attempts + 1 for cap in caps), default=0)
+
     def attempt_caps_for(self, subdivision: str | None) -> list[AttemptCap]:
         caps = [self.attempt_cap] if self.attempt_cap else []
         if subdivision and subdivision in self.subdivision_attempt_caps:

@@ -131,7 +131,8 @@ class Screener:
         # A logged decision seals the number under the subject's data key: the fact query
         # creates that key on first sight (a dry run stores nothing).
         candidate = self.vault.wrap_key(digest, self.vault.new_data_key()) if logged else ""
-        query = FactQuery(request.number, digest, request.at, registry_ids, self.registries, candidate)
+        query = FactQuery(request.number, digest, request.at, registry_ids, self.registries, candidate,
+                          attempt_limit=pack.attempt_read_limit)
         return pack, query
 
     def _digest(self, request: ScreeningRequest) -> str:

@@ -134,12 +134,18 @@ def script(body: str) -> str:
 # One command instead of eight: every per-number key lives in the same slot, so this is
 # cluster-safe. KEYS: consents, optouts, objections, suppressions, contact, attempts, key,
 # erased. ARGV: attempt horizon ms, a freshly wrapped data key to store if the subject has
-# none ('' for none: dry runs), never for an erased subject. Replies 7 and 8: the stored
-# wrapped key and the erasure marker.
+# none ('' for none: dry runs), never for an erased subject; now ms; how many of the newest
+# attempts up to now to read (0: none). Replies 7 and 8: the stored wrapped key and the
+# erasure marker. The attempt read is bounded, O(log n + limit), however many calls the
+# number has had.
 FACTS_SHA = script("""
 local out = {}
 for i = 1, 5 do out[i] = redis.call('HGETALL', KEYS[i]) end
-out[6] = redis.call('ZRANGEBYSCORE', KEYS[6], ARGV[1], '+inf', 'WITHSCORES')
+if tonumber(ARGV[4]) > 0 then
+  out[6] = redis.call('ZREVRANGEBYSCORE', KEYS[6], ARGV[3], ARGV[1], 'WITHSCORES', 'LIMIT', 0, ARGV[4])
+else
+  out[6] = {}
+end
 out[8] = redis.call('GET', KEYS[8])
 if ARGV[2] ~= '' and not out[8] then redis.call('SET', KEYS[7], ARGV[2], 'NX') end
 out[7] = redis.call('GET', KEYS[7])
@@ -276,7 +282,10 @@ class FactQuery:
     With ``key_candidate`` (a freshly wrapped data key) the same command creates the subject's
     data key if it has none, so the decision's log record can seal the number without another
     round trip; after :meth:`parse`, ``wrapped_key`` holds the subject's stored wrapped key
-    (None for an erased subject)."""
+    (None for an erased subject).
+
+    ``attempt_limit`` is how many of the newest attempts up to ``at`` to read: the pack's
+    :attr:`~callscreen.policy.PolicyPack.attempt_read_limit` (0 when it has no cap)."""
 
     KINDS = ("consents", "optouts", "objections", "suppressions", "contact")
 
@@ -288,8 +297,13 @@ class FactQuery:
         registry_ids: Sequence[str] = (),
         registries: RegistryLookup | None = None,
         key_candidate: str = "",
+        *,
+        attempt_limit: int,
     ) -> None:
+        if attempt_limit < 0:
+            raise ValueError("attempt_limit must not be negative")
         self.number = number
+        self.attempt_limit = attempt_limit
         self.digest = digest
         self.at = at
         self.registry_ids = tuple(registry_ids)
@@ -301,7 +315,7 @@ class FactQuery:
     def commands(self) -> list[Command]:
         keys = [number_key(self.digest, kind) for kind in (*self.KINDS, "attempts", "key", "erased")]
         facts: Command = ("EVALSHA", FACTS_SHA, len(keys), *keys, ms(self.at - ATTEMPT_HISTORY),
-                          self.key_candidate)
+                          self.key_candidate, ms(self.at), self.attempt_limit)
         return [facts, *self._registry_commands]
 
     def parse(self, replies: Sequence[Any]) -> Facts:
@@ -323,6 +337,7 @@ class FactQuery:
             suppressions=tuple(codec.suppression_from(d) for d in _json_values(suppressions)),
             registries=self.registries.parse(self.number, self.registry_ids, replies[1:]),
             attempts=tuple(sorted(attempt_times)),
+            attempts_limit=self.attempt_limit,
             contact=codec.contact_from(contact_map),
             erased_at=codec.parse_time(json.loads(erased)["at"]) if erased else None,
             disconnected_at=codec.parse_time(disconnected) if disconnected else None,
@@ -636,6 +651,7 @@ class Store:
         return bool(self.client.hdel(number_key(digest, "suppressions"), complaint_id))
 
     def facts(self, number: PhoneNumber, at: datetime, registry_ids: Sequence[str] = (),
-              registries: RegistryLookup | None = None) -> Facts:
-        query = FactQuery(number, self.vault.digest(number.e164), at, registry_ids, registries)
+              registries: RegistryLookup | None = None, *, attempt_limit: int) -> Facts:
+        query = FactQuery(number, self.vault.digest(number.e164), at, registry_ids, registries,
+                          attempt_limit=attempt_limit)
         return query.parse(run_pipeline(self.client, query.commands()))

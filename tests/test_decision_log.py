@@ -9,8 +9,8 @@ import pytest
 import redis
 import redis.asyncio
 
-from callscreen.decision_log import HEADS, STREAM, DecisionLog, LogRecord, LogWriteError
-from callscreen.store import StoreError, connect
+from callscreen.decision_log import HEADS, STREAM, TRIM_BATCH, DecisionLog, LogRecord, LogWriteError
+from callscreen.store import StoreError, connect, number_key, run_pipeline
 from tests_support import LOG_FAULTS, TEST_LOG_KEY, refusing_log_writes
 
 
@@ -170,3 +170,15 @@ def test_an_append_that_times_out_raises(log, redis_client, valkey_server):
     log.client = redis_client
     log.append(record(2))
     assert log.verify().ok
+
+
+def test_index_writes_trim_what_is_past_its_horizon_a_bounded_batch_at_a_time(log, redis_client):
+    now = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
+    attempts = number_key("ab" * 16, "attempts")
+    stale = int((now - timedelta(days=9)).timestamp() * 1000)
+    redis_client.zadd(attempts, {f"d-old-{i}": stale - i for i in range(150)})
+    for n, expected_stale in enumerate((150 - TRIM_BATCH, 150 - 2 * TRIM_BATCH, 0)):
+        new = record(100 + n, now + timedelta(seconds=n))
+        run_pipeline(redis_client, log.decision_index_commands(new, attempt=True))
+        assert redis_client.zcount(attempts, "-inf", stale) == expected_stale
+        assert redis_client.zcard(attempts) == expected_stale + n + 1  # the new attempts stay

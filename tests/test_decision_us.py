@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 from decision_cases import (
+    BOOK,
     DAY,
     check,
     consent,
@@ -23,6 +24,8 @@ from decision_cases import (
     utc,
     with_pack,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from callscreen.models import Contact, Facts, Proof, Reason, Result
 from callscreen.numbers import PhoneNumber
@@ -275,6 +278,40 @@ def test_state_attempt_caps(raw, ages_hours, allowed) -> None:
     if not allowed:
         assert decision.reason == Reason.ATTEMPT_CAP
         assert check(decision, "attempts").detail == "3 calls in the last 24 h; cap 3"
+
+
+def newest_read(attempts: tuple, at, limit: int) -> Facts:
+    """What the store reads: the newest ``limit`` attempts of the 8-day history up to ``at``."""
+    kept = sorted(t for t in attempts if at - 8 * DAY <= t <= at)
+    return facts(consent(), attempts=tuple(kept[-limit:] if limit else ()), attempts_limit=limit)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    ages_minutes=st.lists(st.integers(min_value=-600, max_value=3000), max_size=12),
+    phone=st.sampled_from((MIAMI, OKLAHOMA_CITY, DALLAS, None)),
+)
+def test_the_newest_attempts_the_store_reads_decide_every_cap_as_the_whole_history_does(ages_minutes, phone) -> None:
+    at = local(NY, 2026, 11, 18, 15)
+    attempts = tuple(sorted(at - timedelta(minutes=m) for m in ages_minutes))
+    kwargs = {"raw": phone} if phone else {"phone": UNKNOWN_STATE}
+    limit = BOOK.get("US").attempt_read_limit
+    whole = screen("US", at, facts(consent(), attempts=attempts), **kwargs)
+    bounded = screen("US", at, newest_read(attempts, at, limit), **kwargs)
+    assert (bounded.result, bounded.reason) == (whole.result, whole.reason)
+    assert [(c.name, c.passed) for c in bounded.checks] == [(c.name, c.passed) for c in whole.checks]
+
+
+def test_a_capped_read_says_at_least_when_the_window_may_hold_more() -> None:
+    at = local(NY, 2026, 11, 18, 15)
+    attempts = tuple(at - timedelta(minutes=m) for m in range(500, 0, -1))
+    limit = BOOK.get("US").attempt_read_limit
+    assert limit == 4  # the largest US cap (3) plus one
+    decision = screen("US", at, newest_read(attempts, at, limit), raw=MIAMI)
+    assert decision.reason == Reason.ATTEMPT_CAP
+    assert check(decision, "attempts").detail == "at least 4 calls in the last 24 h; cap 3"
+    exact = screen("US", at, newest_read(attempts[-3:], at, limit), raw=MIAMI)
+    assert check(exact, "attempts").detail == "3 calls in the last 24 h; cap 3"
 
 
 def test_unknown_state_applies_every_state_cap() -> None:

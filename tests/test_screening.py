@@ -11,7 +11,7 @@ from callscreen.config import Settings
 from callscreen.models import Campaign, Consent, Contact, LegalBasis, Proof, Reason, Result, Suppression
 from callscreen.numbers import normalize
 from callscreen.screening import build_screener
-from callscreen.store import connect, number_key
+from callscreen.store import connect, ms, number_key
 
 AT = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)  # 13:00 in Moscow, a Friday
 
@@ -131,3 +131,16 @@ def test_missing_keys_fail_loudly_at_start_up(redis_client):
 
     with pytest.raises(ConfigError):
         build_screener(Settings(), redis_client)
+
+
+def test_a_much_called_number_is_capped_from_a_bounded_read_with_the_same_answer(screener, redis_client):
+    number = normalize("+13055550123")
+    screener.store.add_consent(number, Consent("c-fl", "", ("promotions",), LegalBasis.CONSENT, "web_form",
+                                               AT - timedelta(days=3)))
+    at = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)  # 10:00 in Miami
+    attempts = number_key(screener.vault.digest(number.e164), "attempts")
+    redis_client.zadd(attempts, {f"d-{i}": ms(at - timedelta(seconds=10 * i + 10)) for i in range(3000)})
+    decision = screener.screen("+1 305 555 0123", "fl-solar", at)
+    assert decision.reason is Reason.ATTEMPT_CAP
+    attempts_check = next(c for c in decision.checks if c.name == "attempts")
+    assert attempts_check.detail == "at least 4 calls in the last 24 h; cap 3"

@@ -1,8 +1,8 @@
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from callscreen.models import Consent, LegalBasis, OptOut
 from callscreen.numbers import normalize
-from callscreen.store import number_key
+from callscreen.store import ATTEMPT_HISTORY, ms, number_key
 
 
 def test_consent_is_stored_under_keyed_digest_with_number_sealed(store, redis_client):
@@ -28,10 +28,29 @@ def test_all_keys_of_one_number_share_a_cluster_slot(store, redis_client):
     assert len(slots) == 1
 
 
+def test_attempt_read_takes_only_the_newest_attempts_up_to_the_decision_time(store, redis_client):
+    number = normalize("+13055550123")
+    at = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)
+    attempts = number_key(store.vault.digest(number.e164), "attempts")
+    redis_client.zadd(attempts, {f"d-{m}": ms(at - timedelta(minutes=m)) for m in range(-5, 2000)})
+    facts = store.facts(number, at, attempt_limit=4)
+    assert facts.attempts == tuple(at - timedelta(minutes=m) for m in (3, 2, 1, 0))  # none after `at`
+    assert facts.attempts_limit == 4
+    assert store.facts(number, at, attempt_limit=0).attempts == ()
+
+
+def test_attempts_older_than_the_history_are_not_read(store, redis_client):
+    number = normalize("+13055550123")
+    at = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)
+    attempts = number_key(store.vault.digest(number.e164), "attempts")
+    redis_client.zadd(attempts, {"d-old": ms(at - ATTEMPT_HISTORY - timedelta(seconds=1))})
+    assert store.facts(number, at, attempt_limit=4).attempts == ()
+
+
 def test_facts_are_gathered_in_one_round_trip(store):
     number = normalize("+79991234567")
     store.add_opt_out(number, OptOut("spring", "call", datetime.now(UTC)))
-    facts = store.facts(number, datetime.now(UTC))
+    facts = store.facts(number, datetime.now(UTC), attempt_limit=0)
     assert [o.campaign_id for o in facts.opt_outs] == ["spring"]
 
 

@@ -37,7 +37,7 @@ def test_the_lookup_is_one_getbit_per_registry_inside_the_fact_query_pipeline(ma
     load(manager, "gb-tps", "02079460958\n", tmp_path)
     lookup = RedisRegistryLookup(redis_client)
     number = normalize("+44 20 7946 0958")
-    query = FactQuery(number, store.vault.digest(number.e164), AT, ("gb-tps", "gb-ctps"), lookup)
+    query = FactQuery(number, store.vault.digest(number.e164), AT, ("gb-tps", "gb-ctps"), lookup, attempt_limit=0)
     commands = query.commands()
     assert commands[-2] == ("GETBIT", "cs:reg:gb-tps:v1:44:2079", 460958)
     assert commands[-1] == ("GET", "cs:reg:gb-ctps:current")  # not loaded: a probe, never a bit
