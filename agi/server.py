@@ -299,7 +299,7 @@ class FastAGIServer:
         for victim in evicted:
             self.metrics.error("evicted")
             self._evictions.note("evicted an AGI session from %s waiting %.1f s for its %s, to make room",
-                                 victim.peer, time.monotonic() - victim.waiting_since, victim.waiting_for)
+                                 victim.peer, time.monotonic() - victim.waiting_since, victim.evicted_waiting_for)
         if slot is None:
             self._refuse(writer, host, refusal)
             return

@@ -39,7 +39,8 @@ def peer_of(host: str) -> str:
 class Slot:
     """One admitted connection: its peer, its task and transport, and what it waits for."""
 
-    __slots__ = ("evicted", "open", "peer", "task", "transport", "waiting_for", "waiting_since")
+    __slots__ = ("evicted", "evicted_waiting_for", "open", "peer", "task", "transport", "waiting_for",
+                 "waiting_since")
 
     def __init__(self, peer: str, task: Any, transport: Any) -> None:
         self.peer = peer
@@ -48,6 +49,7 @@ class Slot:
         self.waiting_for = ""  # "header", "reply" or "" while working
         self.waiting_since = 0.0
         self.evicted = False
+        self.evicted_waiting_for = ""
         self.open = True
 
 
@@ -101,6 +103,8 @@ class SlotTable:
     def wait(self, slot: Slot, what: str) -> None:
         """``slot`` now waits on its peer (for ``what``); it becomes the newest waiter."""
         self._unwait(slot)
+        if not slot.open:  # released or evicted: never waits again
+            return
         slot.waiting_for, slot.waiting_since = what, time.monotonic()
         key = id(slot)
         self._waiting[key] = slot
@@ -112,9 +116,9 @@ class SlotTable:
 
     def release(self, slot: Slot) -> None:
         """The connection ended (or was evicted); idempotent."""
+        self._unwait(slot)
         if not slot.open:
             return
-        self._unwait(slot)
         slot.open = False
         self._count -= 1
         held = self._by_peer[slot.peer] - 1
@@ -137,12 +141,10 @@ class SlotTable:
 
     def _evict(self, slot: Slot) -> Slot:
         """Cut a waiting session: mark it, cancel its task, abort its socket, free its slot."""
-        slot.evicted = True
-        waiting_for, task = slot.waiting_for, slot.task
+        slot.evicted, slot.evicted_waiting_for = True, slot.waiting_for
         self.release(slot)
-        slot.waiting_for = waiting_for  # kept for the log line
-        if task is not None and not task.done():
-            task.cancel()
+        if slot.task is not None and not slot.task.done():
+            slot.task.cancel()
         if slot.transport is not None:
             slot.transport.abort()
         return slot
