@@ -1,9 +1,15 @@
-"""Constants and store faults shared by tests (importable because tests/ is on sys.path)."""
+"""Constants, store faults and process helpers shared by tests (importable because tests/ is on sys.path)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 
 import redis
 
@@ -12,6 +18,7 @@ from callscreen.decision_log import HEADS
 TEST_HASH_KEY = bytes(range(32))
 TEST_ENCRYPTION_KEY = bytes(range(32, 64))
 TEST_LOG_KEY = bytes(range(64, 96))
+CALLSCREEN = str(Path(sys.executable).with_name("callscreen"))
 
 # Ways a real store refuses decision-log writes while still answering the reads a decision needs:
 # "oom" — the server is out of memory (maxmemory reached, noeviction): every write is refused;
@@ -41,3 +48,42 @@ def refusing_log_writes(client: redis.Redis, fault: str) -> Iterator[None]:
             client.delete(HEADS)
             if client.exists(KEPT_HEADS):
                 client.rename(KEPT_HEADS, HEADS)
+
+
+def free_port() -> int:
+    """A loopback TCP port nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def callscreen_env(redis_url: str, data_dir: Path, **extra: str) -> dict[str, str]:
+    """The environment of a callscreen process on ``redis_url`` with the test keys; the caller's
+    own ``CALLSCREEN_*`` variables are dropped so nothing outside the test leaks in."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CALLSCREEN_")}
+    env.update(
+        CALLSCREEN_REDIS_URL=redis_url, CALLSCREEN_HASH_KEY=TEST_HASH_KEY.hex(),
+        CALLSCREEN_ENCRYPTION_KEY=TEST_ENCRYPTION_KEY.hex(), CALLSCREEN_LOG_KEY=TEST_LOG_KEY.hex(),
+        CALLSCREEN_DATA_DIR=str(data_dir), **extra,
+    )
+    return env
+
+
+def start_serve(env: Mapping[str, str], *extra: str, port: int | None = None,
+                timeout: float = 20.0) -> tuple[subprocess.Popen[bytes], int]:
+    """Start ``callscreen serve`` on a free loopback port; returns once it accepts connections."""
+    port = port or free_port()
+    process = subprocess.Popen([CALLSCREEN, "serve", "--port", str(port), *extra], env=dict(env),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"callscreen serve exited: {process.communicate()[1].decode()}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return process, port
+        except OSError:
+            time.sleep(0.05)
+    process.kill()
+    process.wait()
+    raise AssertionError("callscreen serve did not listen")

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -18,42 +16,17 @@ from test_classic_script import _ready
 
 from callscreen.config import Settings
 from callscreen.store import Store
-
-CALLSCREEN = str(Path(sys.executable).with_name("callscreen"))
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests_support import CALLSCREEN, callscreen_env, free_port, start_serve
 
 
 def _env(settings: Settings, tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CALLSCREEN_")}
-    env.update(
-        CALLSCREEN_REDIS_URL=str(settings.redis_url), CALLSCREEN_HASH_KEY=settings.hash_key.hex(),
-        CALLSCREEN_ENCRYPTION_KEY=settings.encryption_key.hex(), CALLSCREEN_LOG_KEY=settings.log_key.hex(),
-        CALLSCREEN_DATA_DIR=str(tmp_path),
-    )
-    return env
+    return callscreen_env(str(settings.redis_url), tmp_path)
 
 
 def _start(settings: Settings, tmp_path: Path, *extra: str) -> tuple[subprocess.Popen[bytes], int, int]:
-    port, metrics_port = _free_port(), _free_port()
-    process = subprocess.Popen(
-        [CALLSCREEN, "serve", "--port", str(port), "--metrics-port", str(metrics_port), *extra],
-        env=_env(settings, tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        assert process.poll() is None, process.communicate()[1].decode()
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return process, port, metrics_port
-        except OSError:
-            time.sleep(0.05)
-    process.kill()
-    raise AssertionError("callscreen serve did not listen")
+    metrics_port = free_port()
+    process, port = start_serve(_env(settings, tmp_path), "--metrics-port", str(metrics_port), *extra)
+    return process, port, metrics_port
 
 
 def _metrics(port: int) -> str:
@@ -114,7 +87,7 @@ def test_serve_answers_then_sigterm_drains_in_flight_sessions_and_exits_zero(
 
 def test_serve_refuses_an_allowlist_that_does_not_resolve(settings: Settings, tmp_path: Path) -> None:
     result = subprocess.run(
-        [CALLSCREEN, "serve", "--port", str(_free_port()), "--allow", "no-such-host.invalid"],
+        [CALLSCREEN, "serve", "--port", str(free_port()), "--allow", "no-such-host.invalid"],
         env=_env(settings, tmp_path), capture_output=True, timeout=30,
     )
     assert result.returncode != 0 and b"--allow" in result.stderr

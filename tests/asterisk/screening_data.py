@@ -1,0 +1,102 @@
+"""The callscreen side of the real-Asterisk tests: a store of its own, test policy packs that
+make answers independent of the time of day, campaigns, numbers and consents.
+
+Packs: ``XA`` (campaign ``always``) allows calls at any hour, ``XN`` (``night``) at none, ``XR``
+(``listed``) also requires the registry ``test-dnc``, which lists :data:`LISTED_NUMBER`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import redis
+
+from callscreen.decision_log import DecisionLog
+from callscreen.embedded import EmbeddedServer
+from callscreen.models import Campaign, Consent, LegalBasis
+from callscreen.numbers import normalize
+from callscreen.store import Store
+from tests_support import CALLSCREEN, callscreen_env, start_serve
+
+ALWAYS, NIGHT, LISTED = "always", "night", "listed"
+REGISTRY_ID = "test-dnc"
+LISTED_NUMBER = "89997770001"
+CLASSIC_AGI = "callscreen"  # CALLSCREEN_AGI for the classic script: agi-bin/callscreen/screen
+CAPTURED = datetime(2026, 5, 1, 10, 0, tzinfo=UTC)
+EVERY_DAY = {day: "00:00-23:59:59" for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun", "holiday")}
+CLOSED = dict.fromkeys(EVERY_DAY, "closed")
+_numbers = itertools.count(1_000_000)
+
+
+def fresh_number() -> str:
+    """A Russian mobile number no other call of this run uses, as a Russian dialer sends it."""
+    return f"8999{next(_numbers):07d}"
+
+
+def _pack(pack_id: str, parent: str, hours: dict[str, str], extra: str = "") -> str:
+    table = "\n".join(f'{day} = "{window}"' for day, window in hours.items())
+    return (f'[pack]\nid = "{pack_id}"\nextends = "{parent}"\nversion = "test"\n'
+            f'jurisdiction = "{pack_id.upper()}"\n\n[hours]\n{table}\n{extra}')
+
+
+def write_policies(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "xa.toml").write_text(_pack("xa", "ru", EVERY_DAY))
+    (folder / "xn.toml").write_text(_pack("xn", "ru", CLOSED))
+    (folder / "xr.toml").write_text(_pack(
+        "xr", "xa", EVERY_DAY, f'\n[registries]\nrequired = ["{REGISTRY_ID}"]\nmax_age_days = 30\n'))
+    return folder
+
+
+@dataclass
+class Screening:
+    """A store (its own valkey-server), its decision log, and the environment of every callscreen
+    process on it (``callscreen serve`` and, through Asterisk, the classic script)."""
+
+    server: EmbeddedServer
+    client: redis.Redis
+    store: Store
+    log: DecisionLog
+    env: dict[str, str]
+
+    @classmethod
+    def start(cls, root: Path, *, persist: bool = False) -> Screening:
+        server = EmbeddedServer(root / "valkey", persist=persist).start()
+        client = redis.Redis.from_url(server.url)
+        from callscreen.crypto import NumberVault
+        from tests_support import TEST_ENCRYPTION_KEY, TEST_HASH_KEY, TEST_LOG_KEY
+
+        store = Store(client, NumberVault(TEST_HASH_KEY, TEST_ENCRYPTION_KEY))
+        env = callscreen_env(server.url, root, CALLSCREEN_POLICY_DIR=str(write_policies(root / "policies")))
+        screening = cls(server, client, store, DecisionLog(client, TEST_LOG_KEY), env)
+        for campaign_id, jurisdiction in ((ALWAYS, "XA"), (NIGHT, "XN"), (LISTED, "XR")):
+            store.put_campaign(Campaign(campaign_id, "promotions", jurisdiction, "RU", "Europe/Moscow"))
+        return screening
+
+    def load_registry(self, numbers: list[str]) -> None:
+        listed = Path(self.env["CALLSCREEN_DATA_DIR"]) / f"{REGISTRY_ID}.txt"
+        listed.write_text("".join(f"{n}\n" for n in numbers))
+        subprocess.run([CALLSCREEN, "registry", "import", str(listed), "--id", REGISTRY_ID, "--country", "RU",
+                        "--kind", "internal", "--format", "lines", "--quiet"], env=self.env, check=True,
+                       capture_output=True, timeout=60)
+
+    def consent(self, number: str) -> str:
+        """Record a confirmed consent to promotional calls for ``number``; returns it."""
+        self.store.add_consent(normalize(number, "RU"), Consent(
+            f"c-{number}", "", ("promotions",), LegalBasis.CONSENT, "sms_double_opt_in", CAPTURED))
+        return number
+
+    def allowed_number(self) -> str:
+        return self.consent(fresh_number())
+
+    def serve(self, *extra: str) -> tuple[subprocess.Popen[bytes], int]:
+        """A ``callscreen serve`` process on this store, on a free port."""
+        return start_serve(self.env, "--metrics-port", "0", *extra)
+
+    def stop(self) -> None:
+        self.client.close()
+        self.server.stop()
