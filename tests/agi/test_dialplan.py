@@ -206,7 +206,7 @@ def _label(context: str, exten: str, label: str) -> int:
 def test_contexts_and_extensions_the_dialer_needs_exist() -> None:
     assert {"callscreen-outbound", "callscreen-screen"} <= PLAN.contexts()
     assert PLAN.extensions("callscreen-outbound") == ["_X.", "_+X."]
-    assert set(PLAN.extensions("callscreen-screen")) == {"s", "h"}
+    assert set(PLAN.extensions("callscreen-screen")) == {"s", "h", "T"}
     assert {"CALLSCREEN_AGI", "CALLSCREEN_CAMPAIGN", "CALLSCREEN_DIAL_PREFIX",
             "CALLSCREEN_DIAL_SUFFIX"} <= set(PLAN.globals)
 

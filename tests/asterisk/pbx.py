@@ -37,9 +37,10 @@ AMI_USER, AMI_SECRET = "tester", "testerpass"
 OUTBOUND_CONTEXT = "callscreen-outbound"
 TRUNK_CONTEXT = "callscreen-test-trunk"
 CALL_VARIABLE = "CALLSCREEN_TEST_CALL"  # tags every originated call; listed in channelvars
+HOLD_VARIABLE = "CALLSCREEN_TEST_HOLD"  # seconds the test trunk holds an answered call
 # Loaded explicitly (autoload = no): what the sample dialplan and the test trunk use.
 REQUIRED_MODULES = ("pbx_config", "res_speech", "res_agi", "app_dial", "bridge_simple", "app_userevent",
-                    "app_exec", "func_strings", "func_logic", "res_timing_timerfd")
+                    "app_exec", "func_strings", "func_logic", "func_timeout", "res_timing_timerfd")
 OPTIONAL_MODULES = ("func_callerid", "func_channel", "app_verbose", "codec_ulaw")
 MODULE_DIRS = ("modules", "lib/asterisk/modules", "lib/x86_64-linux-gnu/asterisk/modules",
                "lib64/asterisk/modules")
@@ -205,11 +206,12 @@ class Asterisk:
             CALLSCREEN_DIAL_SUFFIX=@{TRUNK_CONTEXT}
             CALLSCREEN_DIAL_TIMEOUT={self.dial_timeout}
 
-            ; The carrier: answers every number it is dialed with, briefly, then hangs up.
+            ; The carrier: answers every number it is dialed with, holds the call a moment
+            ; (0.2 s, or the seconds an originate sets in the inherited _{HOLD_VARIABLE}), hangs up.
             [{TRUNK_CONTEXT}]
             exten => _X.,1,Answer()
              same => n,UserEvent(TrunkCall,Number: ${{EXTEN}})
-             same => n,Wait(0.2)
+             same => n,Wait(${{IF($["${{{HOLD_VARIABLE}}}" = ""]?0.2:${{{HOLD_VARIABLE}}})}})
              same => n,Hangup()
             exten => _+X.,1,Goto(${{EXTEN:1}},1)
             """)

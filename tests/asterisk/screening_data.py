@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import redis
+from pbx import Call
 
 from callscreen.decision_log import DecisionLog
 from callscreen.embedded import EmbeddedServer
@@ -29,6 +30,7 @@ CLASSIC_AGI = "callscreen"  # CALLSCREEN_AGI for the classic script: agi-bin/cal
 CAPTURED = datetime(2026, 5, 1, 10, 0, tzinfo=UTC)
 EVERY_DAY = {day: "00:00-23:59:59" for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun", "holiday")}
 CLOSED = dict.fromkeys(EVERY_DAY, "closed")
+DEADLINE_MS = 2000
 _numbers = itertools.count(1_000_000)
 
 
@@ -94,9 +96,25 @@ class Screening:
         return self.consent(fresh_number())
 
     def serve(self, *extra: str) -> tuple[subprocess.Popen[bytes], int]:
-        """A ``callscreen serve`` process on this store, on a free port."""
-        return start_serve(self.env, "--metrics-port", "0", *extra)
+        """A ``callscreen serve`` process on this store, on a free port. Its decision deadline is
+        generous (:data:`DEADLINE_MS`) so that a busy test machine does not turn answers into
+        ``screening_unavailable``; an outage still blocks, only later."""
+        return start_serve(self.env, "--metrics-port", "0", "--deadline-ms", str(DEADLINE_MS), *extra)
 
     def stop(self) -> None:
         self.client.close()
         self.server.stop()
+
+
+def assert_dialed_with_its_allow_record(screening: Screening, call: Call) -> None:
+    """The invariant: a call that was dialed has its ALLOW record in the decision log."""
+    assert call.dialed and call.blocked is None, call.events
+    record = screening.log.get(call.screen_id)
+    assert record is not None and record.result == "ALLOW", f"dialed without an ALLOW record: {call.screen_id!r}"
+
+
+def assert_blocked(call: Call, reason: str, agi_status: str = "SUCCESS") -> None:
+    """Not dialed; the dialplan's CallScreen event says BLOCK with ``reason``."""
+    assert not call.dialed, f"{call.id} was dialed"
+    assert call.blocked is not None and call.blocked.get("Result") == "BLOCK", call.events
+    assert (call.reason, call.agi_status) == (reason, agi_status)

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import pytest
-from pbx import Call, Dialer
+from pbx import HOLD_VARIABLE, Call, Dialer
 from screening_data import (
     ALWAYS,
     CAPTURED,
@@ -23,32 +23,14 @@ from screening_data import (
     LISTED_NUMBER,
     NIGHT,
     Screening,
+    assert_blocked,
+    assert_dialed_with_its_allow_record,
     fresh_number,
 )
 
 from callscreen.models import Campaign, Objection, OptOut, Suppression
 from callscreen.numbers import normalize
 from tests_support import free_port
-
-
-def consent(screening: Screening, number: str) -> str:
-    return screening.consent(number)
-
-
-def allowed_number(screening: Screening) -> str:
-    return screening.allowed_number()
-
-
-def assert_dialed_with_its_allow_record(screening: Screening, call: Call) -> None:
-    assert call.dialed and call.blocked is None, call.events
-    record = screening.log.get(call.screen_id)
-    assert record is not None and record.result == "ALLOW", f"dialed without an ALLOW record: {call.screen_id!r}"
-
-
-def assert_blocked(call: Call, reason: str, agi_status: str = "SUCCESS") -> None:
-    assert not call.dialed, f"{call.id} was dialed"
-    assert call.blocked is not None and call.blocked.get("Result") == "BLOCK", call.events
-    assert (call.reason, call.agi_status) == (reason, agi_status)
 
 
 def outcome(screening: Screening, decision_id: str, timeout: float = 5.0) -> dict[str, object]:
@@ -63,7 +45,7 @@ def outcome(screening: Screening, decision_id: str, timeout: float = 5.0) -> dic
 
 
 def test_an_allowed_call_is_dialed_and_its_outcome_is_recorded(dialer: Dialer, screening: Screening) -> None:
-    number = allowed_number(screening)
+    number = screening.allowed_number()
     (call,) = dialer.wait([dialer.call(number, ALWAYS)])
     assert_dialed_with_its_allow_record(screening, call)
     record = screening.log.get(call.screen_id)
@@ -73,9 +55,17 @@ def test_an_allowed_call_is_dialed_and_its_outcome_is_recorded(dialer: Dialer, s
     assert outcome(screening, call.screen_id)["dialstatus"] == "ANSWER"
 
 
+def test_an_allowed_call_is_not_cut_by_the_screening_timeout(dialer: Dialer, screening: Screening) -> None:
+    (call,) = dialer.wait([dialer.call(screening.allowed_number(), ALWAYS, CALLSCREEN_SCREEN_TIMEOUT="1",
+                                       **{f"_{HOLD_VARIABLE}": "2.5"})])
+    assert_dialed_with_its_allow_record(screening, call)
+    recorded = outcome(screening, call.screen_id)
+    assert recorded["dialstatus"] == "ANSWER" and int(recorded["answered_seconds"]) >= 2  # type: ignore[call-overload]
+
+
 def test_the_campaign_defaults_to_the_global_when_the_dialer_sets_none(dialer: Dialer, screening: Screening) -> None:
     screening.store.put_campaign(Campaign("default", "promotions", "XA", "RU", "Europe/Moscow"))
-    (call,) = dialer.wait([dialer.call(allowed_number(screening))])
+    (call,) = dialer.wait([dialer.call(screening.allowed_number())])
     assert_dialed_with_its_allow_record(screening, call)
 
 
@@ -116,7 +106,7 @@ BLOCKS: dict[str, tuple[str, str | None, Callable[[Screening, str], None] | None
 def test_a_blocked_call_is_not_dialed_and_the_dialer_is_told_why(dialer: Dialer, screening: Screening,
                                                                  reason: str) -> None:
     campaign, number, prepare = BLOCKS[reason]
-    number = number or allowed_number(screening)
+    number = number or screening.allowed_number()
     if prepare:
         prepare(screening, number)
     (call,) = dialer.wait([dialer.call(number, campaign)])
@@ -187,20 +177,33 @@ def _answer_all_but_the_result(conn: socket.socket) -> None:
 def test_a_fastagi_session_that_ends_without_an_answer_is_not_dialed(
         dialer: Dialer, screening: Screening, session: Callable[[socket.socket], None]) -> None:
     with fake_agi(session) as url:
-        (call,) = dialer.wait([dialer.call(allowed_number(screening), ALWAYS, CALLSCREEN_AGI=url)])
+        (call,) = dialer.wait([dialer.call(screening.allowed_number(), ALWAYS, CALLSCREEN_AGI=url)])
     assert_blocked(call, "screening_unavailable", agi_status="SUCCESS")
+
+
+def test_a_hung_screening_server_is_cut_at_the_timeout_and_not_dialed(dialer: Dialer,
+                                                                     screening: Screening) -> None:
+    """Asterisk never times out a FastAGI session itself: the dialplan's absolute timeout does."""
+    release = threading.Event()
+    with fake_agi(lambda conn: (_read_header(conn), release.wait(20))) as url:
+        started = time.monotonic()
+        (call,) = dialer.wait([dialer.call(screening.allowed_number(), ALWAYS, CALLSCREEN_AGI=url,
+                                           CALLSCREEN_SCREEN_TIMEOUT="1")], timeout=15)
+        release.set()
+    assert_blocked(call, "screening_unavailable", agi_status="TIMEOUT")
+    assert time.monotonic() - started < 10
 
 
 def test_nothing_listening_is_agistatus_failure_and_not_dialed(dialer: Dialer, screening: Screening) -> None:
     url = f"agi://127.0.0.1:{free_port()}"
-    (call,) = dialer.wait([dialer.call(allowed_number(screening), ALWAYS, CALLSCREEN_AGI=url)])
+    (call,) = dialer.wait([dialer.call(screening.allowed_number(), ALWAYS, CALLSCREEN_AGI=url)])
     assert_blocked(call, "screening_unavailable", agi_status="FAILURE")
 
 
 def test_a_stale_allow_on_the_channel_does_not_survive_a_dropped_screening(dialer: Dialer,
                                                                           screening: Screening) -> None:
     with fake_agi(_drop_after_header) as url:
-        (call,) = dialer.wait([dialer.call(allowed_number(screening), ALWAYS, CALLSCREEN_AGI=url,
+        (call,) = dialer.wait([dialer.call(screening.allowed_number(), ALWAYS, CALLSCREEN_AGI=url,
                                            SCREEN_RESULT="ALLOW", SCREEN_ID="d-stale")])
     assert_blocked(call, "screening_unavailable")
     assert call.screen_id == ""
@@ -210,8 +213,8 @@ def test_a_stale_allow_on_the_channel_does_not_survive_a_dropped_screening(diale
 
 
 def test_the_classic_script_answers_what_the_fastagi_server_answers(dialer: Dialer, screening: Screening) -> None:
-    cases = [(allowed_number(screening), ALWAYS), (fresh_number(), ALWAYS), (LISTED_NUMBER, LISTED),
-             (allowed_number(screening), NIGHT), (allowed_number(screening), "no-such-campaign")]
+    cases = [(screening.allowed_number(), ALWAYS), (fresh_number(), ALWAYS), (LISTED_NUMBER, LISTED),
+             (screening.allowed_number(), NIGHT), (screening.allowed_number(), "no-such-campaign")]
     fast = dialer.wait([dialer.call(n, c) for n, c in cases])
     # One at a time: each is a Python start-up, and the script gives up (BLOCK) after 10 s.
     classic = [dialer.wait([dialer.call(n, c, CALLSCREEN_AGI=CLASSIC_AGI)], timeout=30)[0] for n, c in cases]
