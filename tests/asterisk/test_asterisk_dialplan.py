@@ -212,6 +212,7 @@ def test_a_stale_allow_on_the_channel_does_not_survive_a_dropped_screening(diale
 # --- the classic script ------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_classic_script_answers_what_the_fastagi_server_answers(dialer: Dialer, screening: Screening) -> None:
     cases = [(screening.allowed_number(), ALWAYS), (fresh_number(), ALWAYS), (LISTED_NUMBER, LISTED),
              (screening.allowed_number(), NIGHT), (screening.allowed_number(), "no-such-campaign")]

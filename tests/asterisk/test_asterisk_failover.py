@@ -55,6 +55,7 @@ def own_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Screen
         screening.stop()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("outage", [signal.SIGSTOP, signal.SIGKILL], ids=["store-hangs", "store-dies"])
 def test_a_store_outage_during_a_stream_of_calls_dials_nothing(dialer: Dialer, own_store: tuple[Screening, str],
                                                                outage: signal.Signals) -> None:
@@ -101,6 +102,7 @@ def srv_pair(screening: Screening, srv_dns: SrvDns | None) -> Iterator[tuple[sub
                 process.wait(20)
 
 
+@pytest.mark.slow
 def test_hagi_moves_calls_to_the_next_server_when_the_first_is_killed_mid_run(
         dialer: Dialer, screening: Screening, srv_pair: tuple[subprocess.Popen[bytes], ...]) -> None:
     first, second = srv_pair
