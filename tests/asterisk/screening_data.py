@@ -16,12 +16,14 @@ from pathlib import Path
 import redis
 from pbx import Call
 
+from blocklists.registry import RegistryManager
+from callscreen.crypto import NumberVault
 from callscreen.decision_log import DecisionLog
 from callscreen.embedded import EmbeddedServer
 from callscreen.models import Campaign, Consent, LegalBasis
 from callscreen.numbers import normalize
 from callscreen.store import Store
-from tests_support import CALLSCREEN, callscreen_env, start_serve
+from tests_support import TEST_ENCRYPTION_KEY, TEST_HASH_KEY, TEST_LOG_KEY, callscreen_env, start_serve
 
 ALWAYS, NIGHT, LISTED = "always", "night", "listed"
 REGISTRY_ID = "test-dnc"
@@ -69,9 +71,6 @@ class Screening:
     def start(cls, root: Path, *, persist: bool = False) -> Screening:
         server = EmbeddedServer(root / "valkey", persist=persist).start()
         client = redis.Redis.from_url(server.url)
-        from callscreen.crypto import NumberVault
-        from tests_support import TEST_ENCRYPTION_KEY, TEST_HASH_KEY, TEST_LOG_KEY
-
         store = Store(client, NumberVault(TEST_HASH_KEY, TEST_ENCRYPTION_KEY))
         env = callscreen_env(server.url, root, CALLSCREEN_POLICY_DIR=str(write_policies(root / "policies")))
         screening = cls(server, client, store, DecisionLog(client, TEST_LOG_KEY), env)
@@ -80,11 +79,12 @@ class Screening:
         return screening
 
     def load_registry(self, numbers: list[str]) -> None:
+        """Load :data:`REGISTRY_ID` with ``numbers`` (before any ``serve`` starts: it reads the
+        registry pointers at start and every few seconds)."""
         listed = Path(self.env["CALLSCREEN_DATA_DIR"]) / f"{REGISTRY_ID}.txt"
         listed.write_text("".join(f"{n}\n" for n in numbers))
-        subprocess.run([CALLSCREEN, "registry", "import", str(listed), "--id", REGISTRY_ID, "--country", "RU",
-                        "--kind", "internal", "--format", "lines", "--quiet"], env=self.env, check=True,
-                       capture_output=True, timeout=60)
+        RegistryManager(self.client, memory_bytes=64 << 20).import_file(
+            REGISTRY_ID, listed, fmt="lines", country="RU", kind="internal")
 
     def consent(self, number: str) -> str:
         """Record a confirmed consent to promotional calls for ``number``; returns it."""
