@@ -8,16 +8,17 @@ a row without an ``id`` gets one derived from its content — keyed (HMAC under 
 
 from __future__ import annotations
 
-import csv
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from callscreen.codec import iso, parse_time
 from callscreen.crypto import NumberVault
+from callscreen.import_profiles import ImportProfile, ProfileReader, Record, load_profile
 from callscreen.models import CONSENT_SOURCES, Consent, Contact, LegalBasis, Proof
 from callscreen.numbers import InvalidNumber, PhoneNumber, normalize
 
@@ -25,11 +26,6 @@ PURPOSE = re.compile(r"^(\*|[a-z][a-z0-9_]{0,63})$")
 MAX_FIELD = {"form_text": 20_000, "user_agent": 1_000}
 DEFAULT_MAX_FIELD = 500
 FUTURE_TOLERANCE = timedelta(minutes=5)
-COLUMNS = (
-    "number", "purposes", "basis", "source", "captured_at", "verified_at", "expires_at", "relationship",
-    "ip", "user_agent", "form_text", "form_version", "page_url", "recording_id", "document_id",
-    "timezone", "subdivision", "id",
-)
 REQUIRED = ("number", "purposes", "source", "captured_at")
 
 
@@ -44,10 +40,25 @@ class ConsentRow:
     contact: Contact
 
 
+class BadRow(NamedTuple):
+    """A row not imported: its physical line, why, and the CRM's record id when the file has one."""
+
+    line: int
+    problem: str
+    record_id: str = ""
+
+    def __str__(self) -> str:
+        record = f" (CRM record {self.record_id})" if self.record_id else ""
+        return f"{self.line}{record}: {self.problem}"
+
+
 @dataclass
 class ImportReport:
-    imported: int = 0
-    bad: list[tuple[int, str]] = field(default_factory=list)
+    imported: int = 0  # consents written (one per phone number of a good record)
+    new: int = 0  # of which were not on file before (a re-import adds none)
+    records: int = 0  # good CRM records
+    bad: list[BadRow] = field(default_factory=list)
+    skipped: list[BadRow] = field(default_factory=list)  # e.g. the consent flag says no
 
     @property
     def bad_count(self) -> int:
@@ -141,61 +152,54 @@ def legacy_derived_id(number: PhoneNumber, purposes: tuple[str, ...], source: st
     return "c-" + hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
-def read_rows(path: Path) -> Iterator[tuple[int, dict[str, str | None] | None, str]]:
-    """Yield (line number, row or None, problem) for every data row of a CSV file."""
-    with open(path, encoding="utf-8-sig", errors="surrogateescape", newline="") as handle:
-        sample = handle.read(4096)
-        handle.seek(0)
-        try:
-            dialect: type[csv.Dialect] | csv.Dialect = csv.Sniffer().sniff(sample, delimiters=",;\t")
-        except csv.Error:
-            dialect = csv.excel
-        reader = csv.reader(handle, dialect)
-        header = [h.strip().lower() for h in next(reader, [])]
-        missing = [c for c in REQUIRED if c not in header]
-        if missing:
-            raise RowError(f"line 1: the header lacks {', '.join(missing)} (columns: {', '.join(COLUMNS)})")
-        line = reader.line_num
-        while True:
-            try:
-                values = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as exc:
-                yield reader.line_num, None, f"unreadable CSV: {exc}"
-                line = reader.line_num
-                continue
-            start, line = line + 1, reader.line_num
-            if not any(v.strip() for v in values):
-                continue
-            if len(values) != len(header):
-                yield start, None, f"{len(values)} fields where the header has {len(header)}"
-                continue
-            yield start, dict(zip(header, values, strict=True)), ""
-
-
-def import_consents(path: Path, save: Callable[[list[ConsentRow]], None], default_region: str,
+def import_consents(path: Path, save: Callable[[list[ConsentRow]], int | None], default_region: str,
                     vault: NumberVault, progress: Callable[[int], None] = lambda n: None, batch: int = 500,
-                    now: datetime | None = None) -> ImportReport:
-    """Import every good row of ``path`` through ``save`` (called with batches)."""
+                    now: datetime | None = None, profile: ImportProfile | None = None) -> ImportReport:
+    """Import every good record of ``path`` through ``save`` (called with batches; it may return how
+    many of them were new). A record with several phone numbers gives one consent per number, all
+    or none: one bad number makes the whole record bad. Raises ProfileError when the file as a whole
+    cannot be read as the profile says (encoding, header)."""
     report = ImportReport()
     now = now or datetime.now(UTC)
     pending: list[ConsentRow] = []
-    for line, row, problem in read_rows(path):
-        progress(1)
-        if row is None:
-            report.bad.append((line, problem))
-            continue
-        try:
-            pending.append(parse_row(row, default_region, now, vault))
-        except RowError as exc:
-            report.bad.append((line, str(exc)))
-            continue
-        if len(pending) >= batch:
-            save(pending)
-            report.imported += len(pending)
-            pending = []
-    if pending:
-        save(pending)
+
+    def flush() -> None:
+        new = save(pending)
         report.imported += len(pending)
+        report.new += len(pending) if new is None else new
+        pending.clear()
+
+    for _record, rows in parse_records(path, profile or load_profile("generic"), default_region, now, vault,
+                                       report):
+        progress(1)
+        if rows:
+            pending.extend(rows)
+            report.records += 1
+            if len(pending) >= batch:
+                flush()
+    if pending:
+        flush()
     return report
+
+
+def parse_records(path: Path, profile: ImportProfile, default_region: str, now: datetime, vault: NumberVault,
+                  report: ImportReport) -> Iterator[tuple[Record, list[ConsentRow]]]:
+    """Each record of ``path`` with its validated consents (empty when skipped or bad: then it is
+    counted in ``report``)."""
+    for record in ProfileReader(profile).records(path):
+        rows: list[ConsentRow] = []
+        if record.skipped:
+            report.skipped.append(BadRow(record.line, record.skipped, record.record_id))
+        elif record.problem:
+            report.bad.append(BadRow(record.line, record.problem, record.record_id))
+        else:
+            try:
+                for column, row in record.rows:
+                    try:
+                        rows.append(parse_row(row, default_region, now, vault))
+                    except RowError as exc:
+                        raise RowError(f"{column}: {exc}" if len(record.rows) > 1 else str(exc)) from exc
+            except RowError as exc:
+                rows = []
+                report.bad.append(BadRow(record.line, str(exc), record.record_id))
+        yield record, rows

@@ -563,6 +563,12 @@ class Store:
         pipe.execute()
         return saved
 
+    def count_known_consents(self, consent_ids: Sequence[str]) -> int:
+        """How many of these ids are already on file (a re-import counts them as not new)."""
+        if not consent_ids:
+            return 0
+        return int(self.client.exists(*(consent_pointer_key(i) for i in consent_ids)))
+
     def get_consent(self, consent_id: str) -> Consent | None:
         """A consent by id; an id retired by ``callscreen migrate`` still finds its consent."""
         digest = self.client.get(consent_pointer_key(consent_id))

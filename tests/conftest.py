@@ -55,3 +55,22 @@ def settings(valkey_server: EmbeddedServer, tmp_path: Path) -> Settings:
 @pytest.fixture
 def store(redis_client: redis.Redis, vault: NumberVault) -> Store:
     return Store(redis_client, vault)
+
+
+@pytest.fixture
+def cli(valkey_server, redis_client, tmp_path, monkeypatch, capsys):
+    """Run ``callscreen ARGS…`` in-process against the test server: ``code, out, err = cli(...)``."""
+    from callscreen.cli.main import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CALLSCREEN_REDIS_URL", valkey_server.url)
+    monkeypatch.setenv("CALLSCREEN_HASH_KEY", TEST_HASH_KEY.hex())
+    monkeypatch.setenv("CALLSCREEN_ENCRYPTION_KEY", TEST_ENCRYPTION_KEY.hex())
+    monkeypatch.setenv("CALLSCREEN_LOG_KEY", TEST_LOG_KEY.hex())
+
+    def run(*args: str) -> tuple[int, str, str]:
+        code = main(list(args))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run

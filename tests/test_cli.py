@@ -8,23 +8,6 @@ import sys
 import pytest
 
 from callscreen.cli.main import main
-from tests_support import TEST_ENCRYPTION_KEY, TEST_HASH_KEY, TEST_LOG_KEY
-
-
-@pytest.fixture
-def cli(valkey_server, redis_client, tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("CALLSCREEN_REDIS_URL", valkey_server.url)
-    monkeypatch.setenv("CALLSCREEN_HASH_KEY", TEST_HASH_KEY.hex())
-    monkeypatch.setenv("CALLSCREEN_ENCRYPTION_KEY", TEST_ENCRYPTION_KEY.hex())
-    monkeypatch.setenv("CALLSCREEN_LOG_KEY", TEST_LOG_KEY.hex())
-
-    def run(*args: str) -> tuple[int, str, str]:
-        code = main(list(args))
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
 
 
 def test_add_campaign_and_consent_then_check_explains_an_allow(cli):
@@ -111,7 +94,7 @@ def test_consent_import_reports_bad_rows_and_keeps_good_ones(cli, tmp_path):
                     "garbage,promotions,paper,2026-05-01\n")
     code, out, err = cli("consent", "import", str(path), "--no-progress")
     assert code == 3
-    assert "imported 1 consents; 1 bad rows skipped" in out
+    assert "imported 1 consents from 1 records (1 new, 0 already on file); 1 bad rows skipped" in out
     assert f"{path}:3: number:" in err
 
 

@@ -6,6 +6,7 @@ import pytest
 
 from callscreen.consent_import import RowError, import_consents, legacy_derived_id, parse_row
 from callscreen.crypto import NumberVault
+from callscreen.import_profiles import ProfileError
 from tests_support import TEST_ENCRYPTION_KEY, TEST_HASH_KEY
 
 VAULT = NumberVault(TEST_HASH_KEY, TEST_ENCRYPTION_KEY)
@@ -35,8 +36,8 @@ def test_good_rows_are_kept_and_bad_rows_reported_with_their_line_numbers(tmp_pa
     )
     report, saved = run_import(tmp_path, body)
     assert report.imported == 3 == len(saved)
-    assert [line for line, _ in report.bad] == [3, 5, 6, 9, 10, 11]
-    problems = dict(report.bad)
+    assert [bad.line for bad in report.bad] == [3, 5, 6, 9, 10, 11]
+    problems = {bad.line: bad.problem for bad in report.bad}
     assert problems[3].startswith("number:")
     assert "carrier_pigeon" in problems[5]
     assert "captured_at" in problems[6]
@@ -55,7 +56,7 @@ def test_reimporting_the_same_file_derives_the_same_ids(tmp_path):
 
 
 def test_a_file_without_the_required_columns_is_refused_as_a_whole(tmp_path):
-    with pytest.raises(RowError, match="header lacks"):
+    with pytest.raises(ProfileError, match="header lacks"):
         run_import(tmp_path, "x\n", header="phone,date\n")
 
 
@@ -63,7 +64,7 @@ def test_bytes_that_are_not_utf8_spoil_only_their_row(tmp_path):
     body = (HEADER + "+79991234567,promotions,consent,web_form,2026-05-01,,ok,,,\n").encode() + (
         b"+79991234568,promotions,consent,web_form,2026-05-01,,\xff\xfe,,,\n")
     report, saved = run_import(tmp_path, body, header="")
-    assert len(saved) == 1 and report.bad == [(3, "form_text: not valid UTF-8")]
+    assert len(saved) == 1 and report.bad == [(3, "form_text: not valid UTF-8", "")]
 
 
 @pytest.mark.parametrize("field,value,message", [

@@ -13,8 +13,10 @@ from callscreen import codec
 from callscreen.cli.check import parse_at
 from callscreen.cli.context import EXIT_INPUT, EXIT_OK, CliContext, CliError
 from callscreen.consent_import import ConsentRow, RowError, import_consents, parse_row
-from callscreen.models import CONSENT_SOURCES, Consent, LegalBasis
+from callscreen.import_profiles import ImportProfile, ProfileError, builtin_profiles, load_profile
+from callscreen.models import CONSENT_SOURCES, DOUBLE_OPT_IN_SOURCES, Consent, LegalBasis
 from callscreen.numbers import InvalidNumber, mask, normalize
+from callscreen.store import ErasedSubject
 
 
 def register(subparsers: Any) -> None:
@@ -61,11 +63,17 @@ def register(subparsers: Any) -> None:
     show.add_argument("--json", action="store_true")
     show.set_defaults(handler=show_consents)
 
-    imp = commands.add_parser("import", help="import consents from a CRM export (CSV)")
+    imp = commands.add_parser("import", help="import consents from a CRM export (CSV; see docs/import.md)")
     imp.add_argument("file", type=Path)
+    add_profile_options(imp)
+    imp.add_argument("--dry-run", action="store_true", help="check the whole file and show the first records as "
+                                                            "they would be stored; write nothing")
     imp.add_argument("--region", help="region for national numbers (default: settings)")
-    imp.add_argument("--no-progress", action="store_true")
+    imp.add_argument("--no-progress", action="store_true", help="no progress bar")
     imp.set_defaults(handler=import_file)
+
+    profiles = commands.add_parser("profiles", help="list the built-in import profiles")
+    profiles.set_defaults(handler=list_profiles)
 
 
 def _number(raw: str, region: str) -> Any:
@@ -171,29 +179,87 @@ def show_consents(args: argparse.Namespace, context: CliContext) -> int:
     return EXIT_OK
 
 
+def add_profile_options(parser: argparse.ArgumentParser) -> None:
+    """--profile / --mapping / --timezone, shared by every CRM import."""
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--profile", default="generic",
+                       help=f"built-in import profile: {', '.join(builtin_profiles())} (default generic: "
+                            "callscreen's own columns)")
+    which.add_argument("--mapping", type=Path, help="your own import profile (TOML; see docs/import.md)")
+    parser.add_argument("--timezone", help="IANA zone of times written without an offset (default: the profile's)")
+
+
+def profile_from(args: argparse.Namespace) -> ImportProfile:
+    try:
+        profile = load_profile(args.mapping if args.mapping else args.profile)
+        return profile.with_timezone(args.timezone) if args.timezone else profile
+    except ProfileError as exc:
+        raise CliError(str(exc)) from exc
+
+
+def list_profiles(args: argparse.Namespace, context: CliContext) -> int:
+    for name in builtin_profiles():
+        profile = load_profile(name)
+        print(f"{name:10} {profile.description}")
+    return EXIT_OK
+
+
 def import_file(args: argparse.Namespace, context: CliContext) -> int:
     from tqdm import tqdm
 
     if not args.file.is_file():
         raise CliError(f"{args.file}: no such file")
+    profile = profile_from(args)
     with open(args.file, "rb") as handle:
         total = max(sum(1 for _ in handle) - 1, 0)
     store = context.store
+    region = args.region or context.settings.default_region
+    shown: list[ConsentRow] = []
 
-    def save(rows: list[ConsentRow]) -> None:
+    def save(rows: list[ConsentRow]) -> int:
+        if args.dry_run:
+            shown.extend(rows[: max(0, DRY_RUN_SHOWN - len(shown))])
+            return len(rows) - store.count_known_consents([r.consent.id for r in rows])
+        known = store.count_known_consents([r.consent.id for r in rows])
         store.add_consents([(r.number, r.consent, r.contact) for r in rows])
+        return len(rows) - known
 
-    with tqdm(total=total, unit="rows", disable=args.no_progress, file=sys.stderr) as bar:
+    with tqdm(total=total, unit="lines", disable=args.no_progress, file=sys.stderr,
+              desc="checking" if args.dry_run else "importing") as bar:
         try:
-            report = import_consents(args.file, save, args.region or context.settings.default_region,
-                                     store.vault, bar.update)
-        except RowError as exc:
+            report = import_consents(args.file, save, region, store.vault, bar.update, profile=profile)
+        except (RowError, ProfileError) as exc:
             raise CliError(f"{args.file}: {exc}") from exc
-        except UnicodeDecodeError as exc:
-            raise CliError(f"{args.file}: not a text file ({exc.reason})") from exc
-    for line, problem in report.bad[:200]:
-        print(f"{args.file}:{line}: {problem}", file=sys.stderr)
+        except ErasedSubject as exc:
+            raise CliError(f"{args.file}: {exc}") from exc
+    for bad in report.bad[:200]:
+        print(f"{args.file}:{bad}", file=sys.stderr)
     if report.bad_count > 200:
         print(f"… and {report.bad_count - 200} more bad rows", file=sys.stderr)
-    print(f"imported {report.imported} consents; {report.bad_count} bad rows skipped")
+    if args.dry_run:
+        for row in shown:
+            print(_stored_form(row))
+    verb = "would import" if args.dry_run else "imported"
+    print(f"{verb} {report.imported} consents from {report.records} records ({report.new} new, "
+          f"{report.imported - report.new} already on file); {report.bad_count} bad rows skipped"
+          + (f"; {len(report.skipped)} rows without consent skipped" if report.skipped else ""))
+    unverified = sum(1 for row in shown if row.consent.source in DOUBLE_OPT_IN_SOURCES and not row.consent.verified_at)
+    if unverified:
+        print(f"note: {unverified} of the records shown claim a double opt-in without its confirmation time; "
+              "checks answer consent_unverified for them", file=sys.stderr)
     return EXIT_OK if not report.bad else EXIT_INPUT
+
+
+DRY_RUN_SHOWN = 5
+
+
+def _stored_form(row: ConsentRow) -> str:
+    """One record as it would be stored, the number masked."""
+    consent, proof = row.consent, row.consent.proof
+    held = ", ".join(name for name in ("ip", "user_agent", "form_text", "form_version", "page_url", "recording_id",
+                                       "document_id") if getattr(proof, name))
+    return (f"{consent.id}  {mask(row.number.e164)}  {consent.basis.value} for {', '.join(consent.purposes)} "
+            f"via {consent.source}, captured {codec.iso(consent.captured_at)}"
+            + (f", verified {codec.iso(consent.verified_at)}" if consent.verified_at else ", not verified")
+            + (f"; zone {row.contact.timezone}" if row.contact.timezone else "")
+            + (f"; proof: {held}" if held else "; no proof fields"))

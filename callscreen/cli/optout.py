@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-from callscreen.cli.consent import _number
-from callscreen.cli.context import EXIT_OK, CliContext, CliError
+from callscreen.cli.consent import _number, add_profile_options, profile_from
+from callscreen.cli.context import EXIT_INPUT, EXIT_OK, CliContext, CliError
+from callscreen.consent_import import BadRow
+from callscreen.import_profiles import ProfileError, declining_numbers
 from callscreen.models import OPT_OUT_SOURCES, Objection, OptOut
 from callscreen.numbers import mask
 
@@ -25,6 +29,15 @@ def register(subparsers: Any) -> None:
             sub.add_argument("--source", default="supervisor", choices=OPT_OUT_SOURCES)
             sub.add_argument("--note", default="")
         sub.set_defaults(handler=handler)
+
+    imp = commands.add_parser("import", help="opt-outs from a CRM export: the rows whose consent flag says no "
+                                              "(every row when the profile has no flag); see docs/import.md")
+    imp.add_argument("file", type=Path)
+    add_profile_options(imp)
+    imp.add_argument("--campaign", help="only this campaign (default: company-wide)")
+    imp.add_argument("--region", help="region for national numbers (default: settings)")
+    imp.add_argument("--dry-run", action="store_true", help="report what would be recorded; write nothing")
+    imp.set_defaults(handler=import_opt_outs)
 
     objection = subparsers.add_parser("objection", help="GDPR art. 21 objections")
     commands = objection.add_subparsers(dest="action", metavar="ACTION")
@@ -59,3 +72,29 @@ def add_objection(args: argparse.Namespace, context: CliContext) -> int:
     context.store.add_objection(number, Objection(datetime.now(UTC), args.source, args.scope))
     print(f"objection ({args.scope}) recorded for {mask(number.e164)}")
     return EXIT_OK
+
+
+def import_opt_outs(args: argparse.Namespace, context: CliContext) -> int:
+    """Every phone of a declining record becomes an opt-out (source ``import``, note: the CRM record)."""
+    if not args.file.is_file():
+        raise CliError(f"{args.file}: no such file")
+    if args.campaign and context.store.get_campaign(args.campaign) is None:
+        raise CliError(f"no campaign {args.campaign!r}")
+    region = args.region or context.settings.default_region
+    now, recorded, bad = datetime.now(UTC), 0, []
+    try:
+        for record, numbers, problem in declining_numbers(args.file, profile_from(args), region):
+            if problem:
+                bad.append(BadRow(record.line, problem, record.record_id))
+            note = f"CRM record {record.record_id}" if record.record_id else f"{args.file.name}:{record.line}"
+            for number in numbers:
+                if not args.dry_run:
+                    context.store.add_opt_out(number, OptOut(args.campaign, "import", now, note))
+                recorded += 1
+    except ProfileError as exc:
+        raise CliError(f"{args.file}: {exc}") from exc
+    for row in bad[:200]:
+        print(f"{args.file}:{row}", file=sys.stderr)
+    scope = f"campaign {args.campaign}" if args.campaign else "company-wide"
+    print(f"{'would record' if args.dry_run else 'recorded'} {recorded} {scope} opt-outs; {len(bad)} bad rows skipped")
+    return EXIT_OK if not bad else EXIT_INPUT

@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,8 +34,11 @@ from blocklists.scrub import (
 )
 from callscreen import codec
 from callscreen.cli.check import parse_at
+from callscreen.cli.consent import profile_from
 from callscreen.cli.context import EXIT_BLOCKED, EXIT_INPUT, EXIT_OK, EXIT_UNAVAILABLE, CliContext, CliError
+from callscreen.consent_import import BadRow
 from callscreen.crypto import NumberVault
+from callscreen.import_profiles import ProfileError, declining_numbers
 from callscreen.policy import PolicyBook
 from callscreen.store import Store, StoreError
 
@@ -54,6 +58,11 @@ def register(subparsers: Any) -> None:
     load.add_argument("--source", default="", help="where the file came from (default: its name)")
     load.add_argument("--version", default="", help="the source's version label (default: today)")
     load.add_argument("--column", help="CSV: number column, 1-based index or header name")
+    crm = load.add_mutually_exclusive_group()
+    crm.add_argument("--profile", help="read a CRM export with this import profile (bitrix24, amocrm, …): the "
+                                       "numbers of the rows whose consent flag says no, or of every row")
+    crm.add_argument("--mapping", type=Path, help="read a CRM export with your own import profile (TOML)")
+    load.add_argument("--timezone", help=argparse.SUPPRESS)
     load.add_argument("--changes", action="store_true", help="apply a change list to the loaded version")
     load.add_argument("--force", action="store_true", help="switch even if the new list is empty or much smaller")
     load.add_argument("--memory-mb", type=int, default=4096, help="memory for building bitmaps (default 4096)")
@@ -159,6 +168,14 @@ def run_import(args: argparse.Namespace, context: CliContext) -> int:
     path = Path(args.file)
     if not path.is_file():
         raise CliError(f"{path}: no such file", EXIT_INPUT)
+    if args.profile or args.mapping:
+        if args.changes:
+            raise CliError("--profile reads a whole CRM export; it cannot be a change list", EXIT_INPUT)
+        with tempfile.TemporaryDirectory(prefix="callscreen-crm-") as folder:
+            args.file, args.format = str(Path(folder) / "numbers.txt"), "lines"
+            args.source = args.source or path.name
+            _crm_numbers(args, path, Path(args.file), country)
+            return run_import(args, context)
     bar = _bar(path.stat().st_size, "B", args.quiet, scale=True)
     try:
         with bar:
@@ -174,6 +191,24 @@ def run_import(args: argparse.Namespace, context: CliContext) -> int:
         raise CliError(str(exc), EXIT_INPUT) from exc
     print(_import_summary(report, args.changes))
     return EXIT_OK
+
+
+def _crm_numbers(args: argparse.Namespace, source: Path, target: Path, country: str) -> None:
+    """Write the numbers a CRM export asks not to call, one E.164 per line; report its bad rows."""
+    profile = profile_from(argparse.Namespace(profile=args.profile, mapping=args.mapping, timezone=None))
+    bad = 0
+    try:
+        with open(target, "w", encoding="ascii") as out:
+            for record, numbers, problem in declining_numbers(source, profile, country):
+                if problem:
+                    bad += 1
+                    print(f"{source}:{BadRow(record.line, problem, record.record_id)}", file=sys.stderr)
+                out.writelines(f"{number.e164}\n" for number in numbers)
+    except ProfileError as exc:
+        raise CliError(f"{source}: {exc}", EXIT_INPUT) from exc
+    args.profile = args.mapping = None
+    if bad:
+        print(f"{source}: {bad} bad rows skipped", file=sys.stderr)
 
 
 def _import_summary(report: ImportReport, changes: bool) -> str:
