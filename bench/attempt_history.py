@@ -27,7 +27,7 @@ import redis
 
 from callscreen.config import Settings
 from callscreen.embedded import EmbeddedServer
-from callscreen.models import Campaign, Consent, LegalBasis
+from callscreen.models import Campaign, Consent, LegalBasis, Proof
 from callscreen.numbers import normalize
 from callscreen.screening import build_screener
 from callscreen.store import ATTEMPT_HISTORY, FACTS_SHA, FactQuery, ms, number_key, run_pipeline
@@ -81,7 +81,8 @@ def main() -> None:
         for raw in (BUSY, FRESH):
             number = normalize(raw, "US")
             screener.store.add_consent(number, Consent(f"c{raw}", "", ("promotions",), LegalBasis.CONSENT,
-                                                       "web_form", AT - timedelta(days=30)))
+                                                       "web_form", AT - timedelta(days=30),
+                                                       proof=Proof(form_text="Yes, call me about offers")))
             digests[raw] = screener.vault.digest(number.e164)
         attempts = {raw: number_key(digest, "attempts") for raw, digest in digests.items()}
         spacing = ATTEMPT_HISTORY / (args.attempts + 1)

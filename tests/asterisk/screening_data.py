@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import subprocess
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import redis
@@ -89,7 +89,8 @@ class Screening:
     def consent(self, number: str) -> str:
         """Record a confirmed consent to promotional calls for ``number``; returns it."""
         self.store.add_consent(normalize(number, "RU"), Consent(
-            f"c-{number}", "", ("promotions",), LegalBasis.CONSENT, "sms_double_opt_in", CAPTURED))
+            f"c-{number}", "", ("promotions",), LegalBasis.CONSENT, "sms_double_opt_in", CAPTURED,
+            verified_at=CAPTURED + timedelta(minutes=3)))
         return number
 
     def allowed_number(self) -> str:

@@ -13,7 +13,7 @@ from callscreen.store import FactQuery, run_pipeline
 
 def disconnected_at(store, raw: str) -> datetime | None:
     number = normalize(raw, "US")
-    query = FactQuery(number, store.vault.digest(number.e164), datetime(2026, 11, 18, tzinfo=UTC))
+    query = FactQuery(number, store.vault.digest(number.e164), datetime(2026, 11, 18, tzinfo=UTC), attempt_limit=0)
     return query.parse(run_pipeline(store.client, query.commands())).disconnected_at
 
 
