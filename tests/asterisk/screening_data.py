@@ -87,7 +87,7 @@ class Screening:
             REGISTRY_ID, listed, fmt="lines", country="RU", kind="internal")
 
     def consent(self, number: str) -> str:
-        """Record a confirmed consent to promotional calls for ``number``; returns it."""
+        """Record a double opt-in consent (confirmed) to promotional calls for ``number``; returns it."""
         self.store.add_consent(normalize(number, "RU"), Consent(
             f"c-{number}", "", ("promotions",), LegalBasis.CONSENT, "sms_double_opt_in", CAPTURED,
             verified_at=CAPTURED + timedelta(minutes=3)))
