@@ -2,6 +2,10 @@
 
 Dialplan: ``AGI(callscreen-agi,CAMPAIGN[,NUMBER])`` — the same contract as the FastAGI
 ``screen`` script: ``SCREEN_ID``, ``SCREEN_REASON``, ``SCREEN_BASIS``, then ``SCREEN_RESULT``.
+Installed (or linked) under the name ``outcome`` it is the FastAGI ``outcome`` script instead:
+``AGI(.../outcome,SCREEN_ID,DIALSTATUS,ANSWEREDTIME,HANGUPCAUSE)`` records how an allowed call
+ended and says nothing to the channel; so the sample dialplan runs unchanged with
+``agi-bin/callscreen/{screen,outcome}`` linked to this script and ``CALLSCREEN_AGI=callscreen``.
 Settings come from ``CALLSCREEN_*`` environment variables and the TOML file they name.
 
 The channel is driven through pyst2's :class:`asterisk.agi.AGI`, wrapped so that it never
@@ -144,8 +148,21 @@ def decide(header: protocol.Header, environ: dict[str, str] | os._Environ[str]) 
         print("callscreen-agi: usage: AGI(callscreen-agi,CAMPAIGN[,NUMBER])", file=sys.stderr)
         return Answer.unavailable()
     from callscreen.config import load_settings
+    from callscreen.screening import build_screener
 
     settings = load_settings(environ=environ)
+    client = _store_client(settings)
+    try:
+        screener = build_screener(settings, client, registries=_LazyRegistries(client))
+        decision = screener.screen(*target, origin=ORIGIN)
+        if decision.allowed and not decision.id:
+            raise RuntimeError("ALLOW without a decision log id")
+        return Answer.of(decision)
+    finally:
+        client.close()
+
+
+def _store_client(settings: Any) -> Any:
     url = settings.redis_url
     if not url:
         from callscreen.cli.context import running_embedded_url
@@ -155,18 +172,39 @@ def decide(header: protocol.Header, environ: dict[str, str] | os._Environ[str]) 
             raise RuntimeError("no store: set CALLSCREEN_REDIS_URL")
     import redis
 
-    from callscreen.screening import build_screener
-
     budget = settings.agi_decision_deadline_ms / 1000
-    client = redis.Redis.from_url(url, socket_connect_timeout=budget, socket_timeout=budget + 1.0)
+    return redis.Redis.from_url(url, socket_connect_timeout=budget, socket_timeout=budget + 1.0)
+
+
+def is_outcome_request(header: protocol.Header) -> bool:
+    """True when Asterisk started this script as ``.../outcome`` (``agi_request`` is the path
+    given to ``AGI()``)."""
+    return os.path.basename(header.get("agi_request")) == "outcome"
+
+
+def record_outcome(header: protocol.Header, environ: dict[str, str] | os._Environ[str]) -> int:
+    """Record ``SCREEN_ID,DIALSTATUS,ANSWEREDTIME,HANGUPCAUSE`` (checked strictly, as the FastAGI
+    server does) against the decision; sends nothing to the channel, which has hung up."""
+    from agi.server import parse_outcome
+    from callscreen.config import load_settings
+    from callscreen.decision_log import DecisionLog
+
     try:
-        screener = build_screener(settings, client, registries=_LazyRegistries(client))
-        decision = screener.screen(*target, origin=ORIGIN)
-        if decision.allowed and not decision.id:
-            raise RuntimeError("ALLOW without a decision log id")
-        return Answer.of(decision)
+        outcome = parse_outcome(header.args)
+    except ValueError as exc:
+        print(f"callscreen-agi: outcome rejected: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    settings = load_settings(environ=environ).require_secrets()
+    client = _store_client(settings)
+    try:
+        log = DecisionLog(client, settings.keyring("log_key"), settings.retention_days)
+        log.record_outcome(outcome.decision_id, outcome.dialstatus, outcome.answered_seconds, outcome.hangup_cause)
+    except KeyError:
+        print("callscreen-agi: outcome for an unknown decision", file=sys.stderr)
+        return EXIT_FAILED
     finally:
         client.close()
+    return EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -187,6 +225,12 @@ def main(argv: list[str] | None = None) -> int:
         if not agi.header_consumed:
             return EXIT_FAILED  # replies would be mixed with the rest of the header: say nothing
         answer, code = Answer.unavailable(), EXIT_FAILED
+    elif is_outcome_request(agi.header):
+        try:
+            return record_outcome(agi.header, os.environ)
+        except Exception as exc:
+            print(f"callscreen-agi: outcome not recorded: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return EXIT_FAILED
     else:
         try:
             answer, code = decide(agi.header, os.environ), EXIT_OK

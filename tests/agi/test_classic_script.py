@@ -130,3 +130,26 @@ def test_script_survives_hangup_lines_between_replies(store: Store, script_env: 
 def test_script_says_nothing_when_the_header_is_cut_short(script_env: dict[str, str]) -> None:
     session = run_script(SCRIPT, classic_header(["spring"])[:120], script_env, close_after_header=True)
     assert session.commands == [] and session.returncode == 1
+
+
+def test_script_linked_as_outcome_records_how_the_allowed_call_ended(
+        store: Store, script_env: dict[str, str], settings: Settings) -> None:
+    _ready(store, "+79990000001")
+    screened = run_script(SCRIPT, classic_header(["spring", "+79990000001"]), script_env)
+    decision_id = screened.variables["SCREEN_ID"]
+    session = run_script(SCRIPT, classic_header([decision_id, "ANSWER", "42", "16"],
+                                                request="/var/lib/asterisk/agi-bin/callscreen/outcome"), script_env)
+    assert session.commands == [] and session.returncode == 0, session.stderr
+    assert DecisionLog(store.client, settings.log_key).outcome_of(decision_id) == {
+        "decision_id": decision_id, "dialstatus": "ANSWER", "answered_seconds": 42, "hangup_cause": "16"}
+
+
+@pytest.mark.parametrize("args", [
+    ["d-mx4kou1w-e6f59abd", "ANSWER", "1", "16"],  # well-formed, but no such decision
+    ["d-mx4kou1w-e6f59abd", "BOGUS", "", ""],
+    ["x", "ANSWER"],
+])
+def test_script_linked_as_outcome_refuses_what_is_not_an_outcome(script_env: dict[str, str], args: list[str]) -> None:
+    session = run_script(SCRIPT, classic_header(args, request="callscreen/outcome"), script_env)
+    assert session.commands == [] and session.returncode == 1
+    assert "outcome" in session.stderr

@@ -68,7 +68,7 @@ def srv_dns() -> Iterator[SrvDns | None]:
 def asterisk(installation: Installation, screening: Screening, serve_port: int,
              srv_dns: SrvDns | None) -> Iterator[Asterisk]:
     pbx = Asterisk(installation, f"agi://127.0.0.1:{serve_port}", env=screening.env,
-                   agi_scripts={f"{CLASSIC_AGI}/screen": CLASSIC_SCRIPT},
+                   agi_scripts={f"{CLASSIC_AGI}/screen": CLASSIC_SCRIPT, f"{CLASSIC_AGI}/outcome": CLASSIC_SCRIPT},
                    resolv_conf=srv_dns.resolv_conf if srv_dns else None)
     pbx.start()
     yield pbx

@@ -28,7 +28,7 @@ from tests_support import TEST_ENCRYPTION_KEY, TEST_HASH_KEY, TEST_LOG_KEY, call
 ALWAYS, NIGHT, LISTED = "always", "night", "listed"
 REGISTRY_ID = "test-dnc"
 LISTED_NUMBER = "89997770001"
-CLASSIC_AGI = "callscreen"  # CALLSCREEN_AGI for the classic script: agi-bin/callscreen/screen
+CLASSIC_AGI = "callscreen"  # CALLSCREEN_AGI for the classic script: agi-bin/callscreen/{screen,outcome}
 CAPTURED = datetime(2026, 5, 1, 10, 0, tzinfo=UTC)
 EVERY_DAY = {day: "00:00-23:59:59" for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun", "holiday")}
 CLOSED = dict.fromkeys(EVERY_DAY, "closed")

@@ -229,5 +229,6 @@ def test_the_classic_script_answers_what_the_fastagi_server_answers(dialer: Dial
     assert [answer(c) for c in fast] == [(True, "consent"), (False, "no_basis"), (False, "national_dnc"),
                                          (False, "outside_calling_hours"), (False, "unknown_campaign")]
     assert {screening.log.get(c.screen_id).origin for c in classic} == {"agi-script"}  # type: ignore[union-attr]
-    for call in (c for c in classic if c.dialed):
+    for call in (c for c in classic if c.dialed):  # the script linked as callscreen/outcome records it
         assert_dialed_with_its_allow_record(screening, call)
+        assert outcome(screening, call.screen_id)["dialstatus"] == "ANSWER"
