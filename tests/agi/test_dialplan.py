@@ -211,6 +211,18 @@ def test_contexts_and_extensions_the_dialer_needs_exist() -> None:
             "CALLSCREEN_DIAL_SUFFIX"} <= set(PLAN.globals)
 
 
+def test_the_screening_runs_under_a_timeout_that_is_cleared_before_dialing() -> None:
+    steps = [f"{s.app}({s.args})" for s in PLAN.steps[("callscreen-screen", "s")]]
+    agi = next(i for i, s in enumerate(steps) if s.startswith("AGI(${CALLSCREEN_AGI}/screen"))
+    dial = next(i for i, s in enumerate(steps) if s.startswith("Dial("))
+    assert "Set(AGIEXITONHANGUP=yes)" in steps[:agi]  # or a hung server keeps the AGI after the hang-up
+    assert steps[agi - 1] == "Set(TIMEOUT(absolute)=${CALLSCREEN_SCREEN_TIMEOUT})"
+    assert steps[agi + 1] == "Set(TIMEOUT(absolute)=0)" and agi + 1 < dial
+    timed_out = [f"{s.app}({s.args})" for s in PLAN.steps[("callscreen-screen", "T")]]
+    assert not any(s.startswith("Dial(") for s in timed_out) and timed_out[-1] == "Hangup(21)"
+    assert "Set(SCREEN_RESULT=BLOCK)" in timed_out and PLAN.globals["CALLSCREEN_SCREEN_TIMEOUT"].isdigit()
+
+
 def test_only_standard_applications_are_used() -> None:
     used = {s.app for steps in PLAN.steps.values() for s in steps}
     assert used <= STANDARD_APPS

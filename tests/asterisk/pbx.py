@@ -333,14 +333,16 @@ class Dialer:
         ami.subscribe(self._on_event)
 
     def call(self, number: str, campaign: str | None = None, **variables: str) -> Call:
-        """Originate ``Local/<number>@callscreen-outbound/n``; returns its (live) :class:`Call`."""
+        """Originate ``Local/<number>@callscreen-outbound/n``; returns its (live) :class:`Call`.
+
+        The originating half just waits once answered: the trunk's hang-up ends the call."""
         call = Call(f"{self._prefix}{next(self._ids)}", number)
         with self._changed:
             self.calls[call.id] = call
         channel_vars = {CALL_VARIABLE: call.id, **variables}
         if campaign is not None:
             channel_vars["CALLSCREEN_CAMPAIGN"] = campaign
-        self.ami.originate(f"Local/{number}@{OUTBOUND_CONTEXT}/n", application="Wait", data="2",
+        self.ami.originate(f"Local/{number}@{OUTBOUND_CONTEXT}/n", application="Wait", data="60",
                            variables=channel_vars, timeout_ms=20000)
         return call
 

@@ -56,11 +56,11 @@ def test_an_allowed_call_is_dialed_and_its_outcome_is_recorded(dialer: Dialer, s
 
 
 def test_an_allowed_call_is_not_cut_by_the_screening_timeout(dialer: Dialer, screening: Screening) -> None:
-    (call,) = dialer.wait([dialer.call(screening.allowed_number(), ALWAYS, CALLSCREEN_SCREEN_TIMEOUT="1",
-                                       **{f"_{HOLD_VARIABLE}": "2.5"})])
+    (call,) = dialer.wait([dialer.call(screening.allowed_number(), ALWAYS, CALLSCREEN_SCREEN_TIMEOUT="2",
+                                       **{f"_{HOLD_VARIABLE}": "3.5"})])
     assert_dialed_with_its_allow_record(screening, call)
     recorded = outcome(screening, call.screen_id)
-    assert recorded["dialstatus"] == "ANSWER" and int(recorded["answered_seconds"]) >= 2  # type: ignore[call-overload]
+    assert recorded["dialstatus"] == "ANSWER" and int(recorded["answered_seconds"]) >= 3  # type: ignore[call-overload]
 
 
 def test_the_campaign_defaults_to_the_global_when_the_dialer_sets_none(dialer: Dialer, screening: Screening) -> None:
