@@ -114,6 +114,21 @@ def serve_process(settings: Settings, redis_url: str, *, reuse_port: bool = Fals
     return asyncio.run(_serve(settings, redis_url, reuse_port, metrics))
 
 
+STORE_CONNECTIONS = 64  # per worker; a decision is one pipelined round trip, so few are needed
+
+
+def _store_pool(settings: Settings, redis_url: str) -> Any:
+    """The asyncio client's connections: at most :data:`STORE_CONNECTIONS`, and a screening
+    waits for a free one (within its deadline) rather than failing. redis-py's default pool
+    raises "Too many connections" past 100 commands in flight, which turned half of a burst of
+    200 calls into BLOCK screening_unavailable."""
+    import redis.asyncio
+
+    return redis.asyncio.BlockingConnectionPool.from_url(
+        redis_url, max_connections=STORE_CONNECTIONS, timeout=settings.agi_decision_deadline_ms / 1000 + 1,
+        socket_timeout=5, socket_connect_timeout=2)
+
+
 async def _serve(settings: Settings, redis_url: str, reuse_port: bool,
                  metrics: tuple[str, int] | None) -> int:
     import asyncio
@@ -133,7 +148,7 @@ async def _serve(settings: Settings, redis_url: str, reuse_port: bool,
         loop.add_signal_handler(signum, stop.set)
     registry = CollectorRegistry()
     client = redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=2)
-    aclient = redis.asyncio.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=2)
+    aclient = redis.asyncio.Redis(connection_pool=_store_pool(settings, redis_url))
     registries = None
     try:
         registries = _registries(client)

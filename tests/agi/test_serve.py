@@ -111,3 +111,23 @@ def test_serve_options_default_from_settings_and_override_them(settings: Setting
     assert tuned.agi_allowed_hosts == ("10.0.0.5", "10.0.1.0/24")
     with pytest.raises(SystemExit):
         parser.parse_args(["serve", "--workers", "0"])
+
+
+def test_serve_store_connections_queue_past_the_pool_size_instead_of_failing(settings: Settings) -> None:
+    """More commands in flight than connections wait for one (redis-py's default pool raised
+    "Too many connections" past 100, failing the rest of a burst of calls)."""
+    import asyncio
+
+    import redis.asyncio
+
+    from callscreen.cli.serve import STORE_CONNECTIONS, _store_pool
+
+    async def burst() -> list[object]:
+        client = redis.asyncio.Redis(connection_pool=_store_pool(settings, str(settings.redis_url)))
+        try:  # each BLPOP holds its connection for 0.1 s on the server
+            return await asyncio.gather(*(client.blpop([f"empty:{i}"], timeout=0.1)
+                                          for i in range(2 * STORE_CONNECTIONS + 40)))
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(burst()) == [None] * (2 * STORE_CONNECTIONS + 40)
