@@ -186,6 +186,8 @@ def check_variable_name(name: str) -> str:
 def set_variable(name: str, value: str) -> bytes:
     """``SET VARIABLE NAME "value"\\n`` — the only way callscreen writes to a channel."""
     line = f"SET VARIABLE {check_variable_name(name)} {quote(value)}\n".encode()
+    if b"\n" in line[:-1] or b"\r" in line:  # quote() refuses these; kept as a second guard
+        raise UnsafeValue("value would not stay on one command line")
     if len(line) >= MAX_LINE_BYTES:
         raise UnsafeValue("command line too long for Asterisk")
     return line

@@ -59,6 +59,15 @@ def test_truncating_the_tail_is_detected_through_the_chain_head(log, redis_clien
     assert any("head" in p for p in log.verify().problems)
 
 
+def test_a_chain_head_whose_mac_is_not_the_last_records_is_detected(log, redis_client):
+    for n in range(3):
+        log.append(record(n))
+    assert log.verify().ok
+    redis_client.hset(HEADS, log._chain, "3:" + "0" * 64)  # right sequence number, wrong MAC
+    problems = log.verify().problems
+    assert problems == [f"chain {log._chain}: ends at seq 3 but its head is 3"]
+
+
 def test_a_forged_record_without_the_key_does_not_verify(log, redis_client):
     log.append(record(1))
     forger = DecisionLog(redis_client, b"f" * 32)

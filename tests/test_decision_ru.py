@@ -271,3 +271,14 @@ def test_a_consent_without_the_proof_its_source_needs_is_unverified(record, miss
 def test_a_disconnection_does_not_void_consent_where_the_pack_has_no_reassignment_rule() -> None:
     decision = screen("RU", WEDNESDAY_NOON, facts(consent(), disconnected_at=WEDNESDAY_NOON - DAY))
     assert decision.allowed
+
+
+def test_an_allowed_russian_mobile_records_the_russian_zones_only() -> None:
+    """phonenumbers lists Kazakh zones (and Bucharest for Kaliningrad) for +7 9xx; the decision's
+    evidence names the eleven-hour span of Russian zones it checked, and nothing outside Russia."""
+    decision = screen("RU", utc(2026, 11, 18, 7), facts(consent()), raw=MOBILE)
+    assert decision.allowed
+    assert set(decision.timezone.split(",")) == {
+        "Europe/Kaliningrad", "Europe/Moscow", "Europe/Samara", "Asia/Yekaterinburg", "Asia/Omsk",
+        "Asia/Novosibirsk", "Asia/Krasnoyarsk", "Asia/Irkutsk", "Asia/Yakutsk", "Asia/Vladivostok",
+        "Asia/Sakhalin", "Asia/Magadan", "Asia/Kamchatka", "Asia/Anadyr"}

@@ -1,6 +1,6 @@
 from datetime import UTC, datetime, timedelta
 
-from callscreen.models import Consent, LegalBasis, OptOut
+from callscreen.models import Consent, Contact, LegalBasis, Objection, OptOut, Suppression
 from callscreen.numbers import normalize
 from callscreen.store import ATTEMPT_HISTORY, ms, number_key
 
@@ -47,11 +47,44 @@ def test_attempts_older_than_the_history_are_not_read(store, redis_client):
     assert store.facts(number, at, attempt_limit=4).attempts == ()
 
 
-def test_facts_are_gathered_in_one_round_trip(store):
+CONNECTION_SETUP = {"HELLO", "CLIENT", "AUTH", "SELECT"}  # a new pooled connection's handshake
+
+
+def _commands_sent(client, action) -> list[str]:
+    """The commands clients sent the server while ``action`` ran, as MONITOR saw them (the
+    commands a script runs inside the server are left out)."""
+    with client.monitor() as monitor:
+        action()
+        client.echo("end-of-action")
+        sent = []
+        for entry in monitor.listen():
+            if "end-of-action" in entry["command"]:
+                return sent
+            name = entry["command"].split()[0].upper()
+            if entry.get("client_type") != "lua" and name not in CONNECTION_SETUP:
+                sent.append(name)
+    raise AssertionError("MONITOR ended early")
+
+
+def test_facts_are_gathered_in_one_round_trip(store, redis_client):
     number = normalize("+79991234567")
-    store.add_opt_out(number, OptOut("spring", "call", datetime.now(UTC)))
-    facts = store.facts(number, datetime.now(UTC), attempt_limit=0)
+    now = datetime.now(UTC)
+    store.add_consent(number, Consent("c-1", "", ("promotions",), LegalBasis.CONSENT, "web_form",
+                                      now - timedelta(days=3)), Contact("Europe/Moscow", ""))
+    store.add_opt_out(number, OptOut("spring", "call", now))
+    store.add_objection(number, Objection(now, "email"))
+    digest = store.vault.digest(number.e164)
+    store.suppress(digest, Suppression("cmp-1", now))
+    redis_client.zadd(number_key(digest, "attempts"), {"d-1": int(now.timestamp() * 1000) - 60_000})
+    store.facts(number, now, attempt_limit=4)  # loads the script once (a restarted server has none)
+    gathered = []
+    sent = _commands_sent(redis_client, lambda: gathered.append(store.facts(number, now, attempt_limit=4)))
+    assert sent == ["EVALSHA"]
+    facts = gathered[0]  # every kind of fact, from one command in one round trip
+    assert [c.id for c in facts.consents] == ["c-1"] and facts.contact.timezone == "Europe/Moscow"
     assert [o.campaign_id for o in facts.opt_outs] == ["spring"]
+    assert len(facts.objections) == 1 and [s.complaint_id for s in facts.suppressions] == ["cmp-1"]
+    assert len(facts.attempts) == 1
 
 
 def test_personal_fields_are_sealed_under_a_per_number_data_key_wrapped_by_the_master_key(store, redis_client):

@@ -153,3 +153,15 @@ def test_script_linked_as_outcome_refuses_what_is_not_an_outcome(script_env: dic
     session = run_script(SCRIPT, classic_header(args, request="callscreen/outcome"), script_env)
     assert session.commands == [] and session.returncode == 1
     assert "outcome" in session.stderr
+
+
+@pytest.mark.parametrize("source", ["web\nform", "web\rform"], ids=["LF", "CR"])
+def test_script_withholds_a_stored_value_with_a_line_break_instead_of_sending_it(
+        store: Store, script_env: dict[str, str], source: str) -> None:
+    _ready(store)  # the campaign; the number below has only the record with the unsafe source
+    store.add_consent(normalize("+79990000010", "RU"), Consent("c-2", "", ("promotions",), LegalBasis.CONSENT,
+                                                               source, CAPTURED))
+    session = run_script(SCRIPT, classic_header(["spring", "+79990000010"]), script_env)
+    assert session.violations == [] and len(session.commands) == 4, session.commands
+    assert session.variables["SCREEN_BASIS"] == "withheld"
+    assert all(source not in c for c in session.commands)

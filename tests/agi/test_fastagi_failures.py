@@ -15,6 +15,7 @@ from test_fastagi_reasons import RU_NUMBER, campaign, consent, screen
 
 from agi import protocol
 from callscreen.decision_log import DecisionLog
+from callscreen.numbers import normalize
 
 
 def _ready(env: AGIEnv) -> None:
@@ -127,9 +128,15 @@ def test_hostile_extension_caller_id_and_args_never_leave_their_argument(agi: AG
 
 
 def test_caller_id_is_not_screened_or_echoed(agi: AGIEnv) -> None:
-    _ready(agi)
+    _ready(agi)  # the caller ID's number has a consent: screening it would answer ALLOW
     session = agi.asterisk().run(header_bytes(callerid=RU_NUMBER, extension="+79990000009", args=["spring"]))
-    assert session.reason == "no_basis"  # the extension was screened, not the caller ID
+    assert (session.result, session.reason) == ("BLOCK", "no_basis")  # the extension was screened
+    record = DecisionLog(agi.client, agi.settings.log_key).get(session.variables["SCREEN_ID"])
+    assert record.number_digest == agi.store.vault.digest("+79990000009")
+    caller = normalize(RU_NUMBER, "RU")
+    sent = "".join(session.commands)
+    for spelling in (RU_NUMBER, caller.e164, caller.national_digits, caller.e164[-7:]):
+        assert spelling not in sent  # not echoed in any variable
 
 
 @pytest.mark.parametrize("char", ["\r", "\x00", "\x1b"])

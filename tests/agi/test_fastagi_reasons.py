@@ -3,6 +3,7 @@ socket, against the real server, the real Screener and the real valkey server.""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -21,7 +22,7 @@ from callscreen.models import (
     Reason,
     Suppression,
 )
-from callscreen.numbers import normalize
+from callscreen.numbers import PhoneNumber, normalize
 
 RU_NUMBER = "89991234567"  # as a Russian dialer sends it (trunk prefix 8)
 GB_NUMBER = "+442079460123"
@@ -265,13 +266,122 @@ def test_outcome_of_a_call_that_never_left_does_not_count_as_an_attempt(agi: AGI
     assert screen(agi, "us-promo", FL_NUMBER).reason == "attempt_cap"
 
 
-def test_every_reason_is_reachable_through_fastagi() -> None:
-    """Guards the list above: a new Reason needs an end-to-end test here."""
-    import inspect
-    import sys
+Target = tuple[str, str | None]  # (campaign, number); number None: the extension is screened
+SPRING: Target = ("spring", None)
 
-    source = inspect.getsource(sys.modules[__name__]) + inspect.getsource(
-        __import__("test_fastagi_failures")
-    )
-    missing = [r.value for r in Reason if f'"{r.value}"' not in source and f"Reason.{r.name}" not in source]
-    assert missing == []
+
+def _spring_with_consent(env: AGIEnv, **changes: object) -> Target:
+    campaign(env, "spring")
+    consent(env, RU_NUMBER, **changes)
+    return SPRING
+
+
+def _ru_number() -> PhoneNumber:
+    return normalize(RU_NUMBER, "RU")
+
+
+def _uk_with_interest(env: AGIEnv, *, listed: bool = False, loaded: bool = True) -> Target:
+    campaign(env, "uk-live", "GB")
+    consent(env, GB_NUMBER, "GB", basis=LegalBasis.LEGITIMATE_INTEREST, source="crm_import")
+    if loaded:
+        _gb_registries(env, listed=listed)
+    return "uk-live", GB_NUMBER
+
+
+def _existing_relationship(env: AGIEnv) -> Target:
+    campaign(env, "spring", advertising=False)
+    consent(env, RU_NUMBER, basis=LegalBasis.EXISTING_RELATIONSHIP, source="crm_import", relationship="purchase")
+    return SPRING
+
+
+def _invalid_number(env: AGIEnv) -> Target:
+    campaign(env, "spring")
+    return "spring", "12ab"
+
+
+def _suppressed(env: AGIEnv) -> Target:
+    env.store.suppress(env.store.vault.digest(_ru_number().e164), Suppression("cmp-1", CAPTURED))
+    return _spring_with_consent(env)
+
+
+def _opted_out(env: AGIEnv) -> Target:
+    env.store.add_opt_out(_ru_number(), OptOut(None, "call", CAPTURED))
+    return _spring_with_consent(env)
+
+
+def _objected(env: AGIEnv) -> Target:
+    env.store.add_objection(_ru_number(), Objection(CAPTURED, "call"))
+    return _spring_with_consent(env)
+
+
+def _at_night(env: AGIEnv) -> Target:
+    env.clock[0] = datetime(2026, 6, 10, 0, 30, tzinfo=UTC)  # 03:30 in Moscow
+    return _spring_with_consent(env)
+
+
+def _florida_called_three_times(env: AGIEnv) -> Target:
+    env.clock[0] = WEDNESDAY_US_NOON
+    campaign(env, "us-promo", "US")
+    consent(env, FL_NUMBER, "US")
+    for _ in range(3):
+        assert screen(env, "us-promo", FL_NUMBER).result == "ALLOW"
+    return "us-promo", FL_NUMBER
+
+
+def _robocall(env: AGIEnv) -> Target:
+    campaign(env, "spring", automatic_dialing=True)
+    consent(env, RU_NUMBER)
+    return SPRING
+
+
+def _no_policy_pack(env: AGIEnv) -> Target:
+    env.store.put_campaign(Campaign("spring", "promotions", "ZZ", "RU", "Europe/Moscow"))
+    return SPRING
+
+
+def _erased(env: AGIEnv) -> Target:
+    from callscreen.erasure import MIGRATED_KEY, Eraser
+    from callscreen.journal import AccessJournal
+
+    target = _spring_with_consent(env)
+    env.client.set(MIGRATED_KEY, "1")
+    Eraser(env.store, DecisionLog(env.client, env.settings.log_key),
+           AccessJournal(env.client, env.settings.log_key), None).erase(
+        _ru_number(), reason="DSR-7 art. 17 request", by="dpo")
+    return target
+
+
+# How to meet each reason end to end, over a real socket against the real server and store.
+SCENARIOS: dict[Reason, Callable[[AGIEnv], Target]] = {
+    Reason.CONSENT: _spring_with_consent,
+    Reason.EXISTING_RELATIONSHIP: _existing_relationship,
+    Reason.LEGITIMATE_INTEREST: _uk_with_interest,
+    Reason.INVALID_NUMBER: _invalid_number,
+    Reason.UNKNOWN_CAMPAIGN: lambda env: ("no-such-campaign", None),
+    Reason.COMPLAINT_SUPPRESSED: _suppressed,
+    Reason.OPTED_OUT: _opted_out,
+    Reason.OBJECTION: _objected,
+    Reason.NATIONAL_DNC: lambda env: _uk_with_interest(env, listed=True),
+    Reason.REGISTRY_STALE: lambda env: _uk_with_interest(env, loaded=False),
+    Reason.NO_BASIS: lambda env: campaign(env, "spring") and SPRING,
+    Reason.CONSENT_WITHDRAWN: lambda env: _spring_with_consent(
+        env, withdrawn_at=CAPTURED + timedelta(days=2), withdrawn_how="call"),
+    Reason.CONSENT_EXPIRED: lambda env: _spring_with_consent(env, expires_at=CAPTURED + timedelta(days=2)),
+    Reason.CONSENT_UNVERIFIED: lambda env: _spring_with_consent(env, source="web_form"),
+    Reason.PURPOSE_MISMATCH: lambda env: _spring_with_consent(env, purposes=("appointment_reminders",)),
+    Reason.OUTSIDE_CALLING_HOURS: _at_night,
+    Reason.ATTEMPT_CAP: _florida_called_three_times,
+    Reason.AUTOMATIC_DIALING_FORBIDDEN: _robocall,
+    Reason.SCREENING_UNAVAILABLE: _no_policy_pack,
+    Reason.ERASED_SUBJECT: _erased,
+}
+
+
+@pytest.mark.parametrize("reason", list(Reason), ids=[r.value for r in Reason])
+def test_every_reason_is_answered_and_logged_end_to_end_over_fastagi(agi: AGIEnv, reason: Reason) -> None:
+    """Parametrized over the Reason enum itself: a new reason fails here until it has a scenario."""
+    assert reason in SCENARIOS, f"no end-to-end scenario for {reason.value}"
+    session = screen(agi, *SCENARIOS[reason](agi))
+    allowed = reason in (Reason.CONSENT, Reason.EXISTING_RELATIONSHIP, Reason.LEGITIMATE_INTEREST)
+    assert (session.result, session.reason) == ("ALLOW" if allowed else "BLOCK", reason.value)
+    assert_logged(agi, session, reason)

@@ -15,8 +15,11 @@ from asterisk_client import AsteriskClient, Session, header_bytes
 from test_classic_script import _ready
 
 from callscreen.config import Settings
+from callscreen.decision_log import DecisionLog
 from callscreen.store import Store
 from tests_support import CALLSCREEN, callscreen_env, free_port, start_serve
+
+NO_BASIS_NUMBER = "+79990000077"  # no consent or other basis on record
 
 
 def _env(settings: Settings, tmp_path: Path) -> dict[str, str]:
@@ -58,24 +61,33 @@ def test_serve_answers_then_sigterm_drains_in_flight_sessions_and_exits_zero(
     process, port, metrics_port = _start(settings, tmp_path, "--workers", workers)
     try:
         client = AsteriskClient("127.0.0.1", port)
-        first = [client.run(header_bytes(args=["spring"])) for _ in range(4)]
-        assert all(s.result == "BLOCK" or s.result == "ALLOW" for s in first)
-        assert all(len(s.commands) == 4 for s in first)
+        log = DecisionLog(store.client, settings.log_key)
+        # A number without a basis: no_basis comes before calling hours, so the answer is exact at any hour.
+        first = [client.run(header_bytes(args=["spring", NO_BASIS_NUMBER])) for _ in range(4)]
+        for session in first:
+            assert len(session.commands) == 4 and session.violations == []
+            assert (session.result, session.reason) == ("BLOCK", "no_basis")
+            assert log.get(session.variables["SCREEN_ID"]).reason == "no_basis"
+        # The consented number: ALLOW on its consent, or BLOCK outside calling hours (the real clock).
+        consented = client.run(header_bytes(args=["spring"]))
+        assert (consented.result, consented.reason) in (("ALLOW", "consent"), ("BLOCK", "outside_calling_hours"))
+        assert log.get(consented.variables["SCREEN_ID"]).result == consented.result
         text = _metrics(metrics_port)
         assert "callscreen_agi_sessions_total" in text and 'script="screen"' in text
         assert _retention_ran(metrics_port)  # at start-up, by one process, shown by every /metrics
 
         in_flight: list[Session] = []
         started = threading.Event()
-        slow = threading.Thread(target=lambda: in_flight.append(
-            client.run(header_bytes(args=["spring"]), reply_delay=0.4, on_command=lambda _l: started.set())))
+        slow = threading.Thread(target=lambda: in_flight.append(client.run(
+            header_bytes(args=["spring", NO_BASIS_NUMBER]), reply_delay=0.4, on_command=lambda _l: started.set())))
         slow.start()
         assert started.wait(10)
         process.send_signal(signal.SIGTERM)
         slow.join(15)
         assert process.wait(20) == 0, process.stderr.read().decode() if process.stderr else ""
         assert len(in_flight[0].commands) == 4  # the session begun before SIGTERM was finished
-        assert in_flight[0].result in ("ALLOW", "BLOCK")
+        assert (in_flight[0].result, in_flight[0].reason) == ("BLOCK", "no_basis")
+        assert log.get(in_flight[0].variables["SCREEN_ID"]) is not None
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
         assert process.stderr is not None and process.stderr.read().decode().count("retention deleted") == 1

@@ -121,6 +121,31 @@ def test_an_old_pointer_snapshot_is_not_trusted_so_the_registry_reads_as_not_loa
     assert status.loaded_at is None
 
 
+def test_screening_with_a_pointer_snapshot_too_old_to_trust_blocks_as_registry_stale(
+        manager, settings, redis_client, tmp_path):
+    """Both registries are loaded and fresh and the number is on neither, but this process could
+    not refresh its pointers for longer than max_age: it must not trust them, so the call that
+    would be allowed on legitimate interest blocks with registry_stale until a refresh succeeds."""
+    load(manager, "gb-tps", "02079460958\n", tmp_path)
+    load(manager, "gb-ctps", "01212345678\n", tmp_path)
+    now = [1000.0]
+    lookup = RedisRegistryLookup(redis_client, refresh_seconds=5, max_age_seconds=60, clock=lambda: now[0])
+    lookup.refresh()
+    screener = build_screener(settings, redis_client, registries=lookup)
+    screener.store.put_campaign(Campaign("uk-promo", "promotions", "GB", "GB", "Europe/London"))
+    screener.store.add_consent(normalize("+442071234567"), Consent(
+        "li-1", "", ("promotions",), LegalBasis.LEGITIMATE_INTEREST, "crm_import", AT - timedelta(days=5)))
+    assert screener.screen("020 7123 4567", "uk-promo", AT).reason is Reason.LEGITIMATE_INTEREST
+    lookup.client = redis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)  # refreshes fail
+    now[0] += 61
+    stale = screener.screen("020 7123 4567", "uk-promo", AT)
+    assert (stale.result, stale.reason) == (Result.BLOCK, Reason.REGISTRY_STALE)
+    assert "not loaded" in next(c.detail for c in stale.checks if c.name == "registries")
+    lookup.client = redis_client
+    lookup.refresh()
+    assert screener.screen("020 7123 4567", "uk-promo", AT).reason is Reason.LEGITIMATE_INTEREST
+
+
 def test_a_probe_planned_before_a_load_never_reads_as_loaded(manager, redis_client, tmp_path):
     lookup = RedisRegistryLookup(redis_client)
     number = normalize("+12012001234")
