@@ -328,6 +328,16 @@ def _florida_called_three_times(env: AGIEnv) -> Target:
     return "us-promo", FL_NUMBER
 
 
+def _florida_number_disconnected_after_its_consent(env: AGIEnv) -> Target:
+    env.clock[0] = WEDNESDAY_US_NOON
+    campaign(env, "us-promo", "US")
+    consent(env, FL_NUMBER, "US")  # captured 2026-05-01
+    disconnects = env.settings.data_dir / "reassigned.csv"
+    disconnects.write_text("number,disconnected\n(305) 555-0123,2026-06-01\n", encoding="utf-8")
+    import_disconnects(env.store, str(disconnects), country="US")
+    return "us-promo", FL_NUMBER
+
+
 def _robocall(env: AGIEnv) -> Target:
     campaign(env, "spring", automatic_dialing=True)
     consent(env, RU_NUMBER)
@@ -367,7 +377,8 @@ SCENARIOS: dict[Reason, Callable[[AGIEnv], Target]] = {
     Reason.CONSENT_WITHDRAWN: lambda env: _spring_with_consent(
         env, withdrawn_at=CAPTURED + timedelta(days=2), withdrawn_how="call"),
     Reason.CONSENT_EXPIRED: lambda env: _spring_with_consent(env, expires_at=CAPTURED + timedelta(days=2)),
-    Reason.CONSENT_UNVERIFIED: lambda env: _spring_with_consent(env, source="web_form"),
+    Reason.CONSENT_UNVERIFIED: lambda env: _spring_with_consent(env, source="web_form", verified_at=None),
+    Reason.CONSENT_REASSIGNED: _florida_number_disconnected_after_its_consent,
     Reason.PURPOSE_MISMATCH: lambda env: _spring_with_consent(env, purposes=("appointment_reminders",)),
     Reason.OUTSIDE_CALLING_HOURS: _at_night,
     Reason.ATTEMPT_CAP: _florida_called_three_times,
