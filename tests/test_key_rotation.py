@@ -79,7 +79,8 @@ def prepare(screener) -> None:
     screener.store.put_campaign(Campaign("spring", "promotions", "RU", "RU", "Europe/Moscow"))
     for raw in (CONSENTED, OPTED_OUT):
         consent = Consent(id=f"c-{raw[-4:]}", number_digest="", purposes=("promotions",), basis=LegalBasis.CONSENT,
-                          source="sms_double_opt_in", captured_at=AT - timedelta(days=30))
+                          source="sms_double_opt_in", captured_at=AT - timedelta(days=30),
+                          verified_at=AT - timedelta(days=30))
         screener.store.add_consent(normalize(raw, "RU"), consent, Contact("Europe/Moscow", ""))
     screener.store.add_opt_out(normalize(OPTED_OUT, "RU"), OptOut(None, "call", AT - timedelta(days=1)))
 

@@ -136,7 +136,7 @@ def test_missing_keys_fail_loudly_at_start_up(redis_client):
 def test_a_much_called_number_is_capped_from_a_bounded_read_with_the_same_answer(screener, redis_client):
     number = normalize("+13055550123")
     screener.store.add_consent(number, Consent("c-fl", "", ("promotions",), LegalBasis.CONSENT, "web_form",
-                                               AT - timedelta(days=3)))
+                                               AT - timedelta(days=3), proof=Proof(form_text="Yes, call me")))
     at = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)  # 10:00 in Miami
     attempts = number_key(screener.vault.digest(number.e164), "attempts")
     redis_client.zadd(attempts, {f"d-{i}": ms(at - timedelta(seconds=10 * i + 10)) for i in range(3000)})
