@@ -14,10 +14,13 @@ $(BIN)/callscreen: pyproject.toml
 run: $(BIN)/callscreen
 	$(BIN)/callscreen run --demo
 
-# Browser tests drive Debian's Chromium through Playwright (no browser download).
+# Browser tests drive Debian's Chromium through Playwright (no browser download); the ops tests
+# run Debian's Prometheus and promtool against the alert rules.
 chromium:
-	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+	@command -v chromium >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || { \
+		echo "installing Debian's chromium and prometheus (a minute or two)…"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium prometheus >/dev/null; }
 
 lint: $(BIN)/callscreen
 	$(BIN)/ruff check .

@@ -37,6 +37,11 @@ class AGIMetrics:
             ["why"],
             registry=r,
         )
+        self.campaign_answers = Counter(
+            "callscreen_agi_campaign_answers",
+            "Screening answers by campaign (known campaigns only; others count as _unknown) and result",
+            ["campaign", "result"], registry=r,
+        )
         self.outcomes = Counter(
             "callscreen_agi_outcomes", "Call outcomes recorded, by dial status", ["dialstatus"], registry=r
         )
@@ -49,6 +54,9 @@ class AGIMetrics:
         self.connections = Gauge(
             "callscreen_agi_connections", "Open AGI connections", registry=r, multiprocess_mode="livesum"
         )
+        # Present from the start at 0, so the first fail-closed answer after a restart is an
+        # increase an alert can see (a counter born at 1 shows none).
+        self.answers.labels("BLOCK", "screening_unavailable")
         for kind in ERROR_KINDS:
             self.errors.labels(kind)
         for why in ("peer", "peer_limit", "overload"):

@@ -398,7 +398,23 @@ class FastAGIServer:
         else:
             answer = await self._decide(*target)
         await self._answer(stream, answer)
-        self.metrics.answer_seconds.observe(time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        self.metrics.answer_seconds.observe(seconds)
+        campaign = self._campaign_label(target[1] if target else "")
+        self.metrics.campaign_answers.labels(campaign, answer.result).inc()
+        if log.isEnabledFor(logging.INFO):
+            log.info("answered %s %s", answer.result, answer.reason, extra={
+                "decision_id": answer.decision_id, "result": answer.result, "reason": answer.reason,
+                "campaign": campaign, "uniqueid": header.get("agi_uniqueid")[:40], "ms": round(seconds * 1000, 2)})
+
+    def _campaign_label(self, campaign_id: str) -> str:
+        """The campaign id when it names a known campaign, else ``_unknown``: a peer cannot grow
+        the metric's label set by inventing campaign names."""
+        cache = getattr(self.screener, "campaigns", None)
+        if cache is None or not campaign_id:
+            return "_unknown"
+        cached, campaign = cache.lookup(campaign_id)
+        return campaign_id if cached and campaign is not None else "_unknown"
 
     async def _decide(self, number: str, campaign: str) -> Answer:
         """Ask the screener; it answers within its deadline (logging a BLOCK when the store is slow).

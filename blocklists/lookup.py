@@ -38,7 +38,7 @@ from callscreen.models import RegistryStatus
 from callscreen.numbers import PhoneNumber
 from callscreen.store import Command, StoreError
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("callscreen.registries")
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,6 +53,9 @@ class Settings:
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = 8080
     metrics_port: int = 9464
+    # process logs (see callscreen.logs): "text" or "json"; "info" adds a line per screening
+    log_format: str = "text"
+    log_level: str = "warning"
     # secrets (never read from the TOML file)
     hash_key: bytes = field(default=b"", repr=False)
     encryption_key: bytes = field(default=b"", repr=False)

@@ -200,9 +200,9 @@ def _default_registry_status(settings: Settings, client: redis.Redis | None) -> 
 
 
 def _register_blueprints(app: Flask) -> None:
-    from dashboard import admin, api, auth, blocked, complaints, consents, dsr, lookup, overview
+    from dashboard import admin, api, auth, blocked, complaints, consents, dsr, health, lookup, overview
 
-    for module in (auth, overview, blocked, lookup, complaints, consents, dsr, admin):
+    for module in (auth, overview, blocked, lookup, complaints, consents, dsr, admin, health):
         app.register_blueprint(module.bp)
     csrf.exempt(api.bp)  # bearer tokens, no cookies: CSRF does not apply
     app.register_blueprint(api.bp)
@@ -212,7 +212,8 @@ def _register_blueprints(app: Flask) -> None:
         """Deny by default: every dashboard page needs a login, even one whose view lacks its
         ``require`` (the role check stays each view's own). The API checks its bearer token."""
         endpoint = request.endpoint
-        if endpoint is None or endpoint in auth.PUBLIC_ENDPOINTS or endpoint.startswith("api."):
+        if (endpoint is None or endpoint in auth.PUBLIC_ENDPOINTS or endpoint in health.PUBLIC_ENDPOINTS
+                or endpoint.startswith("api.")):
             return None
         if current_user.is_authenticated:
             return None

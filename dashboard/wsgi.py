@@ -10,6 +10,9 @@ running embedded server) the app uses the development keys kept under the data f
 command line does.
 """
 
+from callscreen.logs import configure_logging
 from dashboard.app import create_app, wsgi_settings
 
-app = create_app(wsgi_settings())
+settings = wsgi_settings()
+configure_logging(settings)
+app = create_app(settings)

@@ -23,6 +23,7 @@ from typing import Any
 
 from callscreen.cli.context import EXIT_CONFIG, CliContext, CliError
 from callscreen.config import Settings
+from callscreen.logs import configure_logging
 
 
 def register(subparsers: Any) -> None:
@@ -89,6 +90,7 @@ def effective_settings(args: argparse.Namespace, settings: Settings) -> Settings
 
 def run(args: argparse.Namespace, context: CliContext) -> int:
     settings = effective_settings(args, context.settings).require_secrets()
+    configure_logging(settings)
     multiproc_dir = None
     if settings.agi_workers > 1:  # must precede the first import of prometheus_client
         multiproc_dir = tempfile.mkdtemp(prefix="callscreen-metrics-")
@@ -135,10 +137,11 @@ async def _serve(settings: Settings, redis_url: str, reuse_port: bool,
 
     import redis
     import redis.asyncio
-    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client import CollectorRegistry
 
     from agi.metrics import AGIMetrics
     from agi.server import FastAGIServer
+    from callscreen.health import start_metrics_server
     from callscreen.metrics import RetentionCollector, ScreeningMetrics
     from callscreen.screening import build_screener
 
@@ -166,7 +169,7 @@ async def _serve(settings: Settings, redis_url: str, reuse_port: bool,
                   file=sys.stderr)
             return EXIT_CONFIG
         if metrics is not None and metrics[1]:
-            start_http_server(metrics[1], addr=metrics[0], registry=registry)
+            start_metrics_server(metrics[1], metrics[0], registry, _readiness(client, screener.policies, screener))
         _settle_heap()
         print(f"callscreen serve: FastAGI on {settings.agi_host}:{server.port} (pid {os.getpid()})",
               file=sys.stderr, flush=True)
@@ -183,6 +186,23 @@ async def _serve(settings: Settings, redis_url: str, reuse_port: bool,
             registries.stop()  # before its client closes under it
         await aclient.aclose()
         client.close()
+
+
+def _readiness(client: Any, policies: Any, screener: Any = None) -> Any:
+    """``/readyz``: store reachable, durability confirmed (when the screener gates on it), and the
+    registries required by the jurisdictions in use fresh."""
+    from callscreen.health import Readiness
+
+    try:
+        from blocklists.registry import RegistryManager
+    except ImportError:  # registries are optional: readiness then does not check them
+        status = None
+    else:
+        def status(packs: Any) -> list[Any]:
+            return RegistryManager(client).status(packs)
+
+    gate = getattr(screener, "durability", None)
+    return Readiness(client, policies, durability=getattr(gate, "refusal", None), registry_status=status)
 
 
 async def _retention_schedule(settings: Settings, client: Any, policies: Any, halt: threading.Event) -> None:
@@ -285,8 +305,10 @@ def supervise(settings: Settings, redis_url: str, multiproc_dir: str, *,
                 os._exit(code)
         children[pid] = index
     if metrics is not None and metrics[1]:
-        from prometheus_client import CollectorRegistry, start_http_server
+        from prometheus_client import CollectorRegistry
         from prometheus_client.multiprocess import MultiProcessCollector
+
+        from callscreen.health import start_metrics_server
 
         registry = CollectorRegistry()
         MultiProcessCollector(registry, path=multiproc_dir)
@@ -296,9 +318,10 @@ def supervise(settings: Settings, redis_url: str, multiproc_dir: str, *,
         from callscreen.policy import PolicyBook
 
         metrics_client = redis.Redis.from_url(redis_url, socket_timeout=5)
-        _registry_metrics(metrics_client, registry, PolicyBook.load(settings.policy_dir))
+        policies = PolicyBook.load(settings.policy_dir)
+        _registry_metrics(metrics_client, registry, policies)
         RetentionCollector(metrics_client, registry)
-        start_http_server(metrics[1], addr=metrics[0], registry=registry)
+        start_metrics_server(metrics[1], metrics[0], registry, _readiness(metrics_client, policies))
     worst = 0
     while children:
         try:

@@ -32,6 +32,9 @@ EXPECTED: dict[tuple[str, str], tuple[int, int, int, int]] = {
     ("api.get_decision", "GET"): (401, 401, 401, 401),
     ("api.add_objection", "POST"): (401, 401, 401, 401),
     ("api.openapi", "GET"): (200, 200, 200, 200),
+    ("health.healthz", "GET"): (200, 200, 200, 200),
+    ("health.readyz", "GET"): (200, 200, 200, 200),  # store up, no jurisdiction needing a registry
+    ("health.metrics", "GET"): (200, 200, 200, 200),
     ("api.add_opt_out", "POST"): (401, 401, 401, 401),
     ("api.scrub", "POST"): (401, 401, 401, 401),
     ("api.add_withdrawal", "POST"): (401, 401, 401, 401),
