@@ -38,7 +38,7 @@ from typing import Any
 import redis
 
 from callscreen import codec
-from callscreen.keys import Keyring, KeyringError
+from callscreen.keys import ROTATE_EPOCH_SCRIPT, EpochHistory, Keyring
 from callscreen.models import Decision
 from callscreen.store import (
     ATTEMPT_HISTORY,
@@ -75,23 +75,6 @@ redis.call('HSET', KEYS[3], ARGV[4], sid)
 return {1, sid}
 """
 APPEND_SHA = script(APPEND_SCRIPT)
-
-# Move the log key epoch: only from the epoch the caller saw; records of the old key all have
-# stream ids up to ``after`` (the newest entry now), records of the new one come after it.
-# KEYS: epoch, epochs, stream. ARGV: current epoch ('' if none yet), new key id, the key id in
-# force before any rotation.
-ROTATE_SCRIPT = """
-local current = redis.call('GET', KEYS[1])
-if not current then current = '' end
-if current ~= ARGV[1] then return {0, current} end
-if current == '' then redis.call('HSETNX', KEYS[2], ARGV[3], '0-0') end
-local newest = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)
-local after = '0-0'
-if #newest > 0 then after = newest[1][1] end
-redis.call('HSET', KEYS[2], ARGV[2], after)
-redis.call('SET', KEYS[1], ARGV[2])
-return {1, after}
-"""
 
 # The per-number index writes of one decision, in one command (keys in the number's slot).
 # KEYS: decisions, attempts. ARGV: ms, id, retention horizon ms, attempt (1/0), attempt horizon ms,
@@ -214,45 +197,6 @@ class VerifyReport:
         return not self.problems
 
 
-def _sid(stream_id: str) -> tuple[int, int]:
-    first, _, second = stream_id.partition("-")
-    return int(first), int(second or 0)
-
-
-class _Epochs:
-    """Which log key checks which record: the key its epoch names, if that epoch was in force
-    where the record stands in the stream. Problems are reported once per key, not per record."""
-
-    def __init__(self, client: redis.Redis, ring: Keyring, report: VerifyReport) -> None:
-        self.ring = ring
-        self.report = report
-        history = sorted(((_sid(_text(v)), _text(k)) for k, v in client.hgetall(EPOCHS).items()))
-        self.history = history
-        self.initial = history[0][1] if history else ring.oldest
-
-    def key(self, kid: str) -> bytes | None:
-        try:
-            return self.ring.get(kid or self.initial)
-        except KeyringError:
-            return None
-
-    def key_for(self, record: LogRecord) -> bytes | None:
-        kid = record.key_id or self.initial
-        if self.history:
-            position = _sid(record.stream_id)
-            in_force = self.initial
-            for after, epoch in self.history:
-                if position > after:
-                    in_force = epoch
-            if kid != in_force:
-                self.report.problems.append(
-                    f"{record.stream_id} ({record.id}): MAC'd under log key {kid}, not the key in force there")
-        elif kid != self.initial:  # a second key was used, but no rotation is on record
-            self.report.problems.append(
-                f"{record.stream_id} ({record.id}): MAC'd under log key {kid}, but no rotation to it is on record")
-        return self.key(kid)
-
-
 class DecisionLog:
     """Appends, reads and verifies the log. Thread- and task-safe per process."""
 
@@ -349,7 +293,7 @@ class DecisionLog:
         old = current or self.ring.oldest
         if old == new_kid:
             raise ValueError(f"log key {new_kid} is already in force")
-        ok, value = self.client.eval(ROTATE_SCRIPT, 3, EPOCH, EPOCHS, STREAM, current, new_kid, self.ring.oldest)
+        ok, value = self.client.eval(ROTATE_EPOCH_SCRIPT, 3, EPOCH, EPOCHS, STREAM, current, new_kid, self.ring.oldest)
         if not ok:
             raise LogWriteError(f"the log key epoch moved meanwhile (now {_text(value)}); try again")
         self._kid = new_kid
@@ -515,7 +459,7 @@ class DecisionLog:
         report = VerifyReport()
         last: dict[str, tuple[int, str]] = {}
         trimmed = {_text(k): _text(v) for k, v in self.client.hgetall(TRIMMED).items()}
-        epochs = _Epochs(self.client, self.ring, report)
+        epochs = EpochHistory(self.ring, {_text(k): _text(v) for k, v in self.client.hgetall(EPOCHS).items()})
         tombstones = self._tombstones(report, epochs)
 
         def bridge(chain: str, state: tuple[int, str], until: int | None) -> tuple[int, str]:
@@ -527,7 +471,10 @@ class DecisionLog:
 
         for record in self.scan(newest_first=False, batch=2000):
             report.records += 1
-            key = epochs.key_for(record)
+            misplaced = epochs.misplaced(record.key_id, record.stream_id)
+            if misplaced:
+                report.problems.append(f"{record.stream_id} ({record.id}): {misplaced}")
+            key = epochs.key(record.key_id)
             if key is None:
                 report.problems.append(f"{record.stream_id} ({record.id}): MAC does not match its content "
                                        f"(it names log key {record.key_id}, which is not in the key ring)")
@@ -557,7 +504,7 @@ class DecisionLog:
         report.chains = len(heads)
         return report
 
-    def _tombstones(self, report: VerifyReport, epochs: _Epochs) -> dict[str, dict[int, tuple[str, str]]]:
+    def _tombstones(self, report: VerifyReport, epochs: EpochHistory) -> dict[str, dict[int, tuple[str, str]]]:
         """chain -> seq -> (prev, mac) of every tombstone whose tag verifies; forged ones are problems."""
         found: dict[str, dict[int, tuple[str, str]]] = {}
         for name, value in self.client.hscan_iter(PURGED, count=1000):

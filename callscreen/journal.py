@@ -11,6 +11,10 @@ Invariants:
   entries that verify. Retention removes old entries only through :meth:`AccessJournal.trim_before`,
   which first anchors the chain at the last removed entry, so the rest still verifies.
 - An entry names a number only by its keyed digest, never in clear.
+- Like the decision log, the journal follows the log key's *epochs*: each entry names the key
+  its MAC was made with, the append script refuses any key but the one in force
+  (``cs:{journal}:epoch``, moved by ``callscreen keys rotate log``), and verify checks each entry
+  with its key and reports one made with a key that was not in force where it stands.
 """
 
 from __future__ import annotations
@@ -23,11 +27,14 @@ from datetime import UTC, datetime
 
 import redis
 
+from callscreen.keys import ROTATE_EPOCH_SCRIPT, EpochHistory, Keyring
 from callscreen.store import _check, run_pipeline, script
 
 JOURNAL_KEY = "cs:{journal}:entries"
 HEAD_KEY = "cs:{journal}:head"
 ANCHOR_KEY = "cs:{journal}:trimmed"  # seq:mac of the last entry removed by retention
+EPOCH_KEY = "cs:{journal}:epoch"  # the log key in force for the journal
+EPOCHS_KEY = "cs:{journal}:epochs"  # log key id -> stream id after which it is in force
 LEGACY_KEY = "cs:journal:access"  # the unchained stream of earlier versions (``callscreen migrate``)
 GENESIS = "genesis"
 ACTIONS = (
@@ -37,10 +44,12 @@ ACTIONS = (
 FIELDS = ("at", "user", "role", "action", "digest", "reason", "subject")
 
 APPEND_SHA = script("""
+local epoch = redis.call('GET', KEYS[3])
+if epoch and epoch ~= ARGV[3] then return {2, epoch} end
 local head = redis.call('GET', KEYS[2])
 if not head then head = '' end
 if head ~= ARGV[1] then return {0, head} end
-local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 3))
+local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 4))
 redis.call('SET', KEYS[2], ARGV[2])
 return {1, id}
 """)
@@ -91,17 +100,37 @@ return before - redis.call('XLEN', KEYS[1])
 class AccessJournal:
     """The journal in ``stream``; ``key`` (the log key) is needed to append and verify."""
 
-    def __init__(self, client: redis.Redis, key: bytes | None = None, stream: str = JOURNAL_KEY) -> None:
-        if key is not None and len(key) < 32:
+    def __init__(self, client: redis.Redis, key: bytes | Keyring | None = None, stream: str = JOURNAL_KEY) -> None:
+        ring = key if isinstance(key, Keyring) else Keyring.single("log_key", key or b"")
+        if any(len(material) < 32 for _kid, material in ring):
             raise ValueError("the journal key must be at least 32 bytes")
         self.client = client
-        self._key = key
+        self.ring = ring
+        self._kid = ring.oldest if ring else ""  # until the store names the epoch in force
         self.stream = stream
+
+    def epoch(self) -> str:
+        """The log key in force for the journal (the ring's oldest before any rotation)."""
+        return _text(self.client.get(EPOCH_KEY) or self.ring.oldest)
+
+    def rotate_key(self, new_kid: str) -> str:
+        """Put log key ``new_kid`` in force for the journal (see :meth:`DecisionLog.rotate_key`)."""
+        self.ring.get(new_kid)
+        current = _text(self.client.get(EPOCH_KEY) or b"")
+        old = current or self.ring.oldest
+        if old == new_kid:
+            return old
+        ok, value = self.client.eval(ROTATE_EPOCH_SCRIPT, 3, EPOCH_KEY, EPOCHS_KEY, self.stream, current, new_kid,
+                                     self.ring.oldest)
+        if not ok:
+            raise redis.RedisError(f"the journal's key epoch moved meanwhile (now {_text(value)}); try again")
+        self._kid = new_kid
+        return old
 
     def record(self, *, user: str, role: str, action: str, number_digest: str, reason: str,
                subject: str = "", at: datetime | None = None) -> str:
         """Append one entry; returns its stream id. Raises ValueError for a bad action or no reason."""
-        if self._key is None:
+        if not self.ring:
             raise ValueError("appending to the journal needs the log key")
         if action not in ACTIONS:
             raise ValueError(f"unknown journal action {action!r}")
@@ -112,11 +141,16 @@ class AccessJournal:
         head = _text(self.client.get(HEAD_KEY) or b"")
         for _attempt in range(5):
             seq, prev = (int(head.split(":", 1)[0]), head.split(":", 1)[1]) if head else (0, GENESIS)
-            mac = _mac(self._key, seq + 1, prev, data)
+            mac = _mac(self.ring.get(self._kid), seq + 1, prev, data)
             flat = [x for name in FIELDS for x in (name, data[name])]
             reply = _check(run_pipeline(self.client, [(
-                "EVALSHA", APPEND_SHA, 2, self.stream, HEAD_KEY, head, f"{seq + 1}:{mac}",
-                *flat, "seq", seq + 1, "prev", prev, "mac", mac)])[0])
+                "EVALSHA", APPEND_SHA, 3, self.stream, HEAD_KEY, EPOCH_KEY, head, f"{seq + 1}:{mac}", self._kid,
+                *flat, "seq", seq + 1, "prev", prev, "mac", mac, "kid", self._kid)])[0])
+            if int(reply[0]) == 2:  # the log key was rotated: write under the key now in force
+                if _text(reply[1]) not in self.ring:
+                    raise ValueError(f"the log key in force ({_text(reply[1])}) is not in this process's key ring")
+                self._kid = _text(reply[1])
+                continue
             if int(reply[0]):
                 return _text(reply[1])
             head = _text(reply[1])
@@ -152,9 +186,10 @@ class AccessJournal:
     def verify(self) -> JournalReport:
         """Recompute every MAC and check the chain runs unbroken from genesis (or from the
         retention anchor) to the head."""
-        if self._key is None:
+        if not self.ring:
             raise ValueError("verifying the journal needs the log key")
         report = JournalReport()
+        epochs = EpochHistory(self.ring, {_text(k): _text(v) for k, v in self.client.hgetall(EPOCHS_KEY).items()})
         anchor = _text(self.client.get(ANCHOR_KEY) or b"")
         seq, prev = (int(anchor.split(":", 1)[0]), anchor.split(":", 1)[1]) if anchor else (0, GENESIS)
         for entry_id, fields in self.client.xrange(self.stream):
@@ -163,8 +198,12 @@ class AccessJournal:
             sid = _text(entry_id)
             if int(data.get("seq", 0)) != seq + 1 or data.get("prev") != prev:
                 report.problems.append(f"{sid}: follows seq {seq} but claims seq {data.get('seq')} (entries missing)")
-            if not hmac.compare_digest(_mac(self._key, int(data.get("seq", 0)), data.get("prev", ""), data),
-                                       data.get("mac", "")):
+            misplaced = epochs.misplaced(data.get("kid", ""), sid)
+            if misplaced:
+                report.problems.append(f"{sid}: {misplaced}")
+            key = epochs.key(data.get("kid", ""))
+            if key is None or not hmac.compare_digest(_mac(key, int(data.get("seq", 0)), data.get("prev", ""), data),
+                                                      data.get("mac", "")):
                 report.problems.append(f"{sid}: MAC does not match its content")
             seq, prev = int(data.get("seq", 0)), data.get("mac", "")
         head = _text(self.client.get(HEAD_KEY) or b"")

@@ -20,6 +20,24 @@ from dataclasses import dataclass
 KEY_ID = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
 
 
+# Move a chain's key epoch (used by the decision log and the access journal): only from the
+# epoch the caller saw; entries of the old key all have stream ids up to ``after`` (the newest
+# entry now), entries of the new one come after it. KEYS: epoch, epochs, stream. ARGV: current
+# epoch ('' if none yet), new key id, the key id in force before any rotation.
+ROTATE_EPOCH_SCRIPT = """
+local current = redis.call('GET', KEYS[1])
+if not current then current = '' end
+if current ~= ARGV[1] then return {0, current} end
+if current == '' then redis.call('HSETNX', KEYS[2], ARGV[3], '0-0') end
+local newest = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)
+local after = '0-0'
+if #newest > 0 then after = newest[1][1] end
+redis.call('HSET', KEYS[2], ARGV[2], after)
+redis.call('SET', KEYS[1], ARGV[2])
+return {1, after}
+"""
+
+
 class KeyringError(ValueError):
     """A key ring is malformed (bad entry, duplicate id) or lacks the key asked for."""
 
@@ -107,3 +125,36 @@ class Keyring:
     def format(self) -> str:
         """The ring as a secret's text (one ``ID:hex`` line per key)."""
         return "".join(f"{kid}:{material.hex()}\n" for kid, material in self.entries)
+
+
+def _sid(stream_id: str) -> tuple[int, int]:
+    first, _, second = stream_id.partition("-")
+    return int(first), int(second or 0)
+
+
+class EpochHistory:
+    """Which key checks which stream entry: the key the entry names, if that key was the one in
+    force where the entry stands. ``history`` is key id -> stream id after which it was in force."""
+
+    def __init__(self, ring: Keyring, history: dict[str, str]) -> None:
+        self.ring = ring
+        self.history = sorted((_sid(after), kid) for kid, after in history.items())
+        self.initial = self.history[0][1] if self.history else (ring.oldest if ring else "")
+
+    def misplaced(self, kid: str, stream_id: str) -> str | None:
+        """Why an entry MAC'd under ``kid`` ("" before epochs) cannot stand at ``stream_id``, or None."""
+        kid = kid or self.initial
+        if not self.history:
+            return None if kid == self.initial else f"MAC'd under key {kid}, but no rotation to it is on record"
+        position, in_force = _sid(stream_id), self.initial
+        for after, epoch in self.history:
+            if position > after:
+                in_force = epoch
+        return None if kid == in_force else f"MAC'd under key {kid}, not the key in force there ({in_force})"
+
+    def key(self, kid: str) -> bytes | None:
+        """The material of ``kid`` ("" means the key in force before any rotation), if configured."""
+        try:
+            return self.ring.get(kid or self.initial)
+        except KeyringError:
+            return None

@@ -68,7 +68,7 @@ def build_services(
         store=store,
         users=UserStore(client, password_hasher),
         tokens=TokenStore(client),
-        journal=AccessJournal(client, settings.log_key),
+        journal=AccessJournal(client, settings.keyring("log_key")),
         complaints=ComplaintBook(store, decision_log),
         log=decision_log,
         screener=screener,

@@ -162,3 +162,20 @@ def test_keys_add_writes_a_new_key_into_the_development_key_file(valkey_server, 
     assert main(["keys", "rotate", "log"]) == 0
     assert "log key 2027a is in force" in capsys.readouterr().out
     assert main(["keys", "add", "log", "--id", "2027a"]) == 3  # ids are unique
+
+
+def test_the_access_journal_follows_the_log_key_rotation(settings, redis_client, cli_env, monkeypatch):
+    from callscreen.journal import JOURNAL_KEY, AccessJournal
+
+    monkeypatch.setenv("CALLSCREEN_LOG_KEY", f"{OLD_LOG[0]}:{OLD_LOG[1].hex()},{NEW_LOG[0]}:{NEW_LOG[1].hex()}")
+    ring = Keyring("log_key", (OLD_LOG, NEW_LOG))
+    journal = AccessJournal(redis_client, ring)
+    entry = dict(user="dpo", role="admin", action="reveal", number_digest="ab" * 16, reason="subject request")
+    journal.record(**entry)
+    assert main(["keys", "rotate", "log"]) == 0
+    journal.record(**entry)  # this writer had not noticed: it is told the key in force
+    kids = [fields[b"kid"] for _id, fields in redis_client.xrange(JOURNAL_KEY)]
+    assert kids == [b"2026a", b"2026b"]
+    assert journal.verify().ok, journal.verify().problems
+    with pytest.raises(ValueError, match="not in this process's key ring"):
+        AccessJournal(redis_client, Keyring("log_key", (OLD_LOG,))).record(**entry)

@@ -75,13 +75,21 @@ def add_key(args: argparse.Namespace, context: CliContext) -> int:
 
 
 def rotate_key(args: argparse.Namespace, context: CliContext) -> int:
+    from callscreen.journal import AccessJournal
+
     ring = _ring(context, args.kind)
     target = args.to or ring.newest
+    journal = AccessJournal(context.client, ring)
+    old = context.log.epoch()
+    if old == target and journal.epoch() == target:
+        raise CliError(f"log key {target} is already in force; add a new key to the ring first "
+                       f"(callscreen keys add {args.kind})", EXIT_INPUT)
     try:
-        old = context.log.rotate_key(target)
-    except (KeyringError, ValueError) as exc:
-        raise CliError(f"{exc}; add a new key to the ring first (callscreen keys add {args.kind})",
-                       EXIT_INPUT) from exc
+        if old != target:
+            context.log.rotate_key(target)
+        journal.rotate_key(target)  # the journal's chain follows the same key (again, if a run was cut short)
+    except KeyringError as exc:
+        raise CliError(f"{exc}; add it to the ring of every process first", EXIT_INPUT) from exc
     context.log.append_summary("key_rotation", {"key": args.kind, "from": old, "to": target})
     print(f"log key {target} is in force (was {old}); records under {old} still verify with it: keep it "
           f"in the ring as long as such records are kept; nothing more can be written under it")
