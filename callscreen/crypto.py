@@ -28,6 +28,7 @@ import base64
 import hmac
 import os
 from collections.abc import Sequence
+from typing import Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -78,6 +79,13 @@ def is_subject_sealed(token: str) -> bool:
     return token.startswith(SEALED_PREFIX)
 
 
+class MasterKeySource(Protocol):
+    """Where a vault learns, during a rotation, which master key is in force (first) and which
+    master keys may still unwrap (see :class:`callscreen.rotation.MasterKeys`)."""
+
+    def current(self) -> tuple[bytes, tuple[bytes, ...]]: ...
+
+
 class NumberVault:
     """Holds the keys and does every keyed operation on personal data; no I/O.
 
@@ -86,7 +94,7 @@ class NumberVault:
     """
 
     def __init__(self, hash_key: bytes, encryption_key: bytes,
-                 previous_encryption_keys: Sequence[bytes] = ()) -> None:
+                 previous_encryption_keys: Sequence[bytes] = (), *, masters: MasterKeySource | None = None) -> None:
         if len(hash_key) < 32:
             raise ValueError("hash_key must be at least 32 bytes")
         for key in (encryption_key, *previous_encryption_keys):
@@ -95,9 +103,26 @@ class NumberVault:
         self._hash_key = hash_key
         self._id_key = _subkey(hash_key, b"keyed-id")
         self._aead = AESGCM(encryption_key)  # legacy seals only
-        self.key_id = key_id(encryption_key)
-        self._wrappers = {key_id(k): AESGCM(_subkey(k, b"wrap")) for k in reversed(previous_encryption_keys)}
-        self._wrappers[self.key_id] = AESGCM(_subkey(encryption_key, b"wrap"))
+        self.masters = masters
+        self._seen: tuple[bytes, tuple[bytes, ...]] | None = None
+        self._use_masters(encryption_key, (*previous_encryption_keys, encryption_key))
+
+    def _use_masters(self, active: bytes, readable: Sequence[bytes]) -> None:
+        for key in readable:
+            if len(key) != 32:
+                raise ValueError("encryption_key must be exactly 32 bytes")
+        wrappers = {key_id(k): AESGCM(_subkey(k, b"wrap")) for k in readable if k != active}
+        wrappers[key_id(active)] = AESGCM(_subkey(active, b"wrap"))
+        self._wrappers, self.key_id = wrappers, key_id(active)
+
+    def _sync_masters(self) -> None:
+        """Follow a rotation: wrap under the master key in force, unwrap only with keys not retired."""
+        if self.masters is None:
+            return
+        current = self.masters.current()
+        if current != self._seen:
+            self._use_masters(*current)
+            self._seen = current
 
     # --- keyed hashes and ids ---------------------------------------------------------------
 
@@ -124,12 +149,14 @@ class NumberVault:
 
     def wrap_key(self, digest: str, data_key: bytes) -> str:
         """Wrap a subject's data key under the current master key, bound to ``digest``."""
+        self._sync_masters()
         nonce = os.urandom(NONCE_BYTES)
         sealed = self._wrappers[self.key_id].encrypt(nonce, data_key, b"subject-key\x00" + digest.encode())
         return f"{WRAPPED_PREFIX}{self.key_id}.{_b64(nonce + sealed)}"
 
     def unwrap_key(self, digest: str, wrapped: str) -> bytes:
         """The data key inside ``wrapped``; SealError if no known master key opens it."""
+        self._sync_masters()
         kid = wrapped_key_id(wrapped)
         wrapper = self._wrappers.get(kid)
         if wrapper is None:
@@ -142,6 +169,7 @@ class NumberVault:
 
     def rewrap_key(self, digest: str, wrapped: str) -> str:
         """``wrapped`` re-wrapped under the current master key (unchanged if it already is)."""
+        self._sync_masters()
         if wrapped_key_id(wrapped) == self.key_id:
             return wrapped
         return self.wrap_key(digest, self.unwrap_key(digest, wrapped))

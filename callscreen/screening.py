@@ -25,6 +25,7 @@ from callscreen.decision_log import DecisionLog, LogRecord
 from callscreen.models import Campaign, Check, Decision, Facts, Reason, Result
 from callscreen.numbers import InvalidNumber, PhoneNumber, normalize
 from callscreen.policy import PolicyBook, PolicyPack
+from callscreen.rotation import build_vault, refresh_async
 from callscreen.store import (
     FactQuery,
     RegistryLookup,
@@ -211,6 +212,7 @@ class Screener:
         request, query = None, None
         try:
             async with asyncio.timeout(budget):
+                await refresh_async(self.vault, self.aclient)  # rotation state, without blocking the loop
                 request = self._request(raw_number, await self.campaign_async(campaign_id), at)
                 pack, query = self._query(request)
                 facts = query.parse(await run_pipeline_async(self.aclient, query.commands())) if query else Facts()
@@ -245,7 +247,7 @@ def build_screener(settings: Settings, client: redis.Redis, aclient: Any = None,
                    policies: PolicyBook | None = None) -> Screener:
     """Wire a Screener from settings (keys must be present: fails loudly otherwise)."""
     settings.require_secrets()
-    vault = NumberVault(settings.hash_key, settings.encryption_key)
+    vault = build_vault(settings, client)
     log = DecisionLog(client, settings.keyring("log_key"), settings.retention_days, aclient=aclient)
     return Screener(
         Store(client, vault), log, policies or PolicyBook.load(settings.policy_dir),

@@ -18,6 +18,7 @@ from callscreen.complaints import ComplaintBook
 from callscreen.config import Settings
 from callscreen.crypto import NumberVault
 from callscreen.journal import AccessJournal
+from callscreen.rotation import build_vault
 from callscreen.store import Store
 from dashboard.tokens import TokenStore
 from dashboard.users import UserStore
@@ -53,7 +54,7 @@ def build_services(
         if not settings.redis_url:
             raise RuntimeError("the dashboard needs CALLSCREEN_REDIS_URL (the store the screener uses)")
         client = redis.Redis.from_url(settings.redis_url)
-    vault = NumberVault(settings.hash_key, settings.encryption_key)
+    vault = build_vault(settings, client)
     store = Store(client, vault)
     if screener is None:
         from callscreen.screening import build_screener

@@ -179,3 +179,81 @@ def test_the_access_journal_follows_the_log_key_rotation(settings, redis_client,
     assert journal.verify().ok, journal.verify().problems
     with pytest.raises(ValueError, match="not in this process's key ring"):
         AccessJournal(redis_client, Keyring("log_key", (OLD_LOG,))).record(**entry)
+
+
+# --- the encryption (master) key ------------------------------------------------------------
+
+OLD_MASTER, NEW_MASTER = ("e2026a", bytes(range(32, 64))), ("e2026b", bytes(range(200, 232)))
+
+
+def test_encryption_key_rotation_under_load_rewraps_every_data_key_and_retires_the_old_key(
+        settings, redis_client, cli_env, monkeypatch, capsys):
+    from callscreen.crypto import NumberVault, SealError, key_id, wrapped_key_id
+    from callscreen.store import SUBJECT_KEY_PATTERN, subject_digest
+
+    settings = ringed(settings, "encryption_key", OLD_MASTER, NEW_MASTER)
+    monkeypatch.setenv("CALLSCREEN_ENCRYPTION_KEY",
+                       f"{OLD_MASTER[0]}:{OLD_MASTER[1].hex()},{NEW_MASTER[0]}:{NEW_MASTER[1].hex()}")
+    screener = build_screener(settings, redis_client)
+    prepare(screener)
+    digest = screener.vault.digest(CONSENTED)
+    old_wrapped = {k: redis_client.get(k) for k in redis_client.scan_iter(match=SUBJECT_KEY_PATTERN)}
+    assert old_wrapped and {wrapped_key_id(v.decode()) for v in old_wrapped.values()} == {key_id(OLD_MASTER[1])}
+
+    with ScreeningLoad(screener) as load:
+        assert main(["keys", "rotate", "encryption"]) == 0
+    out = capsys.readouterr().out
+    assert "e2026a is retired" in out
+    assert load.wrong == [] and load.answers > 40
+
+    wrapped = {k: redis_client.get(k) for k in redis_client.scan_iter(match=SUBJECT_KEY_PATTERN)}
+    assert {wrapped_key_id(v.decode()) for v in wrapped.values()} == {key_id(NEW_MASTER[1])}
+    assert screener.store.reveal(digest) == CONSENTED  # the data itself was never re-encrypted
+    assert screener.log.verify().ok
+    # the old master key opens nothing that is stored now ...
+    leaked = NumberVault(settings.hash_key, OLD_MASTER[1])
+    for key, value in wrapped.items():
+        with pytest.raises(SealError):
+            leaked.unwrap_key(subject_digest(key.decode()), value.decode())
+    # ... and no process unwraps with it again, even where it is still configured
+    stale_copy = next(iter(old_wrapped.items()))
+    with pytest.raises(SealError):
+        screener.vault.unwrap_key(subject_digest(stale_copy[0].decode()), stale_copy[1].decode())
+    assert main(["keys", "status"]) == 0
+    assert "retired e2026a" in capsys.readouterr().out
+
+
+def test_a_process_without_the_key_in_force_fails_closed(settings, redis_client):
+    from callscreen.rotation import state_key
+
+    rotated = ringed(settings, "encryption_key", OLD_MASTER, NEW_MASTER)
+    screener = build_screener(rotated, redis_client)
+    prepare(screener)
+    redis_client.hset(state_key("encryption"), mapping={"active": "e2026b"})
+    behind = build_screener(ringed(settings, "encryption_key", OLD_MASTER), redis_client)
+    decision = behind.screen(CONSENTED, "spring", AT)
+    assert decision.result is Result.BLOCK and decision.reason.value == "screening_unavailable"
+    assert screener.screen(CONSENTED, "spring", AT).result is Result.ALLOW
+
+
+def test_an_interrupted_encryption_rotation_resumes(settings, redis_client):
+    from callscreen.crypto import key_id, wrapped_key_id
+    from callscreen.rotation import EncryptionRotation, RotationError
+    from callscreen.store import SUBJECT_KEY_PATTERN
+
+    settings = ringed(settings, "encryption_key", OLD_MASTER, NEW_MASTER)
+    screener = build_screener(settings, redis_client)
+    prepare(screener)
+    job = EncryptionRotation(redis_client, screener.vault, screener.vault.masters.state, grace=0.01)
+    stop = threading.Event()
+    stop.set()
+    progress = job.run(job.start(), stop)  # stopped before any pass
+    assert not progress.finished
+    with pytest.raises(RotationError, match="under way"):
+        job.start("e2026a")
+    progress = job.run(job.start())  # the same target again: resumes
+    assert progress.finished and progress.moved == 2
+    assert {wrapped_key_id(redis_client.get(k).decode()) for k in redis_client.scan_iter(match=SUBJECT_KEY_PATTERN)
+            } == {key_id(NEW_MASTER[1])}
+    with pytest.raises(RotationError, match="was retired|already in force"):
+        job.start("e2026a")

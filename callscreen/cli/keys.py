@@ -12,7 +12,7 @@ from callscreen.cli.context import EXIT_INPUT, EXIT_OK, CliContext, CliError
 from callscreen.config import ENV_PREFIX, secret_file
 from callscreen.keys import KEY_ID, Keyring, KeyringError
 
-KINDS = {"log": "log_key"}
+KINDS = {"log": "log_key", "encryption": "encryption_key"}
 
 
 def register(subparsers: Any) -> None:
@@ -37,13 +37,27 @@ def _ring(context: CliContext, kind: str) -> Keyring:
 
 
 def keys_status(args: argparse.Namespace, context: CliContext) -> int:
+    from callscreen.rotation import KeyState, state_key
+
     log_ring = _ring(context, "log")
-    status = {"log": {"configured": list(log_ring.ids), "in_force": context.log.epoch()}}
+    status: dict[str, dict[str, Any]] = {
+        "log": {"configured": list(log_ring.ids), "in_force": context.log.epoch()}}
+    for kind in ("encryption",):
+        ring = _ring(context, kind)
+        view = KeyState(kind, ring, context.client).view()
+        raw = {k.decode(): v.decode() for k, v in context.client.hgetall(state_key(kind)).items()}
+        status[kind] = {"configured": list(ring.ids), "in_force": view.active, "retiring": view.retiring,
+                        "retired": sorted(view.retired), "phase": view.phase, "moved": int(raw.get("moved", 0))}
     if args.json:
         print(json.dumps(status))
         return EXIT_OK
     for kind, info in status.items():
-        print(f"{kind:10} in force {info['in_force']:14} configured {', '.join(info['configured'])}")
+        line = f"{kind:10} in force {info['in_force']:14} configured {', '.join(info['configured'])}"
+        if info.get("phase"):
+            line += f"; {info['phase']} from {info['retiring']} ({info['moved']} moved so far)"
+        if info.get("retired"):
+            line += f"; retired {', '.join(info['retired'])}"
+        print(line)
     return EXIT_OK
 
 
@@ -75,6 +89,28 @@ def add_key(args: argparse.Namespace, context: CliContext) -> int:
 
 
 def rotate_key(args: argparse.Namespace, context: CliContext) -> int:
+    if args.kind == "log":
+        return _rotate_log(args, context)
+    from callscreen.rotation import EncryptionRotation, RotationError
+
+    vault = context.store.vault
+    job = EncryptionRotation(context.client, vault, vault.masters.state)
+    try:
+        progress = job.start(args.to)
+        print(f"encryption key {progress.new} is in force for new data keys; re-wrapping the others "
+              f"(from {progress.old})", flush=True)
+        progress = job.run(progress)
+    except RotationError as exc:
+        raise CliError(str(exc), EXIT_INPUT) from exc
+    context.log.append_summary("key_rotation", {"key": args.kind, "from": progress.old, "to": progress.new,
+                                                "rewrapped": progress.moved})
+    print(f"re-wrapped {progress.moved} data keys in {progress.passes} passes; encryption key {progress.old} is "
+          f"retired: no process uses it again and nothing in the store is wrapped under it. Remove it from "
+          f"CALLSCREEN_ENCRYPTION_KEY everywhere (backups made before now still need it)")
+    return EXIT_OK
+
+
+def _rotate_log(args: argparse.Namespace, context: CliContext) -> int:
     from callscreen.journal import AccessJournal
 
     ring = _ring(context, args.kind)

@@ -37,9 +37,9 @@ from callscreen.cli.check import parse_at
 from callscreen.cli.consent import profile_from
 from callscreen.cli.context import EXIT_BLOCKED, EXIT_INPUT, EXIT_OK, EXIT_UNAVAILABLE, CliContext, CliError
 from callscreen.consent_import import BadRow
-from callscreen.crypto import NumberVault
 from callscreen.import_profiles import ProfileError, declining_numbers
 from callscreen.policy import PolicyBook
+from callscreen.rotation import build_vault
 from callscreen.store import Store, StoreError
 
 
@@ -322,7 +322,7 @@ def run_drop(args: argparse.Namespace, context: CliContext) -> int:
 
 def run_scrub(args: argparse.Namespace, context: CliContext) -> int:
     settings = context.settings.require_secrets()
-    vault = NumberVault(settings.hash_key, settings.encryption_key)
+    vault = build_vault(settings, context.client)
     campaign = Store(context.client, vault).get_campaign(args.campaign)
     if campaign is None:
         raise CliError(f"no campaign {args.campaign!r}", EXIT_INPUT)
