@@ -255,5 +255,5 @@ def test_an_interrupted_encryption_rotation_resumes(settings, redis_client):
     assert progress.finished and progress.moved == 2
     assert {wrapped_key_id(redis_client.get(k).decode()) for k in redis_client.scan_iter(match=SUBJECT_KEY_PATTERN)
             } == {key_id(NEW_MASTER[1])}
-    with pytest.raises(RotationError, match="was retired|already in force"):
+    with pytest.raises(RotationError, match="was retired"):
         job.start("e2026a")
