@@ -43,9 +43,11 @@ from blocklists.lookup import RedisRegistryLookup
 from blocklists.numbering import NANP, locate_e164
 from callscreen.crypto import NumberVault
 from callscreen.decision import ScreeningRequest, decide
+from callscreen.keys import Keyring
 from callscreen.models import Campaign, Decision, Facts, Reason, RegistryStatus, Result
 from callscreen.numbers import MAX_INPUT_LENGTH, InvalidNumber, PhoneNumber, normalize
 from callscreen.policy import PolicyPack
+from callscreen.rotation import vault_from_rings
 from callscreen.store import Command, FactQuery, RegistryLookup, StoreError, number_key, run_pipeline
 
 BATCH_ROWS = 5000
@@ -260,6 +262,8 @@ class BatchScreener:
 
     def screen(self, raws: Sequence[str]) -> list[tuple[Result, Reason]]:
         """(result, reason) per raw number, in order."""
+        if self.vault.hashes is not None and self.vault.hashes.current()[1] is not None:
+            raise StoreError("the hash key is being rotated: scrub again once `callscreen keys status` shows it done")
         numbers: list[PhoneNumber | None] = []
         normalizer = self.normalizer
         for raw in raws:
@@ -327,7 +331,8 @@ class BatchScreener:
             number = numbers[position]
             assert number is not None
             query = FactQuery(number, digests[position], self.at, self.registry_ids, self.registries,
-                              attempt_limit=self.pack.attempt_read_limit)
+                              attempt_limit=self.pack.attempt_read_limit,
+                              erasure=self.vault.erasure_digests(number.e164))
             planned = query.commands()
             queries.append((position, query, len(planned)))
             commands.extend(planned)
@@ -348,8 +353,8 @@ class ScrubJob:
     """What a worker process needs to rebuild a BatchScreener."""
 
     redis_url: str
-    hash_key: bytes
-    encryption_key: bytes
+    hash_key: bytes | Keyring  # the rings, so workers follow key rotations too
+    encryption_key: bytes | Keyring
     campaign: Campaign
     pack: PolicyPack
     at: datetime
@@ -362,7 +367,7 @@ _worker: BatchScreener | None = None
 def _init_worker(job: ScrubJob) -> None:
     global _worker
     client = redis.Redis.from_url(job.redis_url)
-    _worker = BatchScreener(client, NumberVault(job.hash_key, job.encryption_key), job.campaign, job.pack,
+    _worker = BatchScreener(client, vault_from_rings(job.hash_key, job.encryption_key, client), job.campaign, job.pack,
                             job.at, RedisRegistryLookup(client), job.exchanges)
 
 

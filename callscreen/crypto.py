@@ -86,6 +86,19 @@ class MasterKeySource(Protocol):
     def current(self) -> tuple[bytes, tuple[bytes, ...]]: ...
 
 
+class HashKeySource(Protocol):
+    """Where a vault learns, during a hash key rotation, the hash key in force, the one being
+    retired (None when no rotation is under way), and the retired keys kept only to find the
+    erasure markers of erased persons (see :class:`callscreen.rotation.HashKeys`)."""
+
+    def current(self) -> tuple[bytes, bytes | None, tuple[bytes, ...]]: ...
+
+
+def digest_under(hash_key: bytes, e164: str) -> str:
+    """A number's digest under one hash key."""
+    return hmac.digest(hash_key, e164.encode("ascii"), "sha256").hex()[:DIGEST_HEX_CHARS]
+
+
 class NumberVault:
     """Holds the keys and does every keyed operation on personal data; no I/O.
 
@@ -94,7 +107,8 @@ class NumberVault:
     """
 
     def __init__(self, hash_key: bytes, encryption_key: bytes,
-                 previous_encryption_keys: Sequence[bytes] = (), *, masters: MasterKeySource | None = None) -> None:
+                 previous_encryption_keys: Sequence[bytes] = (), *, masters: MasterKeySource | None = None,
+                 hashes: HashKeySource | None = None) -> None:
         if len(hash_key) < 32:
             raise ValueError("hash_key must be at least 32 bytes")
         for key in (encryption_key, *previous_encryption_keys):
@@ -104,6 +118,7 @@ class NumberVault:
         self._id_key = _subkey(hash_key, b"keyed-id")
         self._aead = AESGCM(encryption_key)  # legacy seals only
         self.masters = masters
+        self.hashes = hashes
         self._seen: tuple[bytes, tuple[bytes, ...]] | None = None
         self._use_masters(encryption_key, (*previous_encryption_keys, encryption_key))
 
@@ -127,8 +142,21 @@ class NumberVault:
     # --- keyed hashes and ids ---------------------------------------------------------------
 
     def digest(self, e164: str) -> str:
-        """The keyed hash that names every per-number key (lower-case hex)."""
-        return hmac.digest(self._hash_key, e164.encode("ascii"), "sha256").hex()[:DIGEST_HEX_CHARS]
+        """The keyed hash that names every per-number key (lower-case hex), under the hash key
+        in force."""
+        active = self._hash_key if self.hashes is None else self.hashes.current()[0]
+        return digest_under(active, e164)
+
+    def previous_digest(self, e164: str) -> str | None:
+        """While the hash key is being rotated, the number's digest under the key being retired
+        (facts are read under both); None otherwise."""
+        previous = None if self.hashes is None else self.hashes.current()[1]
+        return None if previous is None else digest_under(previous, e164)
+
+    def erasure_digests(self, e164: str) -> tuple[str, ...]:
+        """Digests under retired hash keys that still name erased persons (see docs/privacy.md)."""
+        kept = () if self.hashes is None else self.hashes.current()[2]
+        return tuple(digest_under(key, e164) for key in kept)
 
     def keyed_id(self, prefix: str, *parts: str) -> str:
         """A stable id for content that may include personal data: ``<prefix>-<24 hex>``.

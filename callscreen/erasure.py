@@ -74,6 +74,8 @@ class Eraser:
             raise ErasureError("an erasure needs a reason (the request's reference)")
         if not self.client.exists(MIGRATED_KEY):
             raise ErasureError("data sealed before per-number keys may remain: run `callscreen migrate` first")
+        if self.store.rekeying():  # the person's records may be between two digests
+            raise ErasureError("the hash key is being rotated: erase once `callscreen keys status` shows it done")
         at = datetime.now(UTC)
         existing = self.client.get(erased_marker(digest))
         if existing is not None:

@@ -64,6 +64,7 @@ class KeyView:
     retiring: str = ""
     retired: frozenset[str] = frozenset()
     phase: str = ""
+    erasure: tuple[str, ...] = ()  # retired hash keys still needed to find erased persons
 
     @classmethod
     def parse(cls, ring: Keyring, raw: dict[Any, Any]) -> KeyView:
@@ -71,7 +72,8 @@ class KeyView:
         if not data.get("active"):
             return cls(ring.oldest if ring else "")
         retired = frozenset(i for i in data.get("retired", "").split(",") if i)
-        return cls(data["active"], data.get("retiring", ""), retired, data.get("phase", ""))
+        erasure = tuple(i for i in data.get("erasure", "").split(",") if i)
+        return cls(data["active"], data.get("retiring", ""), retired, data.get("phase", ""), erasure)
 
 
 class KeyState:
@@ -125,6 +127,22 @@ class MasterKeys:
         active = self.state.ring.get(view.active)
         readable = tuple(m for kid, m in self.state.ring if kid not in view.retired)
         return active, readable
+
+
+class HashKeys:
+    """The hash keys a vault uses now: the one in force names every per-number key; while a
+    rotation re-keys (phase ``rekeying``) the one being retired names them too; retired keys
+    listed in ``erasure`` find erased persons' markers. Raises KeyringError if any of them is
+    not configured here (callers fail closed)."""
+
+    def __init__(self, state: KeyState) -> None:
+        self.state = state
+
+    def current(self) -> tuple[bytes, bytes | None, tuple[bytes, ...]]:
+        view = self.state.view()
+        ring = self.state.ring
+        previous = ring.get(view.retiring) if view.phase == "rekeying" and view.retiring else None
+        return ring.get(view.active), previous, tuple(ring.get(kid) for kid in view.erasure)
 
 
 @dataclass
@@ -226,14 +244,285 @@ class EncryptionRotation:
 def build_vault(settings: Any, client: Any) -> Any:
     """The vault every process uses: keys from the settings' rings, following rotations
     recorded in the store behind ``client``."""
+    return vault_from_rings(settings.keyring("hash_key"), settings.keyring("encryption_key"), client)
+
+
+def vault_from_rings(hash_ring: Keyring | bytes, encryption_ring: Keyring | bytes, client: Any) -> Any:
+    """A vault from two key rings (or single keys), following rotations recorded in the store."""
     from callscreen.crypto import NumberVault
 
-    encryption = KeyState("encryption", settings.keyring("encryption_key"), client)
-    return NumberVault(settings.hash_key, settings.encryption_key, masters=MasterKeys(encryption))
+    if not isinstance(hash_ring, Keyring):
+        hash_ring = Keyring.single("hash_key", hash_ring)
+    if not isinstance(encryption_ring, Keyring):
+        encryption_ring = Keyring.single("encryption_key", encryption_ring)
+    encryption = KeyState("encryption", encryption_ring, client)
+    hashes = KeyState("hash", hash_ring, client)
+    return NumberVault(hash_ring.get(hash_ring.oldest), encryption_ring.get(encryption_ring.oldest),
+                       masters=MasterKeys(encryption), hashes=HashKeys(hashes))
 
 
 async def refresh_async(vault: Any, aclient: Any) -> None:
     """Read stale rotation state with an asyncio client, so the vault does no blocking I/O."""
-    masters = getattr(vault, "masters", None)
-    if isinstance(masters, MasterKeys) and aclient is not None:
-        await masters.state.refresh_async(aclient)
+    if aclient is None:
+        return
+    for source in (getattr(vault, "masters", None), getattr(vault, "hashes", None)):
+        if isinstance(source, MasterKeys | HashKeys):
+            await source.state.refresh_async(aclient)
+
+
+# --- the hash key -------------------------------------------------------------------------------
+
+HASH_KINDS = ("consents", "optouts", "objections", "suppressions", "contact")  # hashes, merged by field
+ZSET_KINDS = ("attempts", "decisions")  # merged by member
+SET_KINDS = ("complaints",)
+STRING_KINDS = ("key", "erased")
+NUMBER_KINDS = (*HASH_KINDS, *ZSET_KINDS, *SET_KINDS, *STRING_KINDS)
+
+
+class HashRotation:
+    """Moves every person's records from their digest under the old hash key to their digest
+    under the new one, while screening reads both (see :class:`HashKeys`).
+
+    A person's number is recovered from what is sealed under their data key (the contact record,
+    a consent, a complaint, a decision record); the data key is re-wrapped and every sealed field
+    re-sealed for the new digest (the data itself keeps its key). Both copies are merged, the
+    stricter winning (:func:`callscreen.store.merge_hashes`); the move is one optimistic
+    transaction (WATCH), retried if anything changed meanwhile. An erased person's number is
+    gone by design: their records stay under the old digest, and the old key is kept only to
+    find their erasure markers (``erasure`` in the state)."""
+
+    kind = "hash"
+
+    def __init__(self, store: Any, log: Any, state: KeyState, grace: float = 2 * STATE_TTL) -> None:
+        self.store = store
+        self.client: redis.Redis = store.client
+        self.vault = store.vault
+        self.log = log
+        self.state = state
+        self.ring = state.ring
+        self.grace = grace
+
+    def start(self, target: str | None = None) -> RotationProgress:
+        """Put ``target`` (default: the newest key of the ring) in force, facts read under both
+        keys; resumes a rotation to the same key that was cut short."""
+        target = target or self.ring.newest
+        try:
+            self.ring.get(target)
+        except KeyringError as exc:
+            raise RotationError(f"{exc}; add it to the ring of every process first") from exc
+        self.state.expire()
+        view = self.state.view()
+        if view.phase == "rekeying":
+            if view.active != target:
+                raise RotationError(f"a rotation to {view.active} is under way; finish it first")
+            return RotationProgress(self.kind, view.retiring, target)
+        if view.active == target:
+            raise RotationError(f"hash key {target} is already in force; add a new key to the ring first")
+        if target in view.retired:
+            raise RotationError(f"hash key {target} was retired; it cannot be used again")
+        self.client.hset(state_key(self.kind), mapping={
+            "active": target, "retiring": view.active, "phase": "rekeying", "cursor": "0", "moved": "0",
+            "started_at": datetime.now(UTC).isoformat(), "retired": ",".join(sorted(view.retired)),
+            "erasure": ",".join(view.erasure),
+        })
+        self.state.expire()
+        return RotationProgress(self.kind, view.active, target)
+
+    def run(self, progress: RotationProgress, stop: threading.Event | None = None) -> RotationProgress:
+        """Wait until every process reads under both keys, move every person until a pass moves
+        nobody, then retire the old key. Returns early (not finished) if ``stop`` is set."""
+        if (stop or threading.Event()).wait(self.grace):
+            return progress
+        old, new = self.ring.get(progress.old), self.ring.get(progress.new)
+        cursor = int(_text(self.client.hget(state_key(self.kind), "cursor") or b"0"))
+        erased_left = False
+        while True:
+            moved, erased, cursor = self._pass(old, new, cursor, stop)
+            progress.moved += moved
+            erased_left = erased_left or erased > 0
+            if stop is not None and stop.is_set():
+                return progress
+            progress.passes += 1
+            if moved == 0:
+                break
+            cursor = 0
+        state = state_key(self.kind)
+        current = KeyView.parse(self.ring, self.client.hgetall(state))
+        erasure = [*current.erasure, progress.old] if erased_left and progress.old not in current.erasure \
+            else list(current.erasure)
+        self.client.hset(state, mapping={
+            "retiring": "", "phase": "", "cursor": "0", "finished_at": datetime.now(UTC).isoformat(),
+            "retired": ",".join(sorted({*current.retired, progress.old})), "erasure": ",".join(erasure),
+        })
+        self.state.expire()
+        progress.finished = True
+        return progress
+
+    def _pass(self, old: bytes, new: bytes, cursor: int, stop: threading.Event | None) -> tuple[int, int, int]:
+        """One SCAN over every per-number key: (people moved, erased people left, cursor)."""
+        from callscreen.crypto import digest_under
+        from callscreen.store import PREFIX as P
+
+        moved = erased = 0
+        while True:
+            cursor, keys = self.client.scan(cursor, match=P + "n:*", count=BATCH)
+            for digest in dict.fromkeys(subject_digest(_text(k)) for k in keys):
+                number = self._number_of(digest)
+                if number is None:
+                    erased += int(bool(self.client.exists(self._key(digest, "erased"))))
+                    continue
+                if digest == digest_under(old, number):
+                    self._move(number, digest, digest_under(new, number))
+                    moved += 1
+            self.client.hset(state_key(self.kind), "cursor", str(cursor))
+            self.client.hincrby(state_key(self.kind), "moved", moved)
+            if cursor == 0 or (stop is not None and stop.is_set()):
+                return moved, erased, cursor
+
+    @staticmethod
+    def _key(digest: str, kind: str) -> str:
+        from callscreen.store import number_key
+
+        return number_key(digest, kind)
+
+    def _number_of(self, digest: str) -> str | None:
+        """The clear number behind ``digest``, from anything sealed under its data key; None for
+        an erased person (or one with only index entries left)."""
+        import json
+
+        client = self.client
+        try:
+            subject = self.store.subject(digest)
+        except SealError:
+            return None
+        candidates: list[tuple[str, str]] = []
+        sealed = client.hget(self._key(digest, "contact"), "sealed")
+        if sealed:
+            candidates.append((digest, _text(sealed)))
+        for raw in client.hvals(self._key(digest, "consents")):
+            data = json.loads(raw)
+            candidates.append((data.get("number_digest") or digest, data.get("number_sealed", "")))
+        for complaint_id in client.smembers(self._key(digest, "complaints")):
+            raw = client.get(f"{PREFIX}complaint:{_text(complaint_id)}")
+            if raw:
+                data = json.loads(raw)
+                candidates.append((data.get("number_digest") or digest, data.get("number_sealed", "")))
+        ids = [_text(i) for kind in ZSET_KINDS for i in client.zrange(self._key(digest, kind), -20, -1)]
+        candidates.extend((r.number_digest, r.number_sealed) for r in self.log.get_many(ids))
+        for sealed_for, token in candidates:
+            if sealed_for == digest and token:
+                number = self.store.open_number(digest, token, subject)
+                if number:
+                    return number
+        return None
+
+    def _move(self, number: str, old: str, new: str) -> None:
+        """Move one person from ``old`` to ``new`` in one optimistic transaction."""
+        for _attempt in range(20):
+            try:
+                with self.client.pipeline(transaction=True) as pipe:
+                    self._move_in(pipe, number, old, new)
+                return
+            except redis.WatchError:
+                continue
+        raise RotationError(f"digest {old}: kept changing while being moved; run the rotation again")
+
+    def _move_in(self, pipe: Any, number: str, old: str, new: str) -> None:
+        import json
+
+        from callscreen.crypto import is_subject_sealed
+        from callscreen.store import consent_pointer_key, merge_hashes
+
+        keys = {(side, kind): self._key(d, kind) for side, d in (("old", old), ("new", new)) for kind in NUMBER_KINDS}
+        complaint_ids = [_text(i) for i in self.client.smembers(keys[("old", "complaints")])]
+        complaint_keys = [f"{PREFIX}complaint:{i}" for i in complaint_ids]
+        # Screening keeps adding to the new digest's indexes (decisions, attempts) meanwhile: those
+        # are merged by adding, not read, so they are not watched.
+        watched = {k: v for k, v in keys.items() if k[0] == "old" or k[1] not in (*ZSET_KINDS, *SET_KINDS)}
+        pipe.watch(*watched.values(), *complaint_keys)
+        read = {k: (pipe.hgetall(v) if k[1] in HASH_KINDS else pipe.zrange(v, 0, -1, withscores=True)
+                    if k[1] in ZSET_KINDS else pipe.smembers(v) if k[1] in SET_KINDS else pipe.get(v))
+                for k, v in watched.items()}
+        complaints = {k: pipe.get(k) for k in complaint_keys}
+        wrapped_old, wrapped_new = read[("old", "key")], read[("new", "key")]
+        erased = read[("old", "erased")] or read[("new", "erased")]
+        data_key = None
+        if not erased:
+            if wrapped_old:
+                data_key = self.vault.unwrap_key(old, _text(wrapped_old))
+            elif wrapped_new:
+                data_key = self.vault.unwrap_key(new, _text(wrapped_new))
+            else:
+                data_key = self.vault.new_data_key()
+
+        # A second data key under the new digest (made by a process that had not yet seen the
+        # rotation) is replaced by the person's own: what it sealed is sealed again.
+        new_side_key = (self.vault.unwrap_key(new, _text(wrapped_new))
+                        if wrapped_old and wrapped_new and not erased else None)
+
+        def reseal(token: str, field: str, sealed_for: str = old, key_from: bytes | None = None) -> str:
+            if not token or data_key is None:
+                return token
+            if is_subject_sealed(token):
+                try:
+                    plain = self.vault.open_with(key_from or data_key, sealed_for, field, token)
+                except SealError:
+                    return token
+            elif field == "number":
+                plain = self.vault.open(token, sealed_for)  # the format before per-person keys
+            else:
+                return token
+            return self.vault.seal_with(data_key, new, field, plain)
+
+        contact = dict(read[("old", "contact")])
+        if contact.get(b"sealed"):
+            contact[b"sealed"] = reseal(_text(contact[b"sealed"]), "number")
+        consents = {}
+        for consent_id, raw in read[("old", "consents")].items():
+            data = json.loads(raw)
+            data["number_sealed"] = reseal(data.get("number_sealed", ""), "number")
+            if data.get("proof_sealed"):
+                data["proof_sealed"] = reseal(data["proof_sealed"], "proof")
+            data["number_digest"] = new
+            consents[consent_id] = json.dumps(data, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+        moved_hashes = {"consents": consents, "contact": contact}
+        if new_side_key is not None:
+            for field, value in read[("new", "contact")].items():
+                if field == b"sealed":
+                    read[("new", "contact")][field] = reseal(_text(value), "number", new, new_side_key)
+            for consent_id, raw in read[("new", "consents")].items():
+                data = json.loads(raw)
+                data["number_sealed"] = reseal(data.get("number_sealed", ""), "number", new, new_side_key)
+                if data.get("proof_sealed"):
+                    data["proof_sealed"] = reseal(data["proof_sealed"], "proof", new, new_side_key)
+                read[("new", "consents")][consent_id] = json.dumps(data, ensure_ascii=False, separators=(",", ":"),
+                                                                    sort_keys=True)
+        pipe.multi()
+        for kind in HASH_KINDS:
+            merged = merge_hashes(kind, read[("new", kind)], moved_hashes.get(kind, read[("old", kind)]))
+            if merged:
+                pipe.hset(keys[("new", kind)], mapping=merged)
+        for kind in ZSET_KINDS:
+            if read[("old", kind)]:
+                pipe.zadd(keys[("new", kind)], dict(read[("old", kind)]), gt=True)
+        for kind in SET_KINDS:
+            if read[("old", kind)]:
+                pipe.sadd(keys[("new", kind)], *read[("old", kind)])
+        if erased:
+            pipe.set(keys[("new", "erased")], erased)
+        elif data_key is not None:
+            pipe.set(keys[("new", "key")], self.vault.wrap_key(new, data_key))
+        for complaint_key, raw in complaints.items():
+            if raw:
+                data = json.loads(raw)
+                if data.get("number_digest") == old:
+                    data["number_digest"] = new
+                    data["number_sealed"] = reseal(data.get("number_sealed", ""), "number")
+                    for name in ("caller_name", "said"):
+                        data[name] = reseal(data.get(name, ""), "complaint." + name)
+                    pipe.set(complaint_key, json.dumps(data, ensure_ascii=False, separators=(",", ":"),
+                                                       sort_keys=True))
+        for consent_id in consents:
+            pipe.set(consent_pointer_key(_text(consent_id)), new)
+        pipe.delete(*(keys[("old", kind)] for kind in NUMBER_KINDS))
+        pipe.execute()

@@ -129,10 +129,14 @@ class Screener:
             return None, None
         registry_ids = pack.all_registries() if request.campaign.advertising else ()
         digest = self._digest(request)
+        e164 = request.number.e164
+        previous = self.vault.previous_digest(e164)
         # A logged decision seals the number under the subject's data key: the fact query
-        # creates that key on first sight (a dry run stores nothing).
-        candidate = self.vault.wrap_key(digest, self.vault.new_data_key()) if logged else ""
+        # creates that key on first sight (a dry run stores nothing; nor does a decision while
+        # the hash key is rotated: the subject's key may still be under its previous digest).
+        candidate = self.vault.wrap_key(digest, self.vault.new_data_key()) if logged and not previous else ""
         query = FactQuery(request.number, digest, request.at, registry_ids, self.registries, candidate,
+                          previous=previous, erasure=self.vault.erasure_digests(e164),
                           attempt_limit=pack.attempt_read_limit)
         return pack, query
 
@@ -151,10 +155,11 @@ class Screener:
     def _sealed_number(self, request: ScreeningRequest, query: FactQuery | None) -> str:
         """The number sealed under its subject's data key for the log record; '' (the keyed
         digest alone) when no key came with the facts: an erased subject, or no facts read."""
-        if request.number is None or query is None or not query.wrapped_key:
+        if request.number is None or query is None or not (query.wrapped_key or query.previous_wrapped_key):
             return ""
-        try:
-            key = self.vault.unwrap_key(query.digest, query.wrapped_key)
+        try:  # a key still under the previous digest seals for the digest in force, where it moves
+            key = (self.vault.unwrap_key(query.digest, query.wrapped_key) if query.wrapped_key
+                   else self.vault.unwrap_key(str(query.previous), str(query.previous_wrapped_key)))
         except SealError:
             return ""
         return self.vault.seal_with(key, query.digest, "number", request.number.e164)

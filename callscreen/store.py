@@ -45,6 +45,10 @@ class StoreError(RuntimeError):
     """The store could not answer; callers fail closed."""
 
 
+class RekeyingInProgress(StoreError):
+    """Writes about numbers wait while the hash key is rotated (screening goes on)."""
+
+
 # --- key schema -----------------------------------------------------------------------
 
 def number_key(digest: str, kind: str) -> str:
@@ -297,6 +301,8 @@ class FactQuery:
         registry_ids: Sequence[str] = (),
         registries: RegistryLookup | None = None,
         key_candidate: str = "",
+        previous: str | None = None,
+        erasure: Sequence[str] = (),
         *,
         attempt_limit: int,
     ) -> None:
@@ -309,20 +315,40 @@ class FactQuery:
         self.registry_ids = tuple(registry_ids)
         self.registries = registries or NoRegistries()
         self.key_candidate = key_candidate
+        self.previous = previous
+        self.erasure = tuple(erasure)
         self.wrapped_key: str | None = None
+        self.previous_wrapped_key: str | None = None
         self._registry_commands = self.registries.commands(number, self.registry_ids)
 
+    def _facts_command(self, digest: str, candidate: str) -> Command:
+        keys = [number_key(digest, kind) for kind in (*self.KINDS, "attempts", "key", "erased")]
+        return ("EVALSHA", FACTS_SHA, len(keys), *keys, ms(self.at - ATTEMPT_HISTORY), candidate, ms(self.at),
+                self.attempt_limit)
+
     def commands(self) -> list[Command]:
-        keys = [number_key(self.digest, kind) for kind in (*self.KINDS, "attempts", "key", "erased")]
-        facts: Command = ("EVALSHA", FACTS_SHA, len(keys), *keys, ms(self.at - ATTEMPT_HISTORY),
-                          self.key_candidate, ms(self.at), self.attempt_limit)
-        return [facts, *self._registry_commands]
+        """The facts under the number's digest; while the hash key is rotated, under its previous
+        digest too (merged, the stricter record winning); and the erasure markers under retired
+        hash keys that still name erased persons."""
+        planned = [self._facts_command(self.digest, self.key_candidate)]
+        if self.previous:
+            planned.append(self._facts_command(self.previous, ""))
+        planned.extend(("GET", number_key(d, "erased")) for d in self.erasure)
+        return [*planned, *self._registry_commands]
 
     def parse(self, replies: Sequence[Any]) -> Facts:
         gathered = _check(replies[0])
+        index = 1
+        if self.previous:
+            older = _check(replies[1])
+            self.previous_wrapped_key = _text(older[6]) if older[6] and not older[7] else None
+            gathered = merge_facts(gathered, older)
+            index = 2
+        erased_elsewhere = [_check(r) for r in replies[index:index + len(self.erasure)]]
+        index += len(self.erasure)
         consents, optouts, objections, suppressions, contact = (_as_hash(r) for r in gathered[:5])
         attempts = gathered[5]
-        wrapped, erased = gathered[6], gathered[7]
+        wrapped, erased = gathered[6], gathered[7] or next((e for e in erased_elsewhere if e), None)
         self.wrapped_key = _text(wrapped) if wrapped and not erased else None
         contact_map = {_text(k): _text(v) for k, v in contact.items()}
         contact_map.pop("sealed", None)
@@ -330,12 +356,14 @@ class FactQuery:
         attempt_times = tuple(
             datetime.fromtimestamp(float(score) / 1000, UTC) for score in _as_hash(attempts).values()
         )
+        if self.previous and self.attempt_limit:  # two digests' newest attempts: keep the newest overall
+            attempt_times = tuple(sorted(attempt_times)[-self.attempt_limit:])
         return Facts(
             consents=tuple(load_consent(raw, None) for raw in consents.values()),
             opt_outs=tuple(codec.opt_out_from(d) for d in _json_values(optouts)),
             objections=tuple(codec.objection_from(d) for d in _json_values(objections)),
             suppressions=tuple(codec.suppression_from(d) for d in _json_values(suppressions)),
-            registries=self.registries.parse(self.number, self.registry_ids, replies[1:]),
+            registries=self.registries.parse(self.number, self.registry_ids, replies[index:]),
             attempts=tuple(sorted(attempt_times)),
             attempts_limit=self.attempt_limit,
             contact=codec.contact_from(contact_map),
@@ -346,6 +374,38 @@ class FactQuery:
 
 def _as_hash(flat: list[Any]) -> dict[Any, Any]:
     return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+def stricter_consent(current: bytes | str, previous: bytes | str) -> bytes | str:
+    """Of two stored copies of one consent, the one that may not be relied on: a withdrawal
+    on either copy wins, otherwise the copy under the digest in force."""
+    if json.loads(previous).get("withdrawn_at") and not json.loads(current).get("withdrawn_at"):
+        return previous
+    return current
+
+
+def merge_hashes(kind: str, current: dict[Any, Any], previous: dict[Any, Any]) -> dict[Any, Any]:
+    """One per-number hash merged from its copies under two digests: every field of both
+    (opt-outs, objections and suppressions block from either); for the same field the copy
+    under the digest in force, except that a withdrawn consent stays withdrawn."""
+    merged = {**previous, **current}
+    if kind == "consents":
+        for field in current.keys() & previous.keys():
+            merged[field] = stricter_consent(current[field], previous[field])
+    return merged
+
+
+def merge_facts(current: list[Any], previous: list[Any]) -> list[Any]:
+    """The fact script's replies for one number read under two digests, as one reply."""
+    merged: list[Any] = []
+    for position, kind in enumerate(FactQuery.KINDS):
+        both = merge_hashes(kind, _as_hash(current[position]), _as_hash(previous[position]))
+        merged.append([x for pair in both.items() for x in pair])
+    attempts = {**_as_hash(previous[5]), **_as_hash(current[5])}
+    merged.append([x for pair in attempts.items() for x in pair])
+    merged.append(current[6])
+    merged.append(current[7] or previous[7])
+    return merged
 
 
 # --- personal data under the subject's data key -------------------------------------------
@@ -447,6 +507,17 @@ class Store:
         self.client = client
         self.vault = vault
 
+    def rekeying(self) -> bool:
+        """Whether the hash key is being rotated (facts are then read under two digests)."""
+        return self.vault.hashes is not None and self.vault.hashes.current()[1] is not None
+
+    def _writable(self) -> None:
+        """Records about a number are not written while its facts may be moving between digests
+        (the move merges both copies; a write racing it could be lost): a clear, retryable error."""
+        if self.rekeying():
+            raise RekeyingInProgress("the hash key is being rotated: records about numbers can be written again "
+                                     "in a moment (`callscreen keys status` shows the progress)")
+
     # campaigns
     def put_campaign(self, campaign: Campaign) -> Campaign:
         if campaign.created_at is None:
@@ -500,6 +571,7 @@ class Store:
     def remember_number(self, number: PhoneNumber, pipe: Any = None, subject: Subject | None = None) -> str:
         """Store the sealed number beside its digest (so it can be revealed later); returns digest.
         An erased subject's number is not stored again."""
+        self._writable()
         digest = self.vault.digest(number.e164)
         subject = subject or self.subject(digest, create=True)
         if subject.key is not None:
@@ -537,8 +609,11 @@ class Store:
         """Record many consents in two round trips (imports); personal fields are sealed under
         each number's data key. Raises :class:`ErasedSubject`, writing nothing, if any number
         was erased."""
+        self._writable()
         subjects = self.subjects([self.vault.digest(n.e164) for n, _c, _x in items], create=True)
-        erased = [s for s in subjects.values() if s.key is None]
+        erased = [s for s in subjects.values() if s.key is None] + [
+            n for n, _c, _x in items for d in self.vault.erasure_digests(n.e164)
+            if self.client.exists(number_key(d, "erased"))]
         if erased:
             raise ErasedSubject(f"{len(erased)} of these numbers had their personal data erased; "
                                 "a new consent for an erased number cannot be recorded")
@@ -592,6 +667,7 @@ class Store:
 
     def withdraw_consent(self, consent_id: str, how: str, at: datetime | None = None) -> Consent:
         """Mark a consent withdrawn; the record stays as evidence. Raises KeyError if unknown."""
+        self._writable()
         consent = self.get_consent(consent_id)
         if consent is None:
             raise KeyError(consent_id)
@@ -621,6 +697,7 @@ class Store:
 
     def withdraw_all(self, number: PhoneNumber, how: str, purpose: str | None = None) -> list[Consent]:
         """Withdrawal as easy as consent: withdraw every active consent of a number (for a purpose)."""
+        self._writable()
         digest = self.vault.digest(number.e164)
         return [
             self.withdraw_consent(c.id, how)
@@ -629,13 +706,19 @@ class Store:
         ]
 
     # opt-outs, objections, suppressions
+    def _blocking_fact_digest(self, number: PhoneNumber) -> str:
+        """Where a blocking fact is written: beside the sealed number, or while the hash key is
+        rotated, under the number's new digest alone (a block must never wait)."""
+        return self.vault.digest(number.e164) if self.rekeying() else self.remember_number(number)
+
     def add_opt_out(self, number: PhoneNumber, opt_out: OptOut) -> str:
-        digest = self.remember_number(number)
+        digest = self._blocking_fact_digest(number)
         scope = opt_out.campaign_id or COMPANY_WIDE
         self.client.hset(number_key(digest, "optouts"), scope, codec.dumps(opt_out))
         return digest
 
     def remove_opt_out(self, number: PhoneNumber, campaign_id: str | None) -> bool:
+        self._writable()
         digest = self.vault.digest(number.e164)
         return bool(self.client.hdel(number_key(digest, "optouts"), campaign_id or COMPANY_WIDE))
 
@@ -644,7 +727,7 @@ class Store:
         return [codec.opt_out_from(json.loads(v)) for v in raw.values()]
 
     def add_objection(self, number: PhoneNumber, objection: Objection) -> str:
-        digest = self.remember_number(number)
+        digest = self._blocking_fact_digest(number)
         self.client.hset(number_key(digest, "objections"), objection.scope, codec.dumps(objection))
         return digest
 
@@ -654,10 +737,12 @@ class Store:
         )
 
     def lift_suppression(self, digest: str, complaint_id: str) -> bool:
+        self._writable()
         return bool(self.client.hdel(number_key(digest, "suppressions"), complaint_id))
 
     def facts(self, number: PhoneNumber, at: datetime, registry_ids: Sequence[str] = (),
               registries: RegistryLookup | None = None, *, attempt_limit: int) -> Facts:
         query = FactQuery(number, self.vault.digest(number.e164), at, registry_ids, registries,
-                          attempt_limit=attempt_limit)
+                          previous=self.vault.previous_digest(number.e164),
+                          erasure=self.vault.erasure_digests(number.e164), attempt_limit=attempt_limit)
         return query.parse(run_pipeline(self.client, query.commands()))

@@ -3,6 +3,7 @@ still verifies, and the old key is unusable afterwards."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import threading
 import time
@@ -10,12 +11,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis
+import redis.asyncio
 
 from callscreen.cli.main import main
 from callscreen.decision_log import EPOCH, STREAM, DecisionLog, LogRecord, LogWriteError, chain_mac
 from callscreen.keys import Keyring
 from callscreen.models import Campaign, Consent, Contact, LegalBasis, OptOut, Result
 from callscreen.numbers import normalize
+from callscreen.rotation import STATE_TTL
 from callscreen.screening import build_screener
 
 AT = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)  # 13:00 in Moscow, a Friday
@@ -27,23 +30,44 @@ class ScreeningLoad:
     """Screens a consented and an opted-out number in a thread until stopped, and keeps every
     answer that was wrong and every ALLOW whose record cannot be read back."""
 
-    def __init__(self, screener, campaign: str = "spring") -> None:
+    def __init__(self, screener, campaign: str = "spring", asynchronous: bool = False) -> None:
         self.screener = screener
         self.campaign = campaign
+        self.asynchronous = asynchronous
         self.answers = 0
         self.wrong: list[str] = []
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
+        if self.asynchronous:  # the FastAGI path: asyncio client, state read without blocking
+            asyncio.run(self._run_async())
+            return
         while not self.stop.is_set():
             for raw, expected in ((CONSENTED, Result.ALLOW), (OPTED_OUT, Result.BLOCK)):
-                decision = self.screener.screen(raw, self.campaign, AT, origin="load")
-                self.answers += 1
-                if decision.result is not expected:
-                    self.wrong.append(f"{raw}: {decision.result} {decision.reason}")
-                if decision.allowed and self.screener.log.get(decision.id) is None:
-                    self.wrong.append(f"{raw}: ALLOW {decision.id} without its record")
+                self._check(raw, expected, self.screener.screen(raw, self.campaign, AT, origin="load"))
+
+    async def _run_async(self) -> None:
+        self.screener.aclient = self.screener.log.aclient = redis.asyncio.Redis.from_url(self.url)
+        try:
+            while not self.stop.is_set():
+                for raw, expected in ((CONSENTED, Result.ALLOW), (OPTED_OUT, Result.BLOCK)):
+                    self._check(raw, expected, await self.screener.screen_async(raw, self.campaign, AT,
+                                                                                 deadline=2.0))
+        finally:
+            await self.screener.aclient.aclose()
+
+    def _check(self, raw: str, expected: Result, decision) -> None:
+        self.answers += 1
+        if decision.result is not expected:
+            self.wrong.append(f"{raw}: {decision.result} {decision.reason}")
+        if decision.allowed and self.screener.log.get(decision.id) is None:
+            self.wrong.append(f"{raw}: ALLOW {decision.id} without its record")
+
+    @property
+    def url(self) -> str:
+        kwargs = self.screener.store.client.connection_pool.connection_kwargs
+        return f"redis://{kwargs['host']}:{kwargs['port']}/0"
 
     def __enter__(self) -> ScreeningLoad:
         self.thread.start()
@@ -186,8 +210,9 @@ def test_the_access_journal_follows_the_log_key_rotation(settings, redis_client,
 OLD_MASTER, NEW_MASTER = ("e2026a", bytes(range(32, 64))), ("e2026b", bytes(range(200, 232)))
 
 
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "asyncio"])
 def test_encryption_key_rotation_under_load_rewraps_every_data_key_and_retires_the_old_key(
-        settings, redis_client, cli_env, monkeypatch, capsys):
+        settings, redis_client, cli_env, monkeypatch, capsys, asynchronous):
     from callscreen.crypto import NumberVault, SealError, key_id, wrapped_key_id
     from callscreen.store import SUBJECT_KEY_PATTERN, subject_digest
 
@@ -200,7 +225,7 @@ def test_encryption_key_rotation_under_load_rewraps_every_data_key_and_retires_t
     old_wrapped = {k: redis_client.get(k) for k in redis_client.scan_iter(match=SUBJECT_KEY_PATTERN)}
     assert old_wrapped and {wrapped_key_id(v.decode()) for v in old_wrapped.values()} == {key_id(OLD_MASTER[1])}
 
-    with ScreeningLoad(screener) as load:
+    with ScreeningLoad(screener, asynchronous=asynchronous) as load:
         assert main(["keys", "rotate", "encryption"]) == 0
     out = capsys.readouterr().out
     assert "e2026a is retired" in out
@@ -215,7 +240,9 @@ def test_encryption_key_rotation_under_load_rewraps_every_data_key_and_retires_t
     for key, value in wrapped.items():
         with pytest.raises(SealError):
             leaked.unwrap_key(subject_digest(key.decode()), value.decode())
-    # ... and no process unwraps with it again, even where it is still configured
+    # ... and no process unwraps with it again, even where it is still configured (once its view of
+    # the state is at most STATE_TTL old)
+    time.sleep(STATE_TTL + 0.1)
     stale_copy = next(iter(old_wrapped.items()))
     with pytest.raises(SealError):
         screener.vault.unwrap_key(subject_digest(stale_copy[0].decode()), stale_copy[1].decode())
@@ -257,3 +284,103 @@ def test_an_interrupted_encryption_rotation_resumes(settings, redis_client):
             } == {key_id(NEW_MASTER[1])}
     with pytest.raises(RotationError, match="was retired"):
         job.start("e2026a")
+
+
+# --- the hash key ------------------------------------------------------------------------------
+
+OLD_HASH, NEW_HASH = ("h2026a", bytes(range(32))), ("h2026b", bytes(range(50, 82)))
+WITHDRAWN = "+79995550000"
+
+
+def hash_rotation_setup(settings, redis_client, monkeypatch):
+    settings = ringed(settings, "hash_key", OLD_HASH, NEW_HASH)
+    monkeypatch.setenv("CALLSCREEN_HASH_KEY", f"{OLD_HASH[0]}:{OLD_HASH[1].hex()},{NEW_HASH[0]}:{NEW_HASH[1].hex()}")
+    screener = build_screener(settings, redis_client)
+    prepare(screener)
+    number = normalize(WITHDRAWN, "RU")
+    screener.store.add_consent(number, Consent(id="c-withdrawn", number_digest="", purposes=("promotions",),
+                                               basis=LegalBasis.CONSENT, source="sms_double_opt_in",
+                                               captured_at=AT - timedelta(days=30)), Contact("Europe/Moscow", ""))
+    screener.store.withdraw_consent("c-withdrawn", "sms", at=AT - timedelta(days=1))
+    return settings, screener
+
+
+def per_number_digests(redis_client) -> set[str]:
+    from callscreen.store import subject_digest
+
+    return {subject_digest(k.decode()) for k in redis_client.scan_iter(match="cs:n:*")}
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "asyncio"])
+def test_hash_key_rotation_under_load_moves_everyone_and_leaves_nothing_under_the_old_key(
+        settings, redis_client, cli_env, monkeypatch, capsys, asynchronous):
+    from callscreen.crypto import NumberVault, digest_under
+    from callscreen.store import Store
+
+    settings, screener = hash_rotation_setup(settings, redis_client, monkeypatch)
+    numbers = (CONSENTED, OPTED_OUT, WITHDRAWN)
+    old = {digest_under(OLD_HASH[1], raw) for raw in numbers}
+    assert per_number_digests(redis_client) == old
+    with ScreeningLoad(screener, asynchronous=asynchronous) as load:
+        assert main(["keys", "rotate", "hash"]) == 0
+    assert load.wrong == [] and load.answers > 40
+    assert "h2026a is retired: no digest in the store is made with it" in capsys.readouterr().out
+
+    new = {digest_under(NEW_HASH[1], raw) for raw in numbers}
+    assert per_number_digests(redis_client) == new  # nothing left under the old key
+    consent = screener.store.get_consent("c-withdrawn")
+    assert consent.number_digest in new and consent.withdrawn_at is not None
+    assert screener.store.reveal(digest_under(NEW_HASH[1], CONSENTED)) == CONSENTED
+    assert screener.log.verify().ok
+    time.sleep(STATE_TTL + 0.1)
+    assert screener.vault.previous_digest(CONSENTED) is None
+    for raw, expected in ((CONSENTED, Result.ALLOW), (OPTED_OUT, Result.BLOCK), (WITHDRAWN, Result.BLOCK)):
+        assert screener.screen(raw, "spring", AT).result is expected
+    # with the old key alone, a copy of the store tells nothing about these numbers
+    leaked = Store(redis_client, NumberVault(OLD_HASH[1], settings.encryption_key))
+    for raw in numbers:
+        facts = leaked.facts(normalize(raw, "RU"), AT, attempt_limit=3)
+        assert facts.consents == () and facts.opt_outs == () and facts.contact.timezone == ""
+
+
+def test_during_re_keying_blocks_are_written_and_read_and_other_writes_wait(settings, redis_client, monkeypatch):
+    from callscreen.rotation import HashRotation
+    from callscreen.store import RekeyingInProgress
+
+    settings, screener = hash_rotation_setup(settings, redis_client, monkeypatch)
+    job = HashRotation(screener.store, screener.log, screener.vault.hashes.state)
+    progress = job.start()
+    screener.vault.hashes.state.expire()
+    assert screener.store.rekeying()
+    assert screener.screen(CONSENTED, "spring", AT).result is Result.ALLOW  # read under the old digest
+    screener.store.add_opt_out(normalize(CONSENTED, "RU"), OptOut(None, "call", AT))  # a block never waits
+    assert screener.screen(CONSENTED, "spring", AT).reason.value == "opted_out"
+    with pytest.raises(RekeyingInProgress, match="being rotated"):
+        screener.store.withdraw_all(normalize(CONSENTED, "RU"), "sms")
+    assert job.run(progress).finished
+    screener.vault.hashes.state.expire()
+    assert not screener.store.rekeying()
+    assert screener.screen(CONSENTED, "spring", AT).reason.value == "opted_out"  # both copies merged
+    assert len(screener.store.consents_for(screener.vault.digest(CONSENTED))) == 1
+
+
+def test_an_erased_person_stays_blocked_after_a_hash_rotation(settings, redis_client, monkeypatch):
+    from callscreen.erasure import MIGRATED_KEY, Eraser
+    from callscreen.journal import AccessJournal
+    from callscreen.rotation import HashRotation, KeyView, state_key
+    from callscreen.store import ErasedSubject
+
+    settings, screener = hash_rotation_setup(settings, redis_client, monkeypatch)
+    redis_client.set(MIGRATED_KEY, "1")
+    journal = AccessJournal(redis_client, settings.keyring("log_key"))
+    Eraser(screener.store, screener.log, journal, None).erase(normalize(OPTED_OUT, "RU"), reason="DSR-1", by="dpo")
+    job = HashRotation(screener.store, screener.log, screener.vault.hashes.state, grace=0.01)
+    assert job.run(job.start()).finished
+    view = KeyView.parse(job.ring, redis_client.hgetall(state_key("hash")))
+    assert view.erasure == ("h2026a",) and "h2026a" in view.retired
+    screener.vault.hashes.state.expire()
+    assert screener.screen(OPTED_OUT, "spring", AT).reason.value == "erased_subject"
+    with pytest.raises(ErasedSubject):
+        screener.store.add_consent(normalize(OPTED_OUT, "RU"), Consent(
+            id="c-again", number_digest="", purposes=("promotions",), basis=LegalBasis.CONSENT,
+            source="paper", captured_at=AT))

@@ -12,7 +12,7 @@ from callscreen.cli.context import EXIT_INPUT, EXIT_OK, CliContext, CliError
 from callscreen.config import ENV_PREFIX, secret_file
 from callscreen.keys import KEY_ID, Keyring, KeyringError
 
-KINDS = {"log": "log_key", "encryption": "encryption_key"}
+KINDS = {"log": "log_key", "encryption": "encryption_key", "hash": "hash_key"}
 
 
 def register(subparsers: Any) -> None:
@@ -42,12 +42,13 @@ def keys_status(args: argparse.Namespace, context: CliContext) -> int:
     log_ring = _ring(context, "log")
     status: dict[str, dict[str, Any]] = {
         "log": {"configured": list(log_ring.ids), "in_force": context.log.epoch()}}
-    for kind in ("encryption",):
+    for kind in ("encryption", "hash"):
         ring = _ring(context, kind)
         view = KeyState(kind, ring, context.client).view()
         raw = {k.decode(): v.decode() for k, v in context.client.hgetall(state_key(kind)).items()}
         status[kind] = {"configured": list(ring.ids), "in_force": view.active, "retiring": view.retiring,
-                        "retired": sorted(view.retired), "phase": view.phase, "moved": int(raw.get("moved", 0))}
+                        "retired": sorted(view.retired), "phase": view.phase, "moved": int(raw.get("moved", 0)),
+                        "kept_for_erasures": list(view.erasure)}
     if args.json:
         print(json.dumps(status))
         return EXIT_OK
@@ -57,6 +58,8 @@ def keys_status(args: argparse.Namespace, context: CliContext) -> int:
             line += f"; {info['phase']} from {info['retiring']} ({info['moved']} moved so far)"
         if info.get("retired"):
             line += f"; retired {', '.join(info['retired'])}"
+        if info.get("kept_for_erasures"):
+            line += f" ({', '.join(info['kept_for_erasures'])} kept only to find erased persons)"
         print(line)
     return EXIT_OK
 
@@ -91,6 +94,8 @@ def add_key(args: argparse.Namespace, context: CliContext) -> int:
 def rotate_key(args: argparse.Namespace, context: CliContext) -> int:
     if args.kind == "log":
         return _rotate_log(args, context)
+    if args.kind == "hash":
+        return _rotate_hash(args, context)
     from callscreen.rotation import EncryptionRotation, RotationError
 
     vault = context.store.vault
@@ -107,6 +112,27 @@ def rotate_key(args: argparse.Namespace, context: CliContext) -> int:
     print(f"re-wrapped {progress.moved} data keys in {progress.passes} passes; encryption key {progress.old} is "
           f"retired: no process uses it again and nothing in the store is wrapped under it. Remove it from "
           f"CALLSCREEN_ENCRYPTION_KEY everywhere (backups made before now still need it)")
+    return EXIT_OK
+
+
+def _rotate_hash(args: argparse.Namespace, context: CliContext) -> int:
+    from callscreen.rotation import HashRotation, RotationError
+
+    job = HashRotation(context.store, context.log, context.store.vault.hashes.state)
+    try:
+        progress = job.start(args.to)
+        print(f"hash key {progress.new} is in force; facts are read under both keys while every person is "
+              f"moved from {progress.old}", flush=True)
+        progress = job.run(progress)
+    except RotationError as exc:
+        raise CliError(str(exc), EXIT_INPUT) from exc
+    kept = progress.old in context.store.vault.hashes.state.view().erasure
+    context.log.append_summary("key_rotation", {"key": args.kind, "from": progress.old, "to": progress.new,
+                                                "moved": progress.moved, "kept_for_erasures": kept})
+    print(f"moved {progress.moved} persons in {progress.passes} passes; hash key {progress.old} is retired"
+          + (": it is kept only to find erased persons, whose numbers are gone and cannot be moved" if kept else
+             ": no digest in the store is made with it any more")
+          + ". Keep the ring's first key configured: consent ids made from imported rows stay keyed by it")
     return EXIT_OK
 
 

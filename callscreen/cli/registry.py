@@ -337,7 +337,8 @@ def run_scrub(args: argparse.Namespace, context: CliContext) -> int:
     at = args.at or datetime.now(UTC)
     table_path = exchange_table_path(settings.data_dir / "cache")
     exchanges = load_exchanges(table_path)
-    job = ScrubJob(context.redis_url, settings.hash_key, settings.encryption_key, campaign, pack, at, exchanges)
+    job = ScrubJob(context.redis_url, settings.keyring("hash_key"), settings.keyring("encryption_key"), campaign, pack,
+                   at, exchanges)
     engine: BatchScreener | ScrubJob = job
     if args.workers == 1:
         engine = BatchScreener(context.client, vault, campaign, pack, at, context.registries, exchanges)
