@@ -300,7 +300,8 @@ def hash_rotation_setup(settings, redis_client, monkeypatch):
     number = normalize(WITHDRAWN, "RU")
     screener.store.add_consent(number, Consent(id="c-withdrawn", number_digest="", purposes=("promotions",),
                                                basis=LegalBasis.CONSENT, source="sms_double_opt_in",
-                                               captured_at=AT - timedelta(days=30)), Contact("Europe/Moscow", ""))
+                                               captured_at=AT - timedelta(days=30),
+                                               verified_at=AT - timedelta(days=30)), Contact("Europe/Moscow", ""))
     screener.store.withdraw_consent("c-withdrawn", "sms", at=AT - timedelta(days=1))
     return settings, screener
 
