@@ -11,6 +11,10 @@ material is still configured.
   re-wraps every stored data key (compare-and-set, so a concurrent write is never lost), repeats
   until a pass finds nothing left under the old key, then retires the old key: no process
   unwraps with it again, and nothing in the store is wrapped under it.
+- ``hash``: the hash key names every per-number key. Rotation puts the new key in force with the
+  old one *retiring*: every process reads facts under both digests (the stricter record wins)
+  and writes blocks under the new one; other writes about numbers wait. The job moves every
+  person to their new digest (:class:`HashRotation`), then retires the old key.
 
 Invariant: a job can be interrupted at any point and run again; it resumes from its SCAN cursor.
 """
@@ -224,6 +228,7 @@ class EncryptionRotation:
         """One SCAN over every wrapped data key; returns how many were re-wrapped."""
         moved = 0
         while True:
+            before = moved
             cursor, keys = self.client.scan(cursor, match=SUBJECT_KEY_PATTERN, count=BATCH)
             if keys:
                 for key, wrapped in zip(keys, self.client.mget(keys), strict=True):
@@ -236,7 +241,7 @@ class EncryptionRotation:
                         raise RotationError(f"{name}: cannot be unwrapped ({exc})") from exc
                     moved += int(self.client.eval(SWAP_IF_UNCHANGED, 1, name, wrapped, fresh))
             self.client.hset(state_key(self.kind), mapping={"cursor": str(cursor)})
-            self.client.hincrby(state_key(self.kind), "moved", 0)
+            self.client.hincrby(state_key(self.kind), "moved", moved - before)
             if cursor == 0 or (stop is not None and stop.is_set()):
                 return moved, cursor
 
@@ -365,6 +370,7 @@ class HashRotation:
 
         moved = erased = 0
         while True:
+            before = moved
             cursor, keys = self.client.scan(cursor, match=P + "n:*", count=BATCH)
             for digest in dict.fromkeys(subject_digest(_text(k)) for k in keys):
                 number = self._number_of(digest)
@@ -375,7 +381,7 @@ class HashRotation:
                     self._move(number, digest, digest_under(new, number))
                     moved += 1
             self.client.hset(state_key(self.kind), "cursor", str(cursor))
-            self.client.hincrby(state_key(self.kind), "moved", moved)
+            self.client.hincrby(state_key(self.kind), "moved", moved - before)
             if cursor == 0 or (stop is not None and stop.is_set()):
                 return moved, erased, cursor
 
