@@ -93,6 +93,7 @@ class KeyState:
         self._view = KeyView(ring.oldest if ring else "")
         self._read_at = float("-inf")
         self._lock = threading.Lock()
+        self.siblings: tuple[KeyState, ...] = ()  # states read in the same round trip as this one
 
     def stale(self) -> bool:
         return self.client is not None and self.clock() - self._read_at > STATE_TTL
@@ -101,13 +102,23 @@ class KeyState:
         if self.stale():
             with self._lock:
                 if self.stale():
-                    self._set(self.client.hgetall(state_key(self.kind)))
+                    group = (self, *self.siblings)
+                    pipe = self.client.pipeline(transaction=False)
+                    for state in group:
+                        pipe.hgetall(state_key(state.kind))
+                    for state, raw in zip(group, pipe.execute(), strict=True):
+                        state._set(raw)
         return self._view
 
     async def refresh_async(self, aclient: Any) -> None:
         """Read the state with an asyncio client if it is stale (so :meth:`view` does no I/O)."""
-        if self.client is not None and self.clock() - self._read_at > STATE_TTL:
-            self._set(await aclient.hgetall(state_key(self.kind)))
+        if self.stale():
+            group = (self, *self.siblings)
+            pipe = aclient.pipeline(transaction=False)
+            for state in group:
+                pipe.hgetall(state_key(state.kind))
+            for state, raw in zip(group, await pipe.execute(), strict=True):
+                state._set(raw)
 
     def expire(self) -> None:
         """Forget the cached state (the next use reads it again)."""
@@ -262,6 +273,7 @@ def vault_from_rings(hash_ring: Keyring | bytes, encryption_ring: Keyring | byte
         encryption_ring = Keyring.single("encryption_key", encryption_ring)
     encryption = KeyState("encryption", encryption_ring, client)
     hashes = KeyState("hash", hash_ring, client)
+    encryption.siblings, hashes.siblings = (hashes,), (encryption,)  # one round trip a second for both
     return NumberVault(hash_ring.get(hash_ring.oldest), encryption_ring.get(encryption_ring.oldest),
                        masters=MasterKeys(encryption), hashes=HashKeys(hashes))
 
@@ -272,7 +284,7 @@ async def refresh_async(vault: Any, aclient: Any) -> None:
         return
     for source in (getattr(vault, "masters", None), getattr(vault, "hashes", None)):
         if isinstance(source, MasterKeys | HashKeys):
-            await source.state.refresh_async(aclient)
+            await source.state.refresh_async(aclient)  # reads its siblings too: the second is fresh
 
 
 # --- the hash key -------------------------------------------------------------------------------
