@@ -294,6 +294,7 @@ ZSET_KINDS = ("attempts", "decisions")  # merged by member
 SET_KINDS = ("complaints",)
 STRING_KINDS = ("key", "erased")
 NUMBER_KINDS = (*HASH_KINDS, *ZSET_KINDS, *SET_KINDS, *STRING_KINDS)
+MOVED_KEY = PREFIX + "keys:hash:moved"  # the new digests a rotation under way has moved people to
 
 
 class HashRotation:
@@ -371,6 +372,7 @@ class HashRotation:
             "retiring": "", "phase": "", "cursor": "0", "finished_at": datetime.now(UTC).isoformat(),
             "retired": ",".join(sorted({*current.retired, progress.old})), "erasure": ",".join(erasure),
         })
+        self.client.delete(MOVED_KEY)
         self.state.expire()
         progress.finished = True
         return progress
@@ -384,7 +386,11 @@ class HashRotation:
         while True:
             before = moved
             cursor, keys = self.client.scan(cursor, match=P + "n:*", count=BATCH)
-            for digest in dict.fromkeys(subject_digest(_text(k)) for k in keys):
+            digests = list(dict.fromkeys(subject_digest(_text(k)) for k in keys))
+            done = self.client.smismember(MOVED_KEY, digests) if digests else []
+            for digest, arrived in zip(digests, done, strict=True):
+                if arrived:  # a new digest this rotation moved someone to
+                    continue
                 number = self._number_of(digest)
                 if number is None:
                     erased += int(bool(self.client.exists(self._key(digest, "erased"))))
@@ -408,25 +414,31 @@ class HashRotation:
         an erased person (or one with only index entries left)."""
         import json
 
-        client = self.client
         try:
             subject = self.store.subject(digest)
         except SealError:
             return None
-        candidates: list[tuple[str, str]] = []
-        sealed = client.hget(self._key(digest, "contact"), "sealed")
-        if sealed:
-            candidates.append((digest, _text(sealed)))
-        for raw in client.hvals(self._key(digest, "consents")):
+        if subject.erased:
+            return None  # the number is gone by design
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hget(self._key(digest, "contact"), "sealed")
+        pipe.hvals(self._key(digest, "consents"))
+        pipe.smembers(self._key(digest, "complaints"))
+        for kind in ZSET_KINDS:
+            pipe.zrange(self._key(digest, kind), -20, -1)
+        sealed, consents, complaint_ids, *indexes = pipe.execute()
+        candidates: list[tuple[str, str]] = [(digest, _text(sealed))] if sealed else []
+        for raw in consents:
             data = json.loads(raw)
             candidates.append((data.get("number_digest") or digest, data.get("number_sealed", "")))
-        for complaint_id in client.smembers(self._key(digest, "complaints")):
-            raw = client.get(f"{PREFIX}complaint:{_text(complaint_id)}")
-            if raw:
-                data = json.loads(raw)
-                candidates.append((data.get("number_digest") or digest, data.get("number_sealed", "")))
-        ids = [_text(i) for kind in ZSET_KINDS for i in client.zrange(self._key(digest, kind), -20, -1)]
-        candidates.extend((r.number_digest, r.number_sealed) for r in self.log.get_many(ids))
+        if complaint_ids:
+            for raw in self.client.mget([f"{PREFIX}complaint:{_text(i)}" for i in complaint_ids]):
+                if raw:
+                    data = json.loads(raw)
+                    candidates.append((data.get("number_digest") or digest, data.get("number_sealed", "")))
+        if not any(sealed_for == digest and token for sealed_for, token in candidates):
+            ids = [_text(i) for index in indexes for i in index]
+            candidates.extend((r.number_digest, r.number_sealed) for r in self.log.get_many(ids))
         for sealed_for, token in candidates:
             if sealed_for == digest and token:
                 number = self.store.open_number(digest, token, subject)
@@ -458,10 +470,22 @@ class HashRotation:
         # are merged by adding, not read, so they are not watched.
         watched = {k: v for k, v in keys.items() if k[0] == "old" or k[1] not in (*ZSET_KINDS, *SET_KINDS)}
         pipe.watch(*watched.values(), *complaint_keys)
-        read = {k: (pipe.hgetall(v) if k[1] in HASH_KINDS else pipe.zrange(v, 0, -1, withscores=True)
-                    if k[1] in ZSET_KINDS else pipe.smembers(v) if k[1] in SET_KINDS else pipe.get(v))
-                for k, v in watched.items()}
-        complaints = {k: pipe.get(k) for k in complaint_keys}
+        # Read in one round trip on another connection: any change after the WATCH still aborts.
+        reader = self.client.pipeline(transaction=False)
+        for (_side, kind), name in watched.items():
+            if kind in HASH_KINDS:
+                reader.hgetall(name)
+            elif kind in ZSET_KINDS:
+                reader.zrange(name, 0, -1, withscores=True)
+            elif kind in SET_KINDS:
+                reader.smembers(name)
+            else:
+                reader.get(name)
+        for name in complaint_keys:
+            reader.get(name)
+        replies = reader.execute()
+        read = dict(zip(watched, replies[:len(watched)], strict=True))
+        complaints = dict(zip(complaint_keys, replies[len(watched):], strict=True))
         wrapped_old, wrapped_new = read[("old", "key")], read[("new", "key")]
         erased = read[("old", "erased")] or read[("new", "erased")]
         data_key = None
@@ -543,4 +567,5 @@ class HashRotation:
         for consent_id in consents:
             pipe.set(consent_pointer_key(_text(consent_id)), new)
         pipe.delete(*(keys[("old", kind)] for kind in NUMBER_KINDS))
+        pipe.sadd(MOVED_KEY, new)
         pipe.execute()
