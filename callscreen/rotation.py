@@ -94,12 +94,16 @@ class KeyState:
         self._read_at = float("-inf")
         self._lock = threading.Lock()
         self.siblings: tuple[KeyState, ...] = ()  # states read in the same round trip as this one
+        self._async = False  # once refreshed from an event loop, never read synchronously again
 
     def stale(self) -> bool:
         return self.client is not None and self.clock() - self._read_at > STATE_TTL
 
     def view(self) -> KeyView:
-        if self.stale():
+        """The state, read again if stale, except in a process driven by :meth:`refresh_async`:
+        there a blocking read would stall every session, so the last state read stands (if the
+        store cannot be read, no decision can be made anyway: they fail closed)."""
+        if self.stale() and not self._async:
             with self._lock:
                 if self.stale():
                     group = (self, *self.siblings)
@@ -112,8 +116,10 @@ class KeyState:
 
     async def refresh_async(self, aclient: Any) -> None:
         """Read the state with an asyncio client if it is stale (so :meth:`view` does no I/O)."""
+        group = (self, *self.siblings)
+        for state in group:
+            state._async = True
         if self.stale():
-            group = (self, *self.siblings)
             pipe = aclient.pipeline(transaction=False)
             for state in group:
                 pipe.hgetall(state_key(state.kind))
