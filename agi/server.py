@@ -33,7 +33,7 @@ from agi import protocol
 from agi.answer import SCREEN_VARIABLES, WITHHELD, Answer, screen_target
 from agi.metrics import AGIMetrics
 from agi.protocol import AGIProtocolError, Header, HeaderReader, HeaderTooLarge, Reply, ReplyReader, UnsafeValue
-from agi.slots import Slot, SlotTable, peer_of
+from agi.slots import REPLY, Slot, SlotTable, peer_of
 from callscreen.config import Settings
 from callscreen.models import Decision, Reason, Result
 
@@ -163,7 +163,7 @@ class _AGIStream:
         return self.replies.hungup
 
     async def command(self, line: bytes) -> Reply:
-        self.slots.wait(self.slot, "reply")
+        self.slots.wait(self.slot, REPLY)
         try:
             async with asyncio.timeout(self.timeout):
                 self.writer.write(line)
@@ -192,10 +192,11 @@ class FastAGIServer:
 
     ``agi_max_connections`` bounds open connections, ``agi_max_connections_per_peer`` what one
     address may hold of them. When a newcomer finds its peer's share or the server full, the
-    session that has waited longest on its peer (for its header or for a reply) is evicted to
-    make room: a live Asterisk sends its header at once and replies at once, so only stalled
-    or slow peers wait long. Only when every slot it could take is held by a session being
-    decided is the newcomer closed unanswered (the dialplan reads the empty result as BLOCK).
+    session that has waited longest on its peer (for its header, or for a reply for at least
+    ``agi_stalled_reply_after``) is evicted to make room: a live Asterisk sends its header at
+    once and replies at once, so only stalled or slow peers wait long. Only when no session it
+    could displace has stalled is the newcomer closed unanswered (the dialplan reads the empty
+    result as BLOCK).
     """
 
     def __init__(
@@ -222,7 +223,8 @@ class FastAGIServer:
         self.read_timeout = settings.agi_read_timeout
         self.reply_timeout = settings.agi_reply_timeout
         self.deadline = settings.agi_decision_deadline_ms / 1000
-        self.slots = SlotTable(settings.agi_max_connections, settings.agi_max_connections_per_peer)
+        self.slots = SlotTable(settings.agi_max_connections, settings.agi_max_connections_per_peer,
+                               settings.agi_stalled_reply_after)
         self.on_unavailable = on_unavailable
         self._server: asyncio.Server | None = None
         self._sessions: set[asyncio.Task[Any]] = set()

@@ -7,10 +7,16 @@ can be stalled by its peer, so only waiting sessions are ever evicted: a live As
 header at once and replies to ``SET VARIABLE`` in well under a millisecond, so whichever session
 has been waiting longest is the one least likely to be a live call.
 
+A session waiting for its header has cost nothing yet and may be evicted at once. A session
+waiting for a reply has been decided (and its decision logged), and under heavy load its reply
+may simply sit unread while the server catches up; so it counts as stalled, and may be evicted,
+only once it has waited ``reply_grace`` seconds.
+
 Invariants: a peer never holds more than ``per_peer`` slots and the table never more than
 ``total``; a newcomer is refused only when every slot it could take is held by a working
-session; an evicted session leaves the table at once (its task is cancelled and its socket
-aborted), so the slot it held is free before the newcomer is admitted.
+session or by one whose reply is not yet overdue; an evicted session leaves the table at once
+(its task is cancelled and its socket aborted) and never waits again, so the slot it held is
+free before the newcomer is admitted.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ from typing import Any
 
 PEER_LIMIT = "peer_limit"
 OVERLOAD = "overload"
+HEADER = "header"
+REPLY = "reply"
 
 
 def peer_of(host: str) -> str:
@@ -56,15 +64,17 @@ class Slot:
 class SlotTable:
     """Admits, tracks and evicts connections; single-threaded (one event loop)."""
 
-    def __init__(self, total: int, per_peer: int) -> None:
-        if total < 1 or per_peer < 1:
-            raise ValueError("connection limits must be positive")
+    def __init__(self, total: int, per_peer: int, reply_grace: float = 0.0) -> None:
+        if total < 1 or per_peer < 1 or reply_grace < 0:
+            raise ValueError("connection limits must be positive and the reply grace not negative")
         self.total = total
         self.per_peer = min(per_peer, total)
+        self.reply_grace = reply_grace
         self._count = 0
         self._by_peer: dict[str, int] = {}
-        self._waiting: OrderedDict[int, Slot] = OrderedDict()  # oldest wait first
-        self._waiting_by_peer: dict[str, OrderedDict[int, Slot]] = {}
+        # waiting sessions, oldest wait first: by what they wait for, and by (peer, what)
+        self._queues: dict[str, OrderedDict[int, Slot]] = {HEADER: OrderedDict(), REPLY: OrderedDict()}
+        self._peer_queues: dict[tuple[str, str], OrderedDict[int, Slot]] = {}
 
     def __len__(self) -> int:
         return self._count
@@ -74,41 +84,46 @@ class SlotTable:
 
     @property
     def waiting(self) -> int:
-        return len(self._waiting)
+        return sum(len(queue) for queue in self._queues.values())
+
+    def waiting_on(self, what: str) -> int:
+        """Sessions waiting for ``HEADER`` or for a ``REPLY``."""
+        return len(self._queues[what])
 
     def admit(self, peer: str, task: Any, transport: Any) -> tuple[Slot | None, list[Slot], str]:
         """A slot for a newcomer from ``peer``, making room by eviction if needed.
 
         Returns ``(slot, evicted, refusal)``: the slot is None (and ``refusal`` names why) when
-        the peer's share or the whole table is held by working sessions. The new slot starts
+        nothing in the peer's share, or in the whole table, may be evicted. The new slot starts
         out waiting for its header.
         """
         evicted: list[Slot] = []
+        now = time.monotonic()
         if self._by_peer.get(peer, 0) >= self.per_peer:
-            victim = next(iter(self._waiting_by_peer.get(peer, {}).values()), None)
+            victim = self._victim(self._peer_queues.get((peer, HEADER)), self._peer_queues.get((peer, REPLY)), now)
             if victim is None:  # named for what is full: the peer's share, or the whole table
                 return None, evicted, PEER_LIMIT if self._count < self.total else OVERLOAD
             evicted.append(self._evict(victim))
         if self._count >= self.total:
-            victim = next(iter(self._waiting.values()), None)
+            victim = self._victim(self._queues[HEADER], self._queues[REPLY], now)
             if victim is None:
                 return None, evicted, OVERLOAD
             evicted.append(self._evict(victim))
         slot = Slot(peer, task, transport)
         self._count += 1
         self._by_peer[peer] = self._by_peer.get(peer, 0) + 1
-        self.wait(slot, "header")
+        self.wait(slot, HEADER)
         return slot, evicted, ""
 
     def wait(self, slot: Slot, what: str) -> None:
-        """``slot`` now waits on its peer (for ``what``); it becomes the newest waiter."""
+        """``slot`` now waits on its peer (for ``HEADER`` or ``REPLY``); it is the newest waiter."""
         self._unwait(slot)
         if not slot.open:  # released or evicted: never waits again
             return
         slot.waiting_for, slot.waiting_since = what, time.monotonic()
         key = id(slot)
-        self._waiting[key] = slot
-        self._waiting_by_peer.setdefault(slot.peer, OrderedDict())[key] = slot
+        self._queues[what][key] = slot
+        self._peer_queues.setdefault((slot.peer, what), OrderedDict())[key] = slot
 
     def work(self, slot: Slot) -> None:
         """``slot``'s peer has delivered; the session is working and cannot be evicted."""
@@ -127,16 +142,28 @@ class SlotTable:
         else:
             del self._by_peer[slot.peer]
 
+    def _victim(self, headers: OrderedDict[int, Slot] | None, replies: OrderedDict[int, Slot] | None,
+                now: float) -> Slot | None:
+        """The longest waiter of the two queues; a reply waiter only once its reply is overdue."""
+        header = next(iter(headers.values()), None) if headers else None
+        reply = next(iter(replies.values()), None) if replies else None
+        if reply is not None and now - reply.waiting_since < self.reply_grace:
+            reply = None
+        if header is None or (reply is not None and reply.waiting_since < header.waiting_since):
+            return reply
+        return header
+
     def _unwait(self, slot: Slot) -> None:
-        if not slot.waiting_for:
+        what = slot.waiting_for
+        if not what:
             return
         key = id(slot)
-        self._waiting.pop(key, None)
-        mine = self._waiting_by_peer.get(slot.peer)
+        self._queues[what].pop(key, None)
+        mine = self._peer_queues.get((slot.peer, what))
         if mine is not None:
             mine.pop(key, None)
             if not mine:
-                del self._waiting_by_peer[slot.peer]
+                del self._peer_queues[(slot.peer, what)]
         slot.waiting_for = ""
 
     def _evict(self, slot: Slot) -> Slot:

@@ -45,6 +45,7 @@ class Settings:
     agi_allowed_hosts: tuple[str, ...] = ("127.0.0.1", "::1")
     agi_read_timeout: float = 5.0  # for the whole header
     agi_reply_timeout: float = 2.0  # for each reply to a command
+    agi_stalled_reply_after: float = 0.5  # a reply this late marks the session stalled (evictable)
     agi_decision_deadline_ms: int = 250
     agi_max_connections: int = 512  # per worker
     agi_max_connections_per_peer: int = 384  # what one address may hold of them
@@ -221,4 +222,6 @@ def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | N
         raise ConfigError("agi_max_connections and agi_max_connections_per_peer must be positive")
     if not (settings.agi_read_timeout > 0 and settings.agi_reply_timeout > 0):
         raise ConfigError("agi_read_timeout and agi_reply_timeout must be positive")
+    if settings.agi_stalled_reply_after < 0:
+        raise ConfigError("agi_stalled_reply_after must not be negative")
     return settings

@@ -40,6 +40,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--read-timeout", type=_seconds, help="seconds for the whole header (agi_read_timeout)")
     parser.add_argument("--reply-timeout", type=_seconds,
                         help="seconds for each reply to a command (agi_reply_timeout)")
+    parser.add_argument("--stalled-reply-after", type=_seconds,
+                        help="seconds after which a session waiting for a reply may be evicted to make room "
+                             "(agi_stalled_reply_after)")
     parser.add_argument("--deadline-ms", type=_positive, help="decision deadline (agi_decision_deadline_ms)")
     parser.add_argument("--max-connections", type=_positive, help="open connections per worker "
                                                                    "(agi_max_connections)")
@@ -77,6 +80,7 @@ def effective_settings(args: argparse.Namespace, settings: Settings) -> Settings
     changes: dict[str, Any] = {}
     for option, name in (("host", "agi_host"), ("port", "agi_port"), ("workers", "agi_workers"),
                          ("read_timeout", "agi_read_timeout"), ("reply_timeout", "agi_reply_timeout"),
+                         ("stalled_reply_after", "agi_stalled_reply_after"),
                          ("deadline_ms", "agi_decision_deadline_ms"), ("max_connections", "agi_max_connections"),
                          ("max_connections_per_peer", "agi_max_connections_per_peer"), ("backlog", "agi_backlog"),
                          ("metrics_port", "metrics_port")):

@@ -69,11 +69,13 @@ def _screen(env: AGIEnv, number: str, source: str | None = None):
 def test_stalled_peers_beyond_the_slot_cap_leave_every_real_screening_its_answer(agi_factory) -> None:
     """The 600-peers-on-512-slots case, scaled: 48 peers stalled on a reply or inside their header
     hold all 32 slots (timeouts far away), then 100 real screenings all get their real answer."""
-    env = agi_factory(agi_max_connections=32, agi_read_timeout=30.0, agi_reply_timeout=30.0)
+    env = agi_factory(agi_max_connections=32, agi_read_timeout=30.0, agi_reply_timeout=30.0,
+                      agi_stalled_reply_after=0.2)
     _ready(env)
     stalled = [stall_on_reply(env) if i % 2 else stall_in_header(env) for i in range(48)]
     wait_until(lambda: env.server.slots.waiting == 32 == env.server.open_connections)
     assert env.metric("callscreen_agi_session_errors_total", kind="evicted") == 16
+    time.sleep(0.25)  # the replies are now overdue: every stalled session may be evicted
 
     numbers = [RU_NUMBER if i % 2 else UNKNOWN_NUMBER for i in range(100)]
     answers: dict[int, tuple[str, str]] = {}
@@ -100,11 +102,12 @@ def test_stalled_peers_beyond_the_slot_cap_leave_every_real_screening_its_answer
 
 
 def test_newcomer_evicts_the_session_stalled_longest_on_a_reply(agi_factory) -> None:
-    env = agi_factory(agi_max_connections=2, agi_reply_timeout=30.0)
+    env = agi_factory(agi_max_connections=2, agi_reply_timeout=30.0, agi_stalled_reply_after=0.2)
     _ready(env)
     oldest = stall_on_reply(env)
     time.sleep(0.05)
     newer = stall_on_reply(env)
+    time.sleep(0.25)
     session = _screen(env, RU_NUMBER)  # the server is full of peers that will never reply
     assert (session.result, session.reason) == ("ALLOW", "consent")
     assert closed_within(oldest, 2.0)
@@ -112,6 +115,23 @@ def test_newcomer_evicts_the_session_stalled_longest_on_a_reply(agi_factory) -> 
     assert env.metric("callscreen_agi_session_errors_total", kind="evicted") == 1
     for sock in (oldest, newer):
         sock.close()
+
+
+def test_a_reply_not_yet_overdue_keeps_its_slot_and_the_newcomer_is_closed_unanswered(agi_factory) -> None:
+    """A decided session whose reply is late but within the grace may just be queued behind
+    a busy server: it is not thrown away for a newcomer."""
+    env = agi_factory(agi_max_connections=1, agi_stalled_reply_after=5.0)
+    _ready(env)
+    slow: list = []
+    worker = threading.Thread(target=lambda: slow.append(
+        env.asterisk().run(header_bytes(args=["spring", RU_NUMBER]), reply_delay=0.3)))
+    worker.start()
+    wait_until(lambda: env.server.slots.waiting_on("reply") == 1 == env.server.open_connections)
+    refused = _screen(env, RU_NUMBER)
+    worker.join(10)
+    assert refused.result == "" and refused.commands == []
+    assert env.metric("callscreen_agi_rejected_connections_total", why="overload") == 1
+    assert slow[0].result == "ALLOW" and env.metric("callscreen_agi_session_errors_total", kind="evicted") == 0
 
 
 def test_server_full_of_sessions_being_decided_closes_the_newcomer_unanswered(agi_factory) -> None:

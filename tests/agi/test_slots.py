@@ -7,7 +7,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agi.slots import OVERLOAD, PEER_LIMIT, SlotTable, peer_of
+from agi.slots import HEADER, OVERLOAD, PEER_LIMIT, REPLY, SlotTable, peer_of
 
 PEERS = ("10.0.0.1", "10.0.0.2", "10.0.0.3")
 operations = st.lists(st.tuples(st.sampled_from(("admit", "wait", "work", "release")),
@@ -67,3 +67,19 @@ def test_an_evicted_session_never_waits_again() -> None:
 def test_an_ipv4_mapped_address_is_the_same_peer_as_its_ipv4_address() -> None:
     assert peer_of("::ffff:10.0.0.1") == peer_of("10.0.0.1") == "10.0.0.1"
     assert peer_of("fe80::1%eth0") == "fe80::1"
+
+
+def test_a_reply_wait_within_the_grace_is_not_evicted_but_a_header_wait_is() -> None:
+    table = SlotTable(2, 2, reply_grace=60.0)
+    answering, _, _ = table.admit("10.0.0.1", None, None)
+    table.wait(answering, REPLY)  # the longest wait, but its reply may just be queued
+    idle, _, _ = table.admit("10.0.0.1", None, None)
+    assert table.waiting_on(REPLY) == 1 and table.waiting_on(HEADER) == 1
+    newcomer, evicted, _ = table.admit("10.0.0.1", None, None)
+    assert evicted == [idle] and newcomer is not None
+    table.work(newcomer)
+    refused, evicted, refusal = table.admit("10.0.0.1", None, None)
+    assert (refused, evicted, refusal) == (None, [], OVERLOAD)
+    table.reply_grace = 0.0  # the reply is now overdue: that session has stalled
+    _, evicted, _ = table.admit("10.0.0.1", None, None)
+    assert evicted == [answering]
