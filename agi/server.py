@@ -190,13 +190,14 @@ class _AGIStream:
 class FastAGIServer:
     """An asyncio FastAGI server around an injected screener; start it, then :meth:`drain` it.
 
-    ``agi_max_connections`` bounds open connections, ``agi_max_connections_per_peer`` what one
-    address may hold of them. When a newcomer finds its peer's share or the server full, the
-    session that has waited longest on its peer (for its header, or for a reply for at least
-    ``agi_stalled_reply_after``) is evicted to make room: a live Asterisk sends its header at
-    once and replies at once, so only stalled or slow peers wait long. Only when no session it
-    could displace has stalled is the newcomer closed unanswered (the dialplan reads the empty
-    result as BLOCK).
+    ``agi_max_connections`` bounds open connections, ``agi_max_connections_per_peer`` is one
+    address's share of them once the server is full. A newcomer that finds the server full
+    evicts the session that has stalled longest on its peer: waiting for its header, or for a
+    reply for at least ``agi_stalled_reply_after`` (a live Asterisk sends its header at once and
+    replies at once, so only stalled or slow peers wait long). The candidates are its own peer's
+    sessions if it holds its share, else the sessions of peers over their share first, else all
+    (see :mod:`agi.slots`). Only when none of them has stalled is the newcomer closed unanswered
+    (the dialplan reads the empty result as BLOCK).
     """
 
     def __init__(

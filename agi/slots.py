@@ -12,9 +12,13 @@ waiting for a reply has been decided (and its decision logged), and under heavy 
 may simply sit unread while the server catches up; so it counts as stalled, and may be evicted,
 only once it has waited ``reply_grace`` seconds.
 
-Invariants: a peer never holds more than ``per_peer`` slots and the table never more than
-``total``; a newcomer is refused only when every slot it could take is held by a working
-session or by one whose reply is not yet overdue; an evicted session leaves the table at once
+The per-peer share binds only when the table is full (a lone Asterisk may use every slot): then
+a peer holding its share or more can only displace its own stalled sessions, and the sessions of
+a peer over its share are the first to give way to other peers.
+
+Invariants: the table never holds more than ``total`` slots; a newcomer is refused only when the
+table is full and nothing it may displace has stalled (working sessions, and replies not yet
+overdue, are never displaced); an evicted session leaves the table at once
 (its task is cancelled and its socket aborted) and never waits again, so the slot it held is
 free before the newcomer is admitted.
 """
@@ -91,23 +95,31 @@ class SlotTable:
         return len(self._queues[what])
 
     def admit(self, peer: str, task: Any, transport: Any) -> tuple[Slot | None, list[Slot], str]:
-        """A slot for a newcomer from ``peer``, making room by eviction if needed.
+        """A slot for a newcomer from ``peer``, making room by eviction if the table is full.
 
+        While the table has room every peer is admitted, however many slots it holds (a lone
+        Asterisk may use them all). When it is full, a peer holding its share or more makes room
+        from its own stalled sessions only; any other peer evicts the longest-stalled session
+        of the peers over their share first, else the longest-stalled session of all.
         Returns ``(slot, evicted, refusal)``: the slot is None (and ``refusal`` names why) when
-        nothing in the peer's share, or in the whole table, may be evicted. The new slot starts
-        out waiting for its header.
+        there is nothing the newcomer may evict. The new slot starts out waiting for its header.
         """
         evicted: list[Slot] = []
-        now = time.monotonic()
-        if self._by_peer.get(peer, 0) >= self.per_peer:
-            victim = self._victim(self._peer_queues.get((peer, HEADER)), self._peer_queues.get((peer, REPLY)), now)
-            if victim is None:  # named for what is full: the peer's share, or the whole table
-                return None, evicted, PEER_LIMIT if self._count < self.total else OVERLOAD
-            evicted.append(self._evict(victim))
         if self._count >= self.total:
-            victim = self._victim(self._queues[HEADER], self._queues[REPLY], now)
+            now = time.monotonic()
+            if self._by_peer.get(peer, 0) >= self.per_peer:
+                victim = self._peer_victim(peer, now)
+                # refused for its share only if another peer's stalled session was out of reach
+                others = self._victim(self._queues[HEADER], self._queues[REPLY], now)
+                refusal = PEER_LIMIT if others is not None else OVERLOAD
+            else:
+                greedy = [p for p, held in self._by_peer.items() if held > self.per_peer]
+                victim = self._oldest([self._peer_victim(p, now) for p in greedy])
+                if victim is None:
+                    victim = self._victim(self._queues[HEADER], self._queues[REPLY], now)
+                refusal = OVERLOAD
             if victim is None:
-                return None, evicted, OVERLOAD
+                return None, evicted, refusal
             evicted.append(self._evict(victim))
         slot = Slot(peer, task, transport)
         self._count += 1
@@ -149,9 +161,15 @@ class SlotTable:
         reply = next(iter(replies.values()), None) if replies else None
         if reply is not None and now - reply.waiting_since < self.reply_grace:
             reply = None
-        if header is None or (reply is not None and reply.waiting_since < header.waiting_since):
-            return reply
-        return header
+        return self._oldest([header, reply])
+
+    def _peer_victim(self, peer: str, now: float) -> Slot | None:
+        return self._victim(self._peer_queues.get((peer, HEADER)), self._peer_queues.get((peer, REPLY)), now)
+
+    @staticmethod
+    def _oldest(candidates: list[Slot | None]) -> Slot | None:
+        found = [c for c in candidates if c is not None]
+        return min(found, key=lambda c: c.waiting_since) if found else None
 
     def _unwait(self, slot: Slot) -> None:
         what = slot.waiting_for

@@ -48,7 +48,7 @@ class Settings:
     agi_stalled_reply_after: float = 0.5  # a reply this late marks the session stalled (evictable)
     agi_decision_deadline_ms: int = 250
     agi_max_connections: int = 512  # per worker
-    agi_max_connections_per_peer: int = 384  # what one address may hold of them
+    agi_max_connections_per_peer: int = 384  # one address's share once the server is full
     agi_backlog: int = 4096
     # dashboard and metrics
     dashboard_host: str = "127.0.0.1"

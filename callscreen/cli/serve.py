@@ -47,7 +47,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--max-connections", type=_positive, help="open connections per worker "
                                                                    "(agi_max_connections)")
     parser.add_argument("--max-connections-per-peer", type=_positive,
-                        help="open connections one address may hold (agi_max_connections_per_peer)")
+                        help="one address's share of the connections once the server is full "
+                             "(agi_max_connections_per_peer)")
     parser.add_argument("--backlog", type=_positive, help="listen backlog (agi_backlog)")
     parser.add_argument("--metrics-port", type=int, help="Prometheus /metrics port, 0 to disable (metrics_port)")
     parser.add_argument("--metrics-host", help="address for /metrics (default: the --host address)")

@@ -155,40 +155,73 @@ def test_server_full_of_sessions_being_decided_closes_the_newcomer_unanswered(ag
 # --- per-peer share ------------------------------------------------------------------------------
 
 
-def test_one_peer_cannot_take_more_than_its_share_of_the_slots(agi_factory) -> None:
-    env = agi_factory(agi_max_connections=4, agi_max_connections_per_peer=2, agi_decision_deadline_ms=4000,
+def test_a_lone_asterisk_may_use_every_slot_beyond_its_share(agi_factory) -> None:
+    """The per-peer share binds only when the server is full: one Asterisk host is not starved."""
+    env = agi_factory(agi_max_connections=4, agi_max_connections_per_peer=1, agi_decision_deadline_ms=4000)
+    _ready(env)
+    results: list = []
+    calls = [threading.Thread(target=lambda: results.append(_screen(env, RU_NUMBER))) for _ in range(4)]
+    _pause_store(env, 1000)
+    for call in calls:
+        call.start()
+    wait_until(lambda: env.server.slots.held_by("127.0.0.1") == 4)
+    for call in calls:
+        call.join(10)
+    assert [r.result for r in results] == ["ALLOW"] * 4
+    assert env.metric("callscreen_agi_rejected_connections_total", why="peer_limit") == 0
+
+
+def test_when_full_a_peer_over_its_share_gives_way_first(agi_factory) -> None:
+    env = agi_factory(agi_max_connections=4, agi_max_connections_per_peer=2, agi_read_timeout=30.0,
                       allowed_hosts=["127.0.0.0/8"])
     _ready(env)
+    mine = stall_in_header(env, "127.0.0.1")  # the oldest wait of all, but within its peer's share
+    time.sleep(0.05)
+    greedy = [stall_in_header(env, "127.0.0.2") for _ in range(3)]  # one over its share of 2
+    wait_until(lambda: env.server.open_connections == 4)
+    session = _screen(env, RU_NUMBER, "127.0.0.1")
+    assert session.result == "ALLOW"
+    assert closed_within(greedy[0], 2.0)
+    assert not closed_within(mine, 0.2)
+    for sock in (mine, *greedy):
+        sock.close()
+
+
+def test_a_peer_at_its_share_displaces_only_its_own_stalled_sessions(agi_factory) -> None:
+    env = agi_factory(agi_max_connections=4, agi_max_connections_per_peer=2, agi_read_timeout=30.0,
+                      allowed_hosts=["127.0.0.0/8"])
+    elsewhere = [stall_in_header(env, "127.0.0.1") for _ in range(2)]  # the oldest waits of all
+    time.sleep(0.05)
+    first, second = stall_in_header(env, "127.0.0.2"), stall_in_header(env, "127.0.0.2")
+    wait_until(lambda: env.server.open_connections == 4)
+    third = stall_in_header(env, "127.0.0.2")
+    assert closed_within(first, 2.0)
+    assert not any(closed_within(sock, 0.1) for sock in elsewhere)
+    assert env.server.slots.held_by("127.0.0.2") == 2
+    for sock in (*elsewhere, first, second, third):
+        sock.close()
+
+
+def test_a_peer_at_its_share_with_every_session_working_is_refused_when_full(agi_factory) -> None:
+    env = agi_factory(agi_max_connections=3, agi_max_connections_per_peer=2, agi_decision_deadline_ms=4000,
+                      agi_read_timeout=30.0, allowed_hosts=["127.0.0.0/8"])
+    _ready(env)
+    idle_elsewhere = stall_in_header(env, "127.0.0.1")
     results: list = []
     greedy = [threading.Thread(target=lambda: results.append(_screen(env, RU_NUMBER, "127.0.0.2")))
               for _ in range(2)]
     _pause_store(env, 1500)
-    for worker in greedy:
-        worker.start()
-    wait_until(lambda: env.server.slots.held_by("127.0.0.2") == 2 and env.server.slots.waiting == 0)
-    refused = _screen(env, RU_NUMBER, "127.0.0.2")
-    other = _screen(env, RU_NUMBER, "127.0.0.1")  # another Asterisk still gets in
-    for worker in greedy:
-        worker.join(10)
+    for call in greedy:
+        call.start()
+    wait_until(lambda: env.server.slots.held_by("127.0.0.2") == 2 and env.server.slots.waiting == 1)
+    refused = _screen(env, RU_NUMBER, "127.0.0.2")  # may not displace the other peer's idle session
+    for call in greedy:
+        call.join(10)
     assert refused.commands == [] and refused.result == ""
     assert env.metric("callscreen_agi_rejected_connections_total", why="peer_limit") == 1
-    assert other.result == "ALLOW"
+    assert not closed_within(idle_elsewhere, 0.1)
     assert [r.result for r in results] == ["ALLOW", "ALLOW"]
-
-
-def test_a_peer_at_its_share_evicts_its_own_stalled_session_not_another_peers(agi_factory) -> None:
-    env = agi_factory(agi_max_connections=4, agi_max_connections_per_peer=2, agi_read_timeout=30.0,
-                      allowed_hosts=["127.0.0.0/8"])
-    elsewhere = stall_in_header(env, "127.0.0.1")  # the oldest wait of all, but another peer's
-    time.sleep(0.05)
-    first, second = stall_in_header(env, "127.0.0.2"), stall_in_header(env, "127.0.0.2")
-    wait_until(lambda: env.server.open_connections == 3)
-    third = stall_in_header(env, "127.0.0.2")
-    assert closed_within(first, 2.0)
-    assert not closed_within(elsewhere, 0.2)
-    assert env.server.slots.held_by("127.0.0.2") == 2
-    for sock in (elsewhere, first, second, third):
-        sock.close()
+    idle_elsewhere.close()
 
 
 # --- header line ends ------------------------------------------------------------------------------

@@ -14,34 +14,41 @@ operations = st.lists(st.tuples(st.sampled_from(("admit", "wait", "work", "relea
                                 st.sampled_from(PEERS), st.integers(0, 50)), max_size=120)
 
 
+def expected_victim(live: list, peer: str, total: int, share: int):
+    """The rule, restated over plain lists: whom a newcomer from ``peer`` displaces (None: no
+    one) when the table is full; every waiting session is stalled (no reply grace here)."""
+    waiting = sorted((s for s in live if s.waiting_for), key=lambda s: s.waiting_since)
+    held = {p: sum(s.peer == p for s in live) for p in PEERS}
+    share = min(share, total)
+    if held[peer] >= share:
+        return next((s for s in waiting if s.peer == peer), None)
+    greedy = [s for s in waiting if held[s.peer] > share]
+    return (greedy or waiting or [None])[0]
+
+
 @settings(max_examples=300, deadline=None)
 @given(ops=operations, total=st.integers(1, 6), per_peer=st.integers(1, 6))
-def test_caps_hold_and_only_the_longest_waiting_session_is_evicted(ops, total, per_peer) -> None:
+def test_caps_hold_and_the_newcomer_displaces_exactly_whom_the_rule_names(ops, total, per_peer) -> None:
     table = SlotTable(total, per_peer)
     live: list = []
     for op, peer, pick in ops:
         if op == "admit":
-            waiting_before = [s for s in live if s.waiting_for]
-            at_share = table.held_by(peer) >= min(per_peer, total)
+            full = len(live) >= total
+            expected = expected_victim(live, peer, total, per_peer) if full else None
             slot, evicted, refusal = table.admit(peer, None, None)
-            if at_share and evicted:
-                assert evicted[0].peer == peer  # a peer at its share displaces its own session
+            assert evicted == ([expected] if expected is not None else [])
             for victim in evicted:
-                assert victim in waiting_before and victim.evicted and not victim.open
-                candidates = [s for s in waiting_before if s.peer == victim.peer] if victim.peer == peer else \
-                    waiting_before
-                assert victim.waiting_since <= min(s.waiting_since for s in candidates)
+                assert victim.evicted and not victim.open
                 live.remove(victim)
             if slot is None:
-                assert refusal in (PEER_LIMIT, OVERLOAD)
-                mine = [s for s in live if s.peer == peer]
-                assert not any(s.waiting_for for s in (mine if refusal == PEER_LIMIT else live))
+                assert full and expected is None and refusal in (PEER_LIMIT, OVERLOAD)
             else:
+                assert not full or expected is not None
                 live.append(slot)
         elif live:
             slot = live[pick % len(live)]
             if op == "wait":
-                table.wait(slot, "reply")
+                table.wait(slot, REPLY)
             elif op == "work":
                 table.work(slot)
             else:
@@ -49,7 +56,7 @@ def test_caps_hold_and_only_the_longest_waiting_session_is_evicted(ops, total, p
                 live.remove(slot)
         assert len(table) == len(live) <= total
         for name in PEERS:
-            assert table.held_by(name) == sum(s.peer == name for s in live) <= min(per_peer, total)
+            assert table.held_by(name) == sum(s.peer == name for s in live)
         assert table.waiting == sum(bool(s.waiting_for) for s in live)
 
 
