@@ -5,15 +5,20 @@ Invariants:
   answers BLOCK ``screening_unavailable`` (see :mod:`callscreen.screening`).
 - Records live in one Redis stream (``cs:{log}:stream``). Each writing process owns a
   *chain*: its records carry ``seq`` and ``prev`` (the previous record's MAC) and a MAC,
-  HMAC-SHA256 under ``log_key`` over chain, seq, prev and the canonical record body. The
-  key never reaches Redis, so someone with write access to the store can delete or alter
-  records but cannot forge a chain that :meth:`DecisionLog.verify` accepts. The last MAC of
-  every chain is kept in ``cs:{log}:heads`` so truncating a chain's tail is detected.
-- Appends are compare-and-set: a Lua script adds the record only if the chain head in
-  Redis is the one the writer chained from, and only under the log key *epoch* in force
-  (``cs:{log}:epoch``): each record names the key id it was MAC'd with, ``callscreen keys rotate
-  log`` moves the epoch atomically, and verify checks each record with its epoch's key from the
-  key ring and reports a record MAC'd under a key after that key was retired.
+  HMAC-SHA256 under ``log_key`` over the record's stream id, chain, seq, prev and the
+  canonical record body (format 2; format 1 records, written before, leave the stream id
+  out). The key never reaches Redis, so someone with write access to the store can delete or
+  alter records but cannot forge a chain that :meth:`DecisionLog.verify` accepts. The last
+  MAC of every chain is kept in ``cs:{log}:heads`` so truncating a chain's tail is detected.
+- The writer chooses the stream id (its clock, never below the stream's last id) so the MAC
+  can cover it. Appends are compare-and-set: a Lua script adds the record only if the chain
+  head in Redis is the one the writer chained from and the stream accepts the id, and only
+  under the log key *epoch* in force (``cs:{log}:epoch``): each record names the key id it
+  was MAC'd with, ``callscreen keys rotate log`` moves the epoch atomically, and verify checks
+  each record with its epoch's key from the key ring and reports a record MAC'd under a key
+  after that key was retired.
+- Reading never trusts the stream: an entry that is not a well-formed record of a known
+  format comes back as a :class:`DamagedEntry` naming the entry and what is wrong with it.
 - Retention removes records anywhere in a chain (periods differ by jurisdiction and kind). A
   removed record leaves a *tombstone* (its seq, prev and MAC, tagged with an HMAC under the log
   key), so the chain still verifies across the gap while deleting a record without the key is
@@ -27,9 +32,11 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import secrets
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -61,15 +68,35 @@ PURGED = "cs:{log}:purged"
 EPOCH = "cs:{log}:epoch"
 EPOCHS = "cs:{log}:epochs"
 GENESIS = "genesis"
+APPEND_ATTEMPTS = 16  # a lost race (head moved, or a newer id landed first) costs one more round trip
+FORMAT = "2"  # the record format written now (see docs/store.md)
+# The stream fields each record format may have: format 1 entries carry no ``v`` field (and
+# ``kid`` only once log key epochs existed); format 2 entries always carry both.
+_FORMAT_1 = frozenset({"id", "chain", "seq", "prev", "mac", "body"})
+ENTRY_FIELDS: dict[str, tuple[frozenset[str], ...]] = {
+    "1": (_FORMAT_1, _FORMAT_1 | {"kid"}),
+    "2": (_FORMAT_1 | {"v", "kid"},),
+}
 
+# KEYS: stream, heads, ids, epoch. ARGV: chain, expected head, new head, record id, seq, prev,
+# mac, body, key id, stream id, format. Replies {1, id} (added), {0, head} (the chain moved on),
+# {2, epoch} (the log key epoch moved) or {3, last id} (the stream refused the id: it is not
+# above the stream's last id).
 APPEND_SCRIPT = """
 local epoch = redis.call('GET', KEYS[4])
 if epoch and epoch ~= ARGV[9] then return {2, epoch} end
 local head = redis.call('HGET', KEYS[2], ARGV[1])
 if not head then head = '' end
 if head ~= ARGV[2] then return {0, head} end
-local sid = redis.call('XADD', KEYS[1], '*', 'id', ARGV[4], 'chain', ARGV[1], 'seq', ARGV[5],
-                       'prev', ARGV[6], 'mac', ARGV[7], 'body', ARGV[8], 'kid', ARGV[9])
+local sid = redis.pcall('XADD', KEYS[1], ARGV[10], 'v', ARGV[11], 'id', ARGV[4], 'chain', ARGV[1],
+                        'seq', ARGV[5], 'prev', ARGV[6], 'mac', ARGV[7], 'body', ARGV[8], 'kid', ARGV[9])
+if type(sid) == 'table' and sid.err then
+  local info = redis.call('XINFO', 'STREAM', KEYS[1])
+  for i = 1, #info, 2 do
+    if info[i] == 'last-generated-id' then return {3, info[i + 1]} end
+  end
+  return redis.error_reply(sid.err)
+end
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
 redis.call('HSET', KEYS[3], ARGV[4], sid)
 return {1, sid}
@@ -101,6 +128,22 @@ class LogWriteError(StoreError):
     """The record could not be appended; the decision must not be ALLOW."""
 
 
+class UnreadableRecord(ValueError):
+    """A stream entry is not a well-formed record; the message says what is wrong."""
+
+
+# The record body's keys and the JSON types each may hold; anything else is not a record.
+_BODY_TYPES: dict[str, tuple[type, ...]] = {
+    "id": (str,), "at": (str,), "kind": (str,), "campaign_id": (str,), "number_digest": (str,),
+    "number_sealed": (str,), "result": (str,), "reason": (str,), "basis": (dict, type(None)),
+    "policy_pack": (str,), "policy_version": (str,), "timezone": (str,), "checks": (list,),
+    "origin": (str,), "extra": (dict,),
+}
+_SEQ = re.compile(r"[1-9][0-9]{0,18}")
+_MAC = re.compile(r"[0-9a-f]{64}")
+_STREAM_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
+
+
 @dataclass(frozen=True, slots=True)
 class LogRecord:
     """One record as stored: a decision, a call outcome or a scrub summary."""
@@ -127,6 +170,7 @@ class LogRecord:
     mac: str = ""
     stream_id: str = ""
     key_id: str = ""  # the log key epoch it was MAC'd under ("" before epochs existed)
+    format: str = FORMAT
 
     def body(self) -> str:
         """Canonical JSON of everything but the chain fields: what the MAC covers."""
@@ -138,6 +182,11 @@ class LogRecord:
             "timezone": self.timezone, "checks": self.checks, "origin": self.origin, "extra": self.extra,
         }
         return json.dumps(data, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+
+    def expected_mac(self, key: bytes) -> str:
+        """The MAC this record must carry under ``key``, in its own format."""
+        stream_id = self.stream_id if self.format != "1" else None
+        return chain_mac(key, self.chain, self.seq, self.prev, self.body(), stream_id)
 
     @classmethod
     def from_decision(cls, decision: Decision, *, decision_id: str, campaign_id: str, digest: str,
@@ -153,20 +202,158 @@ class LogRecord:
 
     @classmethod
     def from_entry(cls, stream_id: Any, fields: dict[Any, Any]) -> LogRecord:
-        get = {_text(k): _text(v) for k, v in fields.items()}
-        data = json.loads(get["body"])
-        data["at"] = codec.parse_time(data["at"])
-        return cls(**data, chain=get["chain"], seq=int(get["seq"]), prev=get["prev"], mac=get["mac"],
-                   stream_id=_text(stream_id), key_id=get.get("kid", ""))
+        """The record in one stream entry; raises :class:`UnreadableRecord` (naming what is
+        wrong) for anything but a well-formed record of a known format."""
+        link = ChainLink.from_entry(stream_id, fields)
+        body = _strict_text(_field(fields, "body"), "body")
+        data = _body_of(body)
+        outer_id = _strict_text(_field(fields, "id"), "id")
+        if data["id"] != outer_id:
+            raise UnreadableRecord(f"the entry's id field {outer_id!r} is not the body's id {data['id']!r}")
+        try:
+            data["at"] = codec.parse_time(data["at"])
+        except ValueError:
+            raise UnreadableRecord(f"body: 'at' is not a time: {data['at']!r}") from None
+        if data["at"] is None:
+            raise UnreadableRecord("body: 'at' is empty")
+        kid = _field(fields, "kid")
+        record = cls(**data, chain=link.chain, seq=link.seq, prev=link.prev, mac=link.mac,
+                     stream_id=link.stream_id, key_id="" if kid is None else _strict_text(kid, "kid"),
+                     format=link.format)
+        if record.body() != body:  # the MAC covers the canonical form: any other spelling is not ours
+            raise UnreadableRecord("body is not in canonical form")
+        return record
+
+
+@dataclass(frozen=True, slots=True)
+class ChainLink:
+    """The chain fields of a stream entry, readable even when its body is not."""
+
+    stream_id: str
+    format: str
+    chain: str
+    seq: int
+    prev: str
+    mac: str
+
+    @classmethod
+    def from_entry(cls, stream_id: Any, fields: dict[Any, Any]) -> ChainLink:
+        sid = _strict_text(stream_id, "stream id")
+        if not _STREAM_ID.fullmatch(sid):
+            raise UnreadableRecord(f"stream id {sid!r} is not of the form ms-seq")
+        get = {_strict_text(k, "field name"): v for k, v in fields.items()}
+        version = _strict_text(get["v"], "v") if "v" in get else "1"
+        allowed = ENTRY_FIELDS.get(version)
+        if allowed is None:
+            raise UnreadableRecord(f"unknown record format {version!r}")
+        expected = allowed[-1]
+        if set(get) not in allowed:
+            missing, unexpected = sorted(expected - set(get)), sorted(set(get) - expected)
+            raise UnreadableRecord(f"fields missing {missing}, unexpected {unexpected}"
+                                   if missing and unexpected else
+                                   f"fields missing {missing}" if missing else f"unexpected fields {unexpected}")
+        text = {name: _strict_text(get[name], name) for name in ("chain", "seq", "prev", "mac")}
+        if not text["chain"]:
+            raise UnreadableRecord("chain is empty")
+        if not _SEQ.fullmatch(text["seq"]):
+            raise UnreadableRecord(f"seq {text['seq']!r} is not a positive number")
+        if text["prev"] != GENESIS and not _MAC.fullmatch(text["prev"]):
+            raise UnreadableRecord(f"prev {text['prev']!r} is not a MAC")
+        if not _MAC.fullmatch(text["mac"]):
+            raise UnreadableRecord(f"mac {text['mac']!r} is not a MAC")
+        return cls(stream_id=sid, format=version, chain=text["chain"], seq=int(text["seq"]),
+                   prev=text["prev"], mac=text["mac"])
+
+
+@dataclass(frozen=True, slots=True)
+class DamagedEntry:
+    """A stream entry that is not a readable record: evidence of tampering (or of a writer
+    that broke the format), kept with its raw fields so nothing is lost when it is reported."""
+
+    stream_id: str
+    reason: str
+    fields: dict[str, str]
+    link: ChainLink | None = None
+
+    @property
+    def record_id(self) -> str:
+        return self.fields.get("id", "")
+
+    def describe(self) -> str:
+        return f"{self.stream_id} ({self.record_id or 'no id'}): unreadable record: {self.reason}"
+
+    def as_json(self) -> dict[str, Any]:
+        return {"stream_id": self.stream_id, "tampered": self.reason, "fields": self.fields}
+
+
+LogEntry = LogRecord | DamagedEntry
+
+
+def read_entry(stream_id: Any, fields: dict[Any, Any]) -> LogEntry:
+    """The record in a stream entry, or a :class:`DamagedEntry` saying why it is not one."""
+    try:
+        return LogRecord.from_entry(stream_id, fields)
+    except UnreadableRecord as exc:
+        reason = str(exc)
+    try:
+        link: ChainLink | None = ChainLink.from_entry(stream_id, fields)
+    except UnreadableRecord:
+        link = None
+    return DamagedEntry(_lenient_text(stream_id), reason,
+                        {_lenient_text(k): _lenient_text(v) for k, v in fields.items()}, link)
 
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def chain_mac(key: bytes, chain: str, seq: int, prev: str, body: str) -> str:
-    message = f"{chain}\n{seq}\n{prev}\n{body}".encode()
-    return hmac.new(key, message, hashlib.sha256).hexdigest()
+def _field(fields: dict[Any, Any], name: str) -> Any:
+    """A field of a raw entry, whether the client returned bytes or text."""
+    return fields.get(name.encode(), fields.get(name))
+
+
+def _strict_text(value: Any, name: str) -> str:
+    if value is None:
+        raise UnreadableRecord(f"{name} is missing")
+    if isinstance(value, bytes):
+        try:
+            return value.decode()
+        except UnicodeDecodeError:
+            raise UnreadableRecord(f"{name} is not valid UTF-8") from None
+    return str(value)
+
+
+def _lenient_text(value: Any) -> str:
+    return value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else str(value)
+
+
+def _body_of(text: str) -> dict[str, Any]:
+    """The body's JSON object, with every key present and of its type."""
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        raise UnreadableRecord("body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise UnreadableRecord("body is not a JSON object")
+    if set(data) != set(_BODY_TYPES):
+        missing, unexpected = sorted(set(_BODY_TYPES) - set(data)), sorted(set(data) - set(_BODY_TYPES))
+        raise UnreadableRecord(f"body: keys missing {missing}, unexpected {unexpected}")
+    for key, types in _BODY_TYPES.items():
+        if not isinstance(data[key], types):
+            raise UnreadableRecord(f"body: {key!r} is {type(data[key]).__name__}, not "
+                                   + " or ".join("null" if t is type(None) else t.__name__ for t in types))
+    if not all(isinstance(check, list) for check in data["checks"]):
+        raise UnreadableRecord("body: 'checks' is not a list of lists")
+    return data
+
+
+def chain_mac(key: bytes, chain: str, seq: int, prev: str, body: str, stream_id: str | None = None) -> str:
+    """HMAC-SHA256 of a record. Format 2 (``stream_id`` given) binds the entry's stream id;
+    format 1 messages cannot collide with format 2 ones (their second line is never ``ms-seq``)."""
+    message = f"{chain}\n{seq}\n{prev}\n{body}"
+    if stream_id is not None:
+        message = f"v2\n{stream_id}\n{message}"
+    return hmac.new(key, message.encode(), hashlib.sha256).hexdigest()
 
 
 def tombstone_tag(key: bytes, chain: str, seq: int, prev: str, mac: str) -> str:
@@ -182,8 +369,8 @@ def _anchor(value: str | None) -> tuple[int, str]:
     """A chain's starting point: its retention anchor ``seq:mac``, else its genesis."""
     if not value:
         return 0, GENESIS
-    seq, mac = value.split(":", 1)
-    return int(seq), mac
+    seq, _, mac = value.partition(":")
+    return (int(seq), mac) if seq.isdigit() else (-1, "")  # unreadable: nothing continues it
 
 
 @dataclass
@@ -195,6 +382,28 @@ class VerifyReport:
     @property
     def ok(self) -> bool:
         return not self.problems
+
+
+class EntryCheck:
+    """What is wrong with one entry on its own — unreadable, MAC'd under a key not in force
+    where it stands, or a MAC that does not match its content — or nothing. Chain continuity
+    is :meth:`DecisionLog.verify`'s to check."""
+
+    def __init__(self, epochs: EpochHistory) -> None:
+        self.epochs = epochs
+
+    def __call__(self, entry: LogEntry) -> list[str]:
+        if isinstance(entry, DamagedEntry):
+            return [entry.describe()]
+        misplaced = self.epochs.misplaced(entry.key_id, entry.stream_id)
+        found = [f"{entry.stream_id} ({entry.id}): {misplaced}"] if misplaced else []
+        key = self.epochs.key(entry.key_id)
+        if key is None:
+            found.append(f"{entry.stream_id} ({entry.id}): MAC does not match its content "
+                         f"(it names log key {entry.key_id}, which is not in the key ring)")
+        elif not hmac.compare_digest(entry.expected_mac(key), entry.mac):
+            found.append(f"{entry.stream_id} ({entry.id}): MAC does not match its content")
+        return found
 
 
 class DecisionLog:
@@ -216,6 +425,7 @@ class DecisionLog:
         self._chain = ""
         self._seq = 0
         self._prev = GENESIS
+        self._floor = (0, 0)  # the newest stream id this writer knows of: the next must be above it
 
     # --- appending ------------------------------------------------------------------------
 
@@ -225,21 +435,31 @@ class DecisionLog:
             self._chain = f"{socket.gethostname()}:{self._pid}:{secrets.token_hex(3)}"
             self._seq, self._prev = 0, GENESIS
 
+    def _next_stream_id(self) -> str:
+        """This writer's clock as ``ms-ns`` (nanoseconds within the millisecond, so writers
+        rarely propose the same id), kept above every id it has seen in the stream."""
+        now = divmod(time.time_ns(), 1_000_000)
+        chosen = now if now > self._floor else (self._floor[0], self._floor[1] + 1)
+        return f"{chosen[0]}-{chosen[1]}"
+
     def _plan(self, record: LogRecord, extra: list[Command]) -> tuple[list[Command], str]:
         self._ensure_chain()
         seq = self._seq + 1
         body = record.body()
-        mac = chain_mac(self.ring.get(self._kid), self._chain, seq, self._prev, body)
+        stream_id = self._next_stream_id()
+        mac = chain_mac(self.ring.get(self._kid), self._chain, seq, self._prev, body, stream_id)
         expected = "" if self._seq == 0 else f"{self._seq}:{self._prev}"
         new_head = f"{seq}:{mac}"
         script: Command = (
             "EVALSHA", APPEND_SHA, 4, STREAM, HEADS, IDS, EPOCH,
-            self._chain, expected, new_head, record.id, seq, self._prev, mac, body, self._kid,
+            self._chain, expected, new_head, record.id, seq, self._prev, mac, body, self._kid, stream_id, FORMAT,
         )
         return [script, *extra], new_head
 
     def _settle(self, replies: list[Any], new_head: str) -> str | None:
-        """Apply the script's reply; returns the stream id, or None when the head moved.
+        """Apply the script's reply; returns the stream id, or None when the head moved, the log
+        key epoch moved or the stream refused the id (the next plan re-chains, uses the key in
+        force or picks a higher id).
 
         Every way a write can fail reports here as :class:`LogWriteError`: an error reply from
         the script (OOM, WRONGTYPE, a Lua error), a failed index write in the same round trip
@@ -249,16 +469,21 @@ class DecisionLog:
         reply = replies[0]
         if isinstance(reply, Exception):
             raise LogWriteError(f"decision log append failed: {reply}")
-        if not isinstance(reply, list | tuple) or len(reply) != 2 or reply[0] not in (0, 1, 2):
+        if not isinstance(reply, list | tuple) or len(reply) != 2 or reply[0] not in (0, 1, 2, 3):
             raise LogWriteError(f"decision log append got an unexpected reply: {str(reply)[:80]}")
-        ok, value = reply[0], _text(reply[1])
-        if ok == 2:  # the log key epoch moved: write under the key now in force
+        status, value = reply[0], _text(reply[1])
+        if status == 2:  # the log key epoch moved: write under the key now in force
             self._use_epoch(value)
             return None
-        if ok and not value:
+        ok = status == 1
+        if status != 0 and not value:
             raise LogWriteError("decision log append returned no stream id")
         if ok:
             seq, mac = new_head.split(":", 1)
+            self._raise_floor(value)
+        elif status == 3:  # the stream's last id is above ours: same chain position, a higher id
+            seq, mac = str(self._seq), self._prev
+            self._raise_floor(value)
         elif value:  # the stored head differs from ours: re-chain from it
             seq, mac = value.split(":", 1)
         else:
@@ -268,6 +493,10 @@ class DecisionLog:
             if isinstance(extra, Exception):
                 raise LogWriteError(f"decision log index write failed: {extra}")
         return value if ok else None
+
+    def _raise_floor(self, stream_id: str) -> None:
+        millis, _, sub = stream_id.partition("-")
+        self._floor = max(self._floor, (int(millis), int(sub or 0)))
 
     def _use_epoch(self, kid: str) -> None:
         if kid not in self.ring:
@@ -302,7 +531,7 @@ class DecisionLog:
     def append(self, record: LogRecord, extra: list[Command] = ()) -> str:
         """Append ``record`` (and run ``extra`` commands in the same round trip); returns the stream id."""
         with self._thread_lock:
-            for _attempt in range(3):
+            for _attempt in range(APPEND_ATTEMPTS):
                 commands, new_head = self._plan(record, list(extra))
                 stream_id = self._settle(run_pipeline(self.client, commands), new_head)
                 if stream_id is not None:
@@ -316,7 +545,7 @@ class DecisionLog:
         if self._task_lock is None:
             self._task_lock = asyncio.Lock()
         async with self._task_lock:
-            for _attempt in range(3):
+            for _attempt in range(APPEND_ATTEMPTS):
                 commands, new_head = self._plan(record, list(extra))
                 stream_id = self._settle(await run_pipeline_async(self.aclient, commands), new_head)
                 if stream_id is not None:
@@ -380,20 +609,20 @@ class DecisionLog:
         return record
 
     # --- reading ----------------------------------------------------------------------------
+    # Application reads (get, for_number, scan, query) skip damaged entries: they answer with the
+    # records that can be read, and `verify`, `tail` and `export` name the others as tampered.
 
     def get(self, record_id: str) -> LogRecord | None:
         stream_id = self.client.hget(IDS, record_id)
         if stream_id is None:
             return None
-        entries = self.client.xrange(STREAM, stream_id, stream_id)
-        return LogRecord.from_entry(*entries[0]) if entries else None
+        return _only_record(self.client.xrange(STREAM, stream_id, stream_id))
 
     async def get_async(self, record_id: str) -> LogRecord | None:
         stream_id = await self.aclient.hget(IDS, record_id)
         if stream_id is None:
             return None
-        entries = await self.aclient.xrange(STREAM, stream_id, stream_id)
-        return LogRecord.from_entry(*entries[0]) if entries else None
+        return _only_record(await self.aclient.xrange(STREAM, stream_id, stream_id))
 
     def get_many(self, record_ids: list[str]) -> list[LogRecord]:
         if not record_ids:
@@ -403,16 +632,18 @@ class DecisionLog:
         wanted = [s for s in stream_ids if s is not None]
         for sid in wanted:
             pipe.xrange(STREAM, sid, sid)
-        return [LogRecord.from_entry(*e[0]) for e in pipe.execute() if e]
+        found = (_only_record(entries) for entries in pipe.execute())
+        return [record for record in found if record is not None]
 
     def for_number(self, digest: str, limit: int = 100) -> list[LogRecord]:
         """The newest decisions about one number, newest first."""
         ids = self.client.zrevrange(number_key(digest, "decisions"), 0, limit - 1)
         return self.get_many([_text(i) for i in ids])
 
-    def scan(self, start: datetime | None = None, end: datetime | None = None, newest_first: bool = True,
-             batch: int = 500, before: str | None = None) -> Iterator[LogRecord]:
-        """Every record in a time range, streamed in batches; ``before`` is an exclusive stream id."""
+    def entries(self, start: datetime | None = None, end: datetime | None = None, newest_first: bool = True,
+                batch: int = 500, before: str | None = None) -> Iterator[LogEntry]:
+        """Every entry in a time range, records and damaged ones alike, streamed in batches;
+        ``before`` is an exclusive stream id."""
         low = f"{ms(start)}-0" if start else "-"
         high = f"{ms(end)}-18446744073709551615" if end else "+"
         if before:
@@ -423,7 +654,7 @@ class DecisionLog:
             else:
                 entries = self.client.xrange(STREAM, low, high, count=batch)
             for entry in entries:
-                yield LogRecord.from_entry(*entry)
+                yield read_entry(*entry)
             if len(entries) < batch:
                 return
             last = _text(entries[-1][0])
@@ -431,6 +662,13 @@ class DecisionLog:
                 high = "(" + last
             else:
                 low = "(" + last
+
+    def scan(self, start: datetime | None = None, end: datetime | None = None, newest_first: bool = True,
+             batch: int = 500, before: str | None = None) -> Iterator[LogRecord]:
+        """Every readable record in a time range (see :meth:`entries`)."""
+        for entry in self.entries(start, end, newest_first, batch, before):
+            if isinstance(entry, LogRecord):
+                yield entry
 
     def query(self, start: datetime | None = None, end: datetime | None = None, campaign: str | None = None,
               result: str | None = None, reason: str | None = None, kind: str = "decision",
@@ -447,55 +685,45 @@ class DecisionLog:
             found.append(record)
         return found, None
 
-    def tail(self, count: int = 20) -> list[LogRecord]:
+    def tail(self, count: int = 20) -> list[LogEntry]:
+        """The newest ``count`` entries, oldest first, damaged ones included."""
         entries = self.client.xrevrange(STREAM, count=count)
-        return [LogRecord.from_entry(*e) for e in reversed(entries)]
+        return [read_entry(*e) for e in reversed(entries)]
 
     # --- verification and retention ---------------------------------------------------------
 
+    def checker(self) -> EntryCheck:
+        """A check of single entries against this log's key ring and epoch history (read once;
+        an unreadable history counts as none, so records under later keys are reported)."""
+        try:
+            return EntryCheck(EpochHistory(self.ring, _text_hash(self.client.hgetall(EPOCHS))))
+        except ValueError:
+            return EntryCheck(EpochHistory(self.ring, {}))
+
     def verify(self) -> VerifyReport:
-        """Check every chain: MACs, contiguous sequence numbers (across retention tombstones),
-        and that each ends at its head."""
+        """Check every entry (readable, MAC matching its content and stream id) and every chain
+        (contiguous sequence numbers across retention tombstones, ending at its head). Never raises
+        on what it reads: each damaged entry is one problem, and the check goes on."""
         report = VerifyReport()
         last: dict[str, tuple[int, str]] = {}
-        trimmed = {_text(k): _text(v) for k, v in self.client.hgetall(TRIMMED).items()}
-        epochs = EpochHistory(self.ring, {_text(k): _text(v) for k, v in self.client.hgetall(EPOCHS).items()})
-        tombstones = self._tombstones(report, epochs)
-
-        def bridge(chain: str, state: tuple[int, str], until: int | None) -> tuple[int, str]:
-            seq, mac = state
-            gaps = tombstones.get(chain, {})
-            while (until is None or seq + 1 < until) and seq + 1 in gaps and gaps[seq + 1][0] == mac:
-                seq, mac = seq + 1, gaps[seq + 1][1]
-            return seq, mac
-
-        for record in self.scan(newest_first=False, batch=2000):
-            report.records += 1
-            misplaced = epochs.misplaced(record.key_id, record.stream_id)
-            if misplaced:
-                report.problems.append(f"{record.stream_id} ({record.id}): {misplaced}")
-            key = epochs.key(record.key_id)
-            if key is None:
-                report.problems.append(f"{record.stream_id} ({record.id}): MAC does not match its content "
-                                       f"(it names log key {record.key_id}, which is not in the key ring)")
-            elif not hmac.compare_digest(chain_mac(key, record.chain, record.seq, record.prev, record.body()),
-                                         record.mac):
-                report.problems.append(f"{record.stream_id} ({record.id}): MAC does not match its content")
-            previous = last.get(record.chain)
-            start = previous or _anchor(trimmed.get(record.chain))
-            seq, mac = bridge(record.chain, start, record.seq)
-            if record.seq != seq + 1 or record.prev != mac:
-                if previous is None:
-                    report.problems.append(f"chain {record.chain} starts at seq {record.seq}: earlier records missing")
-                else:
-                    report.problems.append(
-                        f"chain {record.chain}: seq {seq} is followed by seq {record.seq} "
-                        f"({record.seq - seq - 1} records missing or reordered)")
-            last[record.chain] = (record.seq, record.mac)
-        heads = {_text(k): _text(v) for k, v in self.client.hgetall(HEADS).items()}
+        try:
+            trimmed = _text_hash(self.client.hgetall(TRIMMED))
+            heads = _text_hash(self.client.hgetall(HEADS))
+            check = self.checker()
+            tombstones = self._tombstones(report, check.epochs)
+            for entry in self.entries(newest_first=False, batch=2000):
+                report.records += 1
+                report.problems.extend(check(entry))
+                link = entry.link if isinstance(entry, DamagedEntry) else entry
+                if link is not None:
+                    _follow(link, last, _anchor(trimmed.get(link.chain)), tombstones.get(link.chain, {}),
+                            report.problems)
+        except redis.ResponseError as exc:  # a log key replaced by one of another type
+            report.problems.append(f"the log's keys cannot be read: {exc}")
+            return report
         for chain, head in heads.items():
             seen = last.get(chain)
-            seq, mac = bridge(chain, seen or _anchor(trimmed.get(chain)), None)
+            seq, mac = _bridge(tombstones.get(chain, {}), seen or _anchor(trimmed.get(chain)), None)
             if f"{seq}:{mac}" != head:
                 if seen is None:
                     report.problems.append(f"chain {chain}: head {head.split(':')[0]} but no records remain")
@@ -508,9 +736,13 @@ class DecisionLog:
         """chain -> seq -> (prev, mac) of every tombstone whose tag verifies; forged ones are problems."""
         found: dict[str, dict[int, tuple[str, str]]] = {}
         for name, value in self.client.hscan_iter(PURGED, count=1000):
-            chain, seq_text = _text(name).rsplit(" ", 1)
-            prev, mac, tag, *kid = _text(value).split(" ")
-            seq = int(seq_text)
+            try:
+                chain, seq_text = _strict_text(name, "tombstone").rsplit(" ", 1)
+                prev, mac, tag, *kid = _strict_text(value, "tombstone").split(" ")
+                seq = int(seq_text)
+            except (ValueError, UnreadableRecord):
+                report.problems.append(f"tombstone {_lenient_text(name)!r} is unreadable")
+                continue
             key = epochs.key(kid[0] if kid else "")
             if key is None or not hmac.compare_digest(tombstone_tag(key, chain, seq, prev, mac), tag):
                 report.problems.append(f"chain {chain}: tombstone for seq {seq} was not left by retention")
@@ -520,14 +752,24 @@ class DecisionLog:
 
     def purge(self, now: datetime | None = None) -> int:
         """Drop every record older than ``retention_days``, whatever its jurisdiction (the packs'
-        periods are applied by :mod:`callscreen.retention`)."""
+        periods are applied by :mod:`callscreen.retention`). A damaged
+        entry goes too, without a tombstone: verify goes on reporting the gap it leaves."""
         cutoff = (now or datetime.now(UTC)) - self.retention
         removed = 0
         while True:
             entries = self.client.xrange(STREAM, "-", f"({ms(cutoff)}-0", count=1000)
             if not entries:
                 return removed
-            removed += self.remove([LogRecord.from_entry(*entry) for entry in entries])
+            read = [read_entry(*entry) for entry in entries]
+            damaged = [entry for entry in read if isinstance(entry, DamagedEntry)]
+            if damaged:
+                pipe = self.client.pipeline(transaction=False)
+                for entry in damaged:
+                    pipe.xdel(STREAM, entry.stream_id)
+                    if entry.record_id:
+                        pipe.hdel(IDS, entry.record_id)
+                pipe.execute()
+            removed += len(damaged) + self.remove([entry for entry in read if isinstance(entry, LogRecord)])
 
     def remove(self, records: list[LogRecord]) -> int:
         """Delete ``records`` (retention), leaving a tombstone for each so its chain still verifies,
@@ -579,3 +821,36 @@ class DecisionLog:
                 pipe.hset(TRIMMED, chain, f"{seq}:{mac}")
                 pipe.hdel(PURGED, *folded)
                 pipe.execute()
+
+
+def _only_record(entries: list[Any]) -> LogRecord | None:
+    entry = read_entry(*entries[0]) if entries else None
+    return entry if isinstance(entry, LogRecord) else None
+
+
+def _text_hash(raw: dict[Any, Any]) -> dict[str, str]:
+    return {_lenient_text(k): _lenient_text(v) for k, v in raw.items()}
+
+
+
+def _bridge(gaps: dict[int, tuple[str, str]], state: tuple[int, str], until: int | None) -> tuple[int, str]:
+    """Walk a chain from ``state`` over the retention tombstones that continue it (up to ``until``)."""
+    seq, mac = state
+    while (until is None or seq + 1 < until) and seq + 1 in gaps and gaps[seq + 1][0] == mac:
+        seq, mac = seq + 1, gaps[seq + 1][1]
+    return seq, mac
+
+
+def _follow(link: LogRecord | ChainLink, last: dict[str, tuple[int, str]], anchor: tuple[int, str],
+            gaps: dict[int, tuple[str, str]], problems: list[str]) -> None:
+    """Check that ``link`` continues its chain (from its genesis or retention anchor, or the
+    chain's previous entry, across tombstones) and make it the chain's newest."""
+    previous = last.get(link.chain)
+    seq, mac = _bridge(gaps, previous or anchor, link.seq)
+    if link.seq != seq + 1 or link.prev != mac:
+        if previous is None:
+            problems.append(f"chain {link.chain} starts at seq {link.seq}: earlier records missing")
+        else:
+            problems.append(f"chain {link.chain}: seq {seq} is followed by seq {link.seq} "
+                            f"({link.seq - seq - 1} records missing or reordered)")
+    last[link.chain] = (link.seq, link.mac)

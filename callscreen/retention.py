@@ -41,7 +41,7 @@ from redis.exceptions import LockError
 from callscreen import codec
 from callscreen.complaints import COMPLAINTS_KEY, ComplaintBook, decode
 from callscreen.crypto import SealError
-from callscreen.decision_log import STREAM, DecisionLog, LogRecord
+from callscreen.decision_log import STREAM, DecisionLog, LogRecord, read_entry
 from callscreen.journal import JOURNAL_KEY, AccessJournal
 from callscreen.models import Consent, LegalBasis
 from callscreen.numbers import InvalidNumber, normalize
@@ -209,15 +209,17 @@ class RetentionJob:
                 entries = self.client.xrange(STREAM, low, high, count=BATCH)
                 if not entries:
                     break
-                records = [LogRecord.from_entry(*entry) for entry in entries]
+                # a damaged entry stays where it is, for `log verify` to report
+                records = [r for r in (read_entry(*entry) for entry in entries) if isinstance(r, LogRecord)]
+                last_id = entries[-1][0].decode() if isinstance(entries[-1][0], bytes) else str(entries[-1][0])
                 expired = [(r, self._log_class(r)) for r in records]
                 expired = [(r, c) for r, c in expired if c in classes]
                 for _record, (kind, jurisdiction) in expired:
                     report.count(kind, jurisdiction)
                 if not dry_run:
                     self.log.remove([r for r, _c in expired])
-                    self.client.hset(CURSORS_KEY, name, records[-1].stream_id)
-                low = "(" + records[-1].stream_id
+                    self.client.hset(CURSORS_KEY, name, last_id)
+                low = "(" + last_id
                 if not keep_going():
                     return
 

@@ -39,7 +39,8 @@ def test_altering_a_record_is_detected(log, redis_client):
     stream_id, fields = redis_client.xrange(STREAM)[1]
     body = json.loads(fields[b"body"])
     body["result"] = "ALLOW"
-    redis_client.xadd(STREAM, {**fields, b"body": json.dumps(body)}, id=b"9999999999999-0")
+    canonical = json.dumps(body, separators=(",", ":"), sort_keys=True)
+    redis_client.xadd(STREAM, {**fields, b"body": canonical}, id=b"9999999999999-0")
     redis_client.xdel(STREAM, stream_id)
     problems = log.verify().problems
     assert any("MAC does not match" in p for p in problems)

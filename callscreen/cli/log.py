@@ -1,4 +1,10 @@
-"""``callscreen log tail|export|verify|purge``: read and prove the decision log."""
+"""``callscreen log tail|export|verify|purge``: read and prove the decision log.
+
+Invariant: none of these stops at a damaged entry. ``tail``, ``export`` and ``verify`` name
+each entry that cannot be read or whose MAC does not match (``TAMPERED: ...``), go on with the
+rest, and then exit with the tampering code; ``export`` writes a damaged entry's raw fields
+too, so the archive loses nothing.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +17,7 @@ from typing import Any
 from callscreen import codec
 from callscreen.cli.check import parse_at
 from callscreen.cli.context import EXIT_OK, EXIT_TAMPERED, CliContext
-from callscreen.decision_log import LogRecord
+from callscreen.decision_log import DamagedEntry, LogRecord
 
 
 def register(subparsers: Any) -> None:
@@ -48,23 +54,54 @@ def _line(record: LogRecord) -> str:
 
 
 def tail_log(args: argparse.Namespace, context: CliContext) -> int:
-    for record in context.log.tail(max(1, min(args.n, 10_000))):
-        print(json.dumps(record_json(record), ensure_ascii=False) if args.json else _line(record))
-    return EXIT_OK
+    tampered = 0
+    check = context.log.checker()
+    for entry in context.log.tail(max(1, min(args.n, 10_000))):
+        problem = "; ".join(check(entry)) or None
+        tampered += problem is not None
+        if args.json:
+            print(json.dumps(_entry_json(entry, problem), ensure_ascii=False))
+        elif isinstance(entry, DamagedEntry):
+            print(f"TAMPERED: {problem}")
+        else:
+            print(_line(entry) + (f"  TAMPERED: {problem}" if problem else ""))
+    return _tamper_summary(tampered)
 
 
 def export_log(args: argparse.Namespace, context: CliContext) -> int:
     out = open(args.out, "w", encoding="utf-8") if args.out else sys.stdout  # noqa: SIM115
-    count = 0
+    count = tampered = 0
+    check = context.log.checker()
     try:
-        for record in context.log.scan(args.since, args.until, newest_first=False, batch=2000):
-            out.write(json.dumps(record_json(record), ensure_ascii=False) + "\n")
+        for entry in context.log.entries(args.since, args.until, newest_first=False, batch=2000):
+            problem = "; ".join(check(entry)) or None
+            if problem:
+                tampered += 1
+                print(f"TAMPERED: {problem}", file=sys.stderr)
+            out.write(json.dumps(_entry_json(entry, problem), ensure_ascii=False) + "\n")
             count += 1
     finally:
         if args.out:
             out.close()
     print(f"exported {count} records", file=sys.stderr)
-    return EXIT_OK
+    return _tamper_summary(tampered)
+
+
+def _entry_json(entry: LogRecord | DamagedEntry, problem: str | None) -> dict[str, Any]:
+    """A record as JSON; a damaged entry as its raw fields and what is wrong with it."""
+    if isinstance(entry, DamagedEntry):
+        return entry.as_json()
+    data = record_json(entry)
+    if problem:
+        data["tampered"] = problem
+    return data
+
+
+def _tamper_summary(tampered: int) -> int:
+    if not tampered:
+        return EXIT_OK
+    print(f"{tampered} tampered records: run `callscreen log verify`", file=sys.stderr)
+    return EXIT_TAMPERED
 
 
 def verify_log(args: argparse.Namespace, context: CliContext) -> int:
