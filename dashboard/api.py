@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import redis
-from flask import Blueprint, Response, g, jsonify, request
+from flask import Blueprint, Response, abort, current_app, g, jsonify, request
 
 from callscreen.codec import iso as _iso
 from callscreen.complaints import CHANNELS, ComplaintError
@@ -96,7 +96,7 @@ def _body() -> Fields:
     """The request body as a JSON object, or a clean 4xx."""
     if not request.is_json:
         raise ApiError(415, "unsupported_media_type", "send a JSON body with Content-Type: application/json")
-    raw = request.get_data(cache=False)
+    raw = _read_body(current_app.config["MAX_CONTENT_LENGTH"])
 
     def refuse_constant(name: str) -> Any:
         raise ValueError(f"{name} is not valid JSON")
@@ -109,6 +109,21 @@ def _body() -> Fields:
     if not isinstance(data, dict):
         raise ApiError(400, "invalid_json", "body must be a JSON object")
     return Fields(data)
+
+
+def _read_body(limit: int) -> bytes:
+    """The request body, read at most ``limit + 1`` bytes deep: more than ``limit`` is 413.
+    A chunked body has no Content-Length to refuse up front, and a plain read of the bounded
+    stream stops quietly at the limit, leaving a truncated body."""
+    data = bytearray()
+    while len(data) <= limit:
+        chunk = request.stream.read(limit + 1 - len(data))  # werkzeug's bounded stream may raise 413 itself
+        if not chunk:
+            break
+        data += chunk
+    if len(data) > limit:
+        abort(413)
+    return bytes(data)
 
 
 def _created(payload: dict[str, Any], status: int = 201) -> Any:

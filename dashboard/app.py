@@ -12,7 +12,6 @@ import dataclasses
 import os
 import secrets
 from collections.abc import Callable
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +26,10 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from callscreen.config import ConfigError, Settings, load_settings
 from callscreen.numbers import mask
-from dashboard import formatting
+from dashboard import formatting, login_guard
 from dashboard.extensions import babel, csrf, limiter, login_manager
 from dashboard.services import EXTENSION, build_services, services
+from dashboard.sessions import SESSION_LIFETIME
 from dashboard.users import LOCALES
 
 HERE = Path(__file__).resolve().parent
@@ -101,7 +101,8 @@ def create_app(
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=_secure_cookies_default() if secure_cookies is None else secure_cookies,
-        PERMANENT_SESSION_LIFETIME=timedelta(hours=8),
+        PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,  # the cookie's; the session record's is absolute
+        SESSION_REFRESH_EACH_REQUEST=False,
         MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
         MAX_FORM_MEMORY_SIZE=MAX_BODY_BYTES,
         WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session (8 h at most)
@@ -113,8 +114,9 @@ def create_app(
         RATELIMIT_KEY_PREFIX="cs:ratelimit",
         RATELIMIT_HEADERS_ENABLED=True,
         RATELIMIT_ENABLED=True,
-        CALLSCREEN_LOGIN_LIMIT_PER_ADDRESS="20 per minute",
-        CALLSCREEN_LOGIN_LIMIT_PER_USER="5 per 15 minutes",
+        CALLSCREEN_LOGIN_BACKOFF_PER_ADDRESS=login_guard.PER_ADDRESS,
+        CALLSCREEN_LOGIN_BACKOFF_PER_ACCOUNT=login_guard.PER_ACCOUNT,
+        CALLSCREEN_LOGIN_BACKOFF_PER_ACCOUNT_AND_ADDRESS=login_guard.PER_ACCOUNT_AND_ADDRESS,
         CALLSCREEN_API_LIMIT="600 per minute",
         CALLSCREEN_PAGE_SIZE=50,
         JSON_SORT_KEYS=False,
@@ -139,7 +141,7 @@ def create_app(
 
     @login_manager.user_loader
     def load_user(session_id: str) -> Any:
-        return services().users.load_session(session_id)
+        return services().sessions.resume(session_id)
 
     trusted = _proxies_default() if proxies is None else proxies
     if trusted:

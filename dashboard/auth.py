@@ -1,7 +1,8 @@
 """Logging in and out, the language switch, and the role check every page uses.
 
-Invariants: login attempts are rate-limited per address and per account name (in the
-shared store, so every worker counts together); the session is renewed on login; a wrong
+Invariants: failed logins are throttled per address, per account and per both
+(:mod:`dashboard.login_guard`); every login starts a new server-side session
+(:mod:`dashboard.sessions`) and logging out ends it for every copy of the cookie; a wrong
 role gets 403, never a silent redirect.
 """
 
@@ -12,11 +13,11 @@ from functools import wraps
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_required, login_user, logout_user
 
-from dashboard.extensions import limiter, login_limit_per_address, login_limit_per_user, login_user_key
+from dashboard.login_guard import LoginGuard
 from dashboard.services import services
 from dashboard.users import LOCALES
 
@@ -51,9 +52,15 @@ def _safe_next(target: str | None) -> str:
     return target
 
 
+def login_guard() -> LoginGuard:
+    """The guard with this app's limits (``CALLSCREEN_LOGIN_BACKOFF_*``, see app.py)."""
+    config = current_app.config
+    return LoginGuard(services().client, per_address=config["CALLSCREEN_LOGIN_BACKOFF_PER_ADDRESS"],
+                      per_account=config["CALLSCREEN_LOGIN_BACKOFF_PER_ACCOUNT"],
+                      per_pair=config["CALLSCREEN_LOGIN_BACKOFF_PER_ACCOUNT_AND_ADDRESS"])
+
+
 @bp.route("/login", methods=["GET", "POST"])
-@limiter.limit(login_limit_per_address, methods=["POST"])
-@limiter.limit(login_limit_per_user, key_func=login_user_key, methods=["POST"])
 def login() -> Any:
     if request.method == "GET" and current_user.is_authenticated:
         return redirect(url_for("overview.index"))
@@ -62,15 +69,23 @@ def login() -> Any:
     if request.method == "POST":
         username = request.form.get("username", "").strip().lower()[:64]
         password = request.form.get("password", "")
-        user = services().users.authenticate(username, password)
+        guard = login_guard()
+        admission = guard.admit(request.remote_addr or "", username)
+        if not admission.admitted:
+            page = render_template("login.html", error=_("Too many attempts. Wait a little and try again."),
+                                   username=username)
+            return page, 429, {"Retry-After": str(admission.retry_after)}
+        svc = services()
+        user = svc.users.authenticate(username, password)
         if user is None:
             error = _("Wrong user name or password, or the account is disabled.")
         else:
+            guard.succeeded(admission)
             locale = session.get("locale")
             session.clear()
             if locale in LOCALES:
                 session["locale"] = locale
-            login_user(user)
+            login_user(svc.sessions.start(user))
             session.permanent = True
             return redirect(_safe_next(request.args.get("next")))
     return render_template("login.html", error=error, username=username), (401 if error else 200)
@@ -78,6 +93,8 @@ def login() -> Any:
 
 @bp.route("/logout", methods=["POST"])
 def logout() -> Any:
+    if current_user.is_authenticated:
+        services().sessions.end(current_user.session_id)
     logout_user()
     locale = session.get("locale")
     session.clear()

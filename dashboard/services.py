@@ -20,6 +20,7 @@ from callscreen.crypto import NumberVault
 from callscreen.journal import AccessJournal
 from callscreen.rotation import build_vault
 from callscreen.store import Store
+from dashboard.sessions import SessionStore
 from dashboard.tokens import TokenStore
 from dashboard.users import UserStore
 
@@ -33,6 +34,7 @@ class Services:
     vault: NumberVault
     store: Store
     users: UserStore
+    sessions: SessionStore
     tokens: TokenStore
     journal: AccessJournal
     complaints: ComplaintBook
@@ -62,12 +64,14 @@ def build_services(
         screener = build_screener(settings, client, registries=_default_registries(settings, client))
     if decision_log is None:
         decision_log = screener.log
+    users = UserStore(client, password_hasher)
     return Services(
         settings=settings,
         client=client,
         vault=vault,
         store=store,
-        users=UserStore(client, password_hasher),
+        users=users,
+        sessions=SessionStore(client, users),
         tokens=TokenStore(client),
         journal=AccessJournal(client, settings.keyring("log_key")),
         complaints=ComplaintBook(store, decision_log),

@@ -1,8 +1,9 @@
 """Dashboard user accounts in Redis, passwords hashed with argon2id.
 
 Invariants: a password is only ever stored as an argon2 hash; a user's ``generation``
-counter is part of the session id, so changing a password or disabling the account ends
-every open session at once; a disabled user cannot log in.
+counter is bumped by a password or role change and by disabling the account, and a session
+(see :mod:`dashboard.sessions`) only lives while the generation is the one it logged in with,
+so each of these ends every open session at once; a disabled user cannot log in.
 
 Keys: ``cs:user:<name>`` (hash: password, role, disabled, locale, generation, created_at),
 ``cs:users`` (set of names).
@@ -52,6 +53,7 @@ class User:
     locale: str = ""
     generation: int = 0
     created_at: str = ""
+    session_id: str = ""  # set for the user of a live session (dashboard.sessions)
 
     # Flask-Login protocol
     @property
@@ -67,7 +69,7 @@ class User:
         return False
 
     def get_id(self) -> str:
-        return f"{self.name}:{self.generation}"
+        return self.session_id
 
     def can(self, permission: str) -> bool:
         return permission in PERMISSIONS.get(self.role, frozenset())
@@ -133,14 +135,6 @@ class UserStore:
             generation=int(data.get("generation", "0")),
             created_at=data.get("created_at", ""),
         )
-
-    def load_session(self, session_id: str) -> User | None:
-        """The user behind a Flask-Login session id, if it is still current and active."""
-        name, _, generation = session_id.rpartition(":")
-        user = self.get(name) if name else None
-        if user is None or user.disabled or str(user.generation) != generation:
-            return None
-        return user
 
     def authenticate(self, name: str, password: str) -> User | None:
         """The user if ``password`` is right and the account is active; else None."""

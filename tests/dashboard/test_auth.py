@@ -4,6 +4,7 @@ import pytest
 
 from callscreen.config import ConfigError, Settings
 from dashboard import create_app
+from dashboard.login_guard import Backoff
 from tests.dashboard.conftest import FAST_HASHER, PASSWORD, build, csrf_from, login, post_form
 
 PAGES_BY_PERMISSION = {
@@ -44,19 +45,20 @@ def test_wrong_password_is_refused_without_saying_which_part_was_wrong(app, user
     assert login(client, "nobody-here", PASSWORD).status_code == 401
 
 
-def test_login_attempts_are_rate_limited_per_account(app, users):
-    codes = [login(app.test_client(), "supervisor", "wrong password " + str(i)).status_code for i in range(6)]
-    assert codes[:5] == [401] * 5
-    assert codes[5] == 429
-    # the right password does not get through either while the limit holds
-    assert login(app.test_client(), "supervisor").status_code == 429
+def test_failed_logins_are_throttled_for_that_account_from_that_address(app, users):
+    codes = [login(app.test_client(), "supervisor", "wrong password " + str(i)).status_code for i in range(4)]
+    assert codes == [401, 401, 401, 429]
+    # the right password from the same address waits too (the guesser could be sending it)
+    refused = login(app.test_client(), "supervisor")
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
+    assert "Too many attempts" in refused.get_data(as_text=True)
     # another account is not affected
     assert login(app.test_client(), "admin").status_code == 302
 
 
-def test_login_rate_limit_is_kept_in_the_shared_store(app, users, redis_client):
+def test_login_failures_are_kept_in_the_shared_store(app, users, redis_client):
     login(app.test_client(), "supervisor", "wrong password")
-    assert any(b"ratelimit" in key for key in redis_client.keys("*"))
+    assert any(key.startswith(b"cs:{login}:") for key in redis_client.keys("*"))
 
 
 def test_session_cookie_is_secure_httponly_and_samesite_lax(settings, redis_client, users):
@@ -148,13 +150,14 @@ def test_app_refuses_to_start_without_number_keys(redis_client):
 
 
 def test_login_limit_per_address_sees_the_client_behind_a_trusted_proxy(settings, redis_client, users):
-    app = build(settings, redis_client, proxies=1, config={"CALLSCREEN_LOGIN_LIMIT_PER_ADDRESS": "2 per minute"})
+    app = build(settings, redis_client, proxies=1,
+                config={"CALLSCREEN_LOGIN_BACKOFF_PER_ADDRESS": Backoff(free=2, base=60, cap=60)})
 
-    def attempt(address: str) -> int:
+    def attempt(address: str, name: str) -> int:
         client = app.test_client()
         token = csrf_from(client.get("/login").get_data(as_text=True))
-        return client.post("/login", data={"username": "nobody", "password": "x", "csrf_token": token},
+        return client.post("/login", data={"username": name, "password": "x", "csrf_token": token},
                            headers={"X-Forwarded-For": address}).status_code
 
-    assert [attempt("198.51.100.1") for _ in range(3)] == [401, 401, 429]
-    assert attempt("198.51.100.2") == 401
+    assert [attempt("198.51.100.1", name) for name in ("a1", "a2", "a3")] == [401, 401, 429]
+    assert attempt("198.51.100.2", "a3") == 401
