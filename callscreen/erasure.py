@@ -25,7 +25,11 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
+import redis
+
 from callscreen import codec
+from callscreen.crypto import is_subject_sealed
+from callscreen.dsr import RequestBook
 from callscreen.numbers import PhoneNumber
 from callscreen.store import Store, new_id, number_key, subject_key_key
 
@@ -45,6 +49,8 @@ class ErasureReport:
     consents: int
     complaints: int
     decisions: int
+    legacy_records_removed: int = 0
+    persistence_rewritten: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return codec.to_dict(self)
@@ -93,13 +99,32 @@ class Eraser:
         pipe.delete(subject_key_key(digest))  # 3: crypto-shredding
         pipe.zcard(number_key(digest, "decisions"))
         decisions = int(pipe.execute()[-1])
-        report = ErasureReport(erasure_id, digest, at, already, consents, complaints, decisions)
+        # Records written before per-number keys hold a master-key seal that shredding cannot
+        # reach: they are removed the way retention removes records (tombstones keep the chain).
+        legacy = [r for r in self.log.for_number(digest, 1_000_000)
+                  if r.number_sealed and not is_subject_sealed(r.number_sealed)]
+        removed = self.log.remove(legacy) if legacy else 0
+        report = ErasureReport(erasure_id, digest, at, already, consents, complaints, decisions, removed)
         extra = {"erasure_id": erasure_id, "consents": consents, "complaints": complaints,
-                 "decisions_shredded": decisions, "repeat": already, "request": request_id}
+                 "decisions_shredded": decisions, "legacy_records_removed": removed, "repeat": already,
+                 "request": request_id}
         self.log.append_summary("erasure", extra, origin=role)  # 4: on record, without the number
         self.journal.record(user=by, role=role, action="erasure", number_digest=digest, reason=reason,
                             subject=erasure_id)
-        return report
+        RequestBook(self.client).close_for(digest, by, erasure_id)
+        return replace(report, persistence_rewritten=self._compact())
+
+    def _compact(self) -> bool:
+        """Have the server rewrite its append-only file and snapshot from the current data, so the
+        erased person's wrapped key is no longer in any file the server keeps (older backups are
+        dealt with by rotating the master key). False if the server refused (e.g. a managed
+        service that disables these commands): the operator must then compact by hand."""
+        try:
+            self.client.bgrewriteaof()
+            self.client.execute_command("BGSAVE", "SCHEDULE")
+        except redis.RedisError:
+            return False
+        return True
 
     def _redact_consents(self, digest: str) -> int:
         key = number_key(digest, "consents")

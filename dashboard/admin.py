@@ -1,4 +1,5 @@
-"""Administration: dashboard accounts, campaigns and intake-API tokens (role ``admin``)."""
+"""Administration: dashboard accounts, campaigns and intake-API tokens (role ``admin``), and the
+access journal (admins and compliance officers)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 
+from callscreen.journal import ACTIONS
 from callscreen.models import Campaign
 from dashboard.auth import require
 from dashboard.services import services
@@ -101,6 +103,18 @@ def revoke_token(token_id: str) -> Any:
         return _users_page({"token": str(exc)}, status=404)
     flash(_("Token revoked."), "success")
     return redirect(url_for("admin.users"))
+
+
+@bp.route("/journal")
+@require("journal")
+def journal() -> Any:
+    """The access journal, newest first, with the result of checking its HMAC chain."""
+    svc = services()
+    fields = Fields(request.args)
+    action = fields.choice("action", ACTIONS)
+    return render_template("admin_journal.html", entries=svc.journal.recent(500, action=action or None),
+                           actions=ACTIONS, action=action, report=svc.journal.verify(),
+                           total=svc.journal.count())
 
 
 @bp.route("/campaigns", methods=["GET", "POST"])

@@ -12,9 +12,9 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask_babel import gettext as _
 from flask_login import current_user
 
+from callscreen.records import DIGEST
 from dashboard.auth import require
 from dashboard.lookup import digest_of_form
-from dashboard.records import DIGEST
 from dashboard.services import services
 from dashboard.validation import Fields
 

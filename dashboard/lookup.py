@@ -13,8 +13,8 @@ from flask_babel import gettext as _
 from flask_login import current_user
 
 from callscreen.crypto import SealError
+from callscreen.records import DIGEST, gather
 from dashboard.auth import require
-from dashboard.records import DIGEST, gather
 from dashboard.services import services
 from dashboard.validation import Fields
 
@@ -43,7 +43,7 @@ def _number_page(digest: str, revealed: str | None = None, errors: dict[str, str
     if not DIGEST.match(digest):
         abort(404)
     svc = services()
-    record = gather(svc, digest)
+    record = gather(svc.store, svc.complaints, svc.log, digest)
     return render_template("number.html", file=record, revealed=revealed, errors=errors or {},
                            journal=svc.journal.recent(20, digest) if current_user.can("reveal") else []), status
 

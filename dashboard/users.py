@@ -27,11 +27,12 @@ MAX_PASSWORD = 1024
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._@-]{1,63}$")
 
 # What each role may do. Admins manage accounts and campaigns but do not see full numbers:
-# revealing and exporting personal data is the compliance officer's job alone.
+# revealing and exporting personal data is the compliance officer's job alone. Both may read the
+# access journal (who revealed or exported what, and why).
 PERMISSIONS: dict[str, frozenset[str]] = {
     "supervisor": frozenset({"view", "complaints"}),
-    "compliance": frozenset({"view", "complaints", "reveal", "export", "dsr", "lift_suppression"}),
-    "admin": frozenset({"view", "complaints", "users", "campaigns"}),
+    "compliance": frozenset({"view", "complaints", "reveal", "export", "dsr", "lift_suppression", "journal"}),
+    "admin": frozenset({"view", "complaints", "users", "campaigns", "journal"}),
 }
 
 

@@ -32,6 +32,8 @@ def register(subparsers: Any) -> None:
     export.add_argument("--since", type=parse_at)
     export.add_argument("--until", type=parse_at)
     export.add_argument("--out", help="file to write (default: standard output)")
+    export.add_argument("--reason", default="decision log archive", help="why (recorded in the access journal)")
+    export.add_argument("--by", help="who exports (default: the operating system user)")
     export.set_defaults(handler=export_log)
     verify = commands.add_parser("verify", help="check every record's MAC and every chain's continuity")
     verify.set_defaults(handler=verify_log)
@@ -69,6 +71,12 @@ def tail_log(args: argparse.Namespace, context: CliContext) -> int:
 
 
 def export_log(args: argparse.Namespace, context: CliContext) -> int:
+    """Records as JSON lines; journaled first (the sealed numbers in it are personal data)."""
+    from callscreen.cli.privacy import ROLE, journal_of, operator
+
+    span = f"{codec.iso(args.since) or 'start'} .. {codec.iso(args.until) or 'now'}"
+    journal_of(context).record(user=operator(args), role=ROLE, action="log_export", number_digest="",
+                               reason=args.reason, subject=span)
     out = open(args.out, "w", encoding="utf-8") if args.out else sys.stdout  # noqa: SIM115
     count = tampered = 0
     check = context.log.checker()
