@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import re
 from collections.abc import Iterable
 
 import phonenumbers
@@ -22,12 +23,13 @@ def spellings(e164: str) -> list[str]:
 
 def plain_hashes(e164: str, shown_fields: Iterable[str]) -> set[str]:
     """MD5, SHA-1 and SHA-256 (hex) of every spelling, alone and joined with the fields the UI
-    shows next to an id (each field, and all of them in order), with common separators."""
+    shows next to an id (every choice of up to four of them, in the order given, and all of
+    them), with common separators, the number first or last."""
     fields = [f for f in shown_fields if f]
+    groups = [list(c) for size in range(1, 5) for c in itertools.combinations(fields, size)] + [fields]
     texts = set()
     for spelling in spellings(e164):
         texts.add(spelling)
-        groups = [[f] for f in fields] + [fields] + [list(p) for p in itertools.combinations(fields, 2)]
         for group in groups:
             for sep in SEPARATORS:
                 texts.add(sep.join([spelling, *group]))
@@ -42,8 +44,10 @@ def plain_hashes(e164: str, shown_fields: Iterable[str]) -> set[str]:
 
 def hash_hits(hashes: set[str], haystack: str, prefix: int = 12) -> list[str]:
     """Hashes whose first ``prefix`` hex digits occur in ``haystack`` (ids often truncate)."""
-    lowered = haystack.lower()
-    return sorted(h for h in hashes if h[:prefix] in lowered)
+    windows = set()
+    for run in re.findall(rf"[0-9a-f]{{{prefix},}}", haystack.lower()):
+        windows.update(run[i:i + prefix] for i in range(len(run) - prefix + 1))
+    return sorted(h for h in hashes if h[:prefix] in windows)
 
 
 def keyspace_text(client: redis.Redis) -> str:

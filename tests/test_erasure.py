@@ -24,7 +24,7 @@ from callscreen.journal import AccessJournal
 from callscreen.models import Campaign, Consent, LegalBasis, OptOut, Proof, Reason
 from callscreen.numbers import normalize
 from callscreen.screening import Screener, build_screener
-from callscreen.store import number_key, subject_key_key
+from callscreen.store import subject_key_key
 from tests_support import TEST_ENCRYPTION_KEY, TEST_HASH_KEY, TEST_LOG_KEY
 
 NUMBER, OTHER = "+79991234567", "+79997654321"
