@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -79,3 +79,14 @@ def gather(store: Store, complaints: Any, log: Any, digest: str, decisions: int 
         decisions=log.for_number(digest, decisions),
         erased_at=codec.parse_time(json.loads(erased)["at"]) if erased else None,
     )
+
+
+def with_current_ids(store: Store, record: Any) -> Any:
+    """A decision-log record as shown: a consent id retired by the migration (in the basis and
+    in the trace) replaced by the id it goes by now. The stored record is not changed."""
+    old = (record.basis or {}).get("consent_id", "")
+    new = store.current_consent_id(old) if old else old
+    if new == old:
+        return record
+    checks = [[name, passed, str(detail).replace(old, new)] for name, passed, detail in record.checks]
+    return replace(record, basis={**record.basis, "consent_id": new}, checks=checks)

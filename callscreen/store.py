@@ -659,6 +659,14 @@ class Store:
         raw = self.client.hget(number_key(digest, "consents"), consent_id)
         return None if raw is None else load_consent(raw, self.subject(digest))
 
+    def current_consent_id(self, consent_id: str) -> str:
+        """The id a consent goes by now: an id retired by ``callscreen migrate`` (an unkeyed hash
+        of the number) maps to its keyed successor, so it is never shown again."""
+        if not consent_id or self.client.exists(consent_pointer_key(consent_id)):
+            return consent_id
+        current = self.client.get(consent_alias_key(self.vault.alias(consent_id)))
+        return consent_id if current is None else _text(current)
+
     def consents_for(self, digest: str) -> list[Consent]:
         raw = self.client.hgetall(number_key(digest, "consents"))
         subject = self.subject(digest) if raw else None

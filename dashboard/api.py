@@ -26,6 +26,7 @@ from callscreen.codec import iso as _iso
 from callscreen.complaints import CHANNELS, ComplaintError
 from callscreen.models import CONSENT_SOURCES, OPT_OUT_SOURCES, Consent, LegalBasis, Objection, OptOut, Proof
 from callscreen.numbers import MAX_INPUT_LENGTH, mask
+from callscreen.records import with_current_ids
 from callscreen.store import StoreError, new_id
 from dashboard.extensions import api_limit, limiter
 from dashboard.formatting import masked_number
@@ -287,6 +288,7 @@ def get_decision(decision_id: str) -> Any:
     record = svc.log.get(decision_id) if len(decision_id) <= 64 else None
     if record is None or record.kind != "decision":
         raise ApiError(404, "not_found", "no such decision")
+    record = with_current_ids(svc.store, record)
     return jsonify({
         "id": record.id, "at": _iso(record.at), "campaign_id": record.campaign_id,
         "number_masked": masked_number(record.number_digest, record.number_sealed),

@@ -13,7 +13,7 @@ from flask_babel import gettext as _
 from flask_login import current_user
 
 from callscreen.crypto import SealError
-from callscreen.records import DIGEST, gather
+from callscreen.records import DIGEST, gather, with_current_ids
 from dashboard.auth import require
 from dashboard.services import services
 from dashboard.validation import Fields
@@ -87,4 +87,5 @@ def decision(decision_id: str) -> Any:
     record = svc.log.get(decision_id)
     if record is None or record.kind != "decision":
         abort(404)
-    return render_template("decision.html", record=record, outcome=svc.log.outcome_of(decision_id))
+    return render_template("decision.html", record=with_current_ids(svc.store, record),
+                           outcome=svc.log.outcome_of(decision_id))

@@ -82,7 +82,7 @@ def test_an_erasure_request_is_tracked_to_its_deadline_and_carried_out_on_confir
     assert [e.action for e in svc.journal.recent(2)] == ["erasure", "erasure_request"]
     assert svc.log.verify().ok
     number_page = client.get(f"/numbers/{request.number_digest}").get_data(as_text=True)
-    assert "[erased]" not in number_page or NUMBER not in number_page
+    assert 'id="erased"' in number_page and NUMBER not in number_page and "203.0.113.7" not in number_page
     assert as_role("supervisor").post(f"/dsr/{request.id}/erase").status_code in (400, 403)
 
 
@@ -97,3 +97,28 @@ def test_the_journal_is_for_admins_and_compliance_and_shows_tampering(as_role, s
     redis_client.xdel(JOURNAL_KEY, first)  # someone with store access removes an entry
     assert not svc.journal.verify().ok
     assert "tampered" in as_role("compliance").get("/admin/journal").get_data(as_text=True)
+
+
+def test_after_migration_a_decision_shows_the_consent_id_it_goes_by_now(app, svc, campaign, redis_client):
+    from callscreen import codec
+    from callscreen.migrate import Migration
+    from callscreen.models import Consent, LegalBasis
+    from callscreen.store import consent_pointer_key, number_key
+
+    captured = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
+    digest = svc.vault.digest(NUMBER)
+    old_id = legacy_derived_id(normalize(NUMBER), ("promotions",), "sms_double_opt_in", captured)
+    legacy = Consent(old_id, digest, ("promotions",), LegalBasis.CONSENT, "sms_double_opt_in", captured,
+                     number_sealed=svc.vault.seal(NUMBER))
+    redis_client.hset(number_key(digest, "consents"), old_id, codec.dumps(legacy))
+    redis_client.set(consent_pointer_key(old_id), digest)
+    decision = svc.screener.screen(NUMBER, "spring", calling_time(), origin="test")
+    assert decision.allowed and decision.basis.consent_id == old_id
+    Migration(svc.store, svc.journal, svc.complaints).run()
+    token = svc.tokens.add("crm")[1]
+    body = app.test_client().get(f"/api/v1/decisions/{decision.id}",
+                                 headers={"Authorization": f"Bearer {token}"}).get_json()
+    new_id = svc.store.get_consent(old_id).id
+    assert body["basis"]["consent_id"] == new_id != old_id and old_id not in str(body)
+    assert svc.log.get(decision.id).basis["consent_id"] == old_id  # the record is evidence: kept as logged
+    assert svc.log.verify().ok
