@@ -159,7 +159,7 @@ class ScrubSummary:
         }
 
 
-_FACT_KINDS = (*FactQuery.KINDS, "attempts")
+_FACT_KINDS = (*FactQuery.KINDS, "attempts", "erased")  # an erased number must get its full query
 if number_key("d", "") + "x" != number_key("d", "x"):  # the scrub builds fact keys as a prefix + kind
     raise ImportError("callscreen.store.number_key no longer ends with the kind")
 

@@ -247,3 +247,17 @@ def test_the_exchange_table_is_learned_by_workers_and_kept_between_runs(world, s
     assert load_exchanges(path) == learned
     path.write_text("{broken")
     assert load_exchanges(path) == {}
+
+
+def test_scrub_blocks_an_erased_number_even_when_nothing_else_is_kept_about_it(world, tmp_path, redis_client):
+    from callscreen.erasure import MIGRATED_KEY, Eraser
+    from callscreen.journal import AccessJournal
+
+    screener, lookup = world
+    redis_client.set(MIGRATED_KEY, "1")
+    screener.store.set_contact(normalize("+12125550199"), timezone="America/New_York")
+    Eraser(screener.store, screener.log, AccessJournal(redis_client, TEST_LOG_KEY), None).erase(
+        normalize("+12125550199"), reason="DSR-10", by="dpo")
+    out, _ = scrub_rows(screener, lookup, "us-promo", ["id", "name", "phone"], US_LEADS, path=tmp_path / "e.csv")
+    assert out[9][-2:] == ["BLOCK", "erased_subject"]
+    assert screener.screen("+1 212 555 0199", "us-promo", AT, dry_run=True).reason.value == "erased_subject"
