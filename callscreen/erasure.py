@@ -11,8 +11,9 @@ Invariants, in the order :meth:`Eraser.erase` establishes them:
 3. the subject's wrapped data key is deleted: every copy sealed under it — in the decision
    log (whose MACs cover the ciphertext, so the chains still verify), in old AOF files,
    in backups — can no longer be opened by anyone;
-4. the erasure is recorded: one decision-log record (kind ``erasure``) and one access-journal
-   entry, each carrying the keyed digest and the erasure id, never the number.
+4. the erasure is recorded, never with the number: an access-journal entry (who, why, the keyed
+   digest and the erasure id) written right after the marker, before anything is deleted, and
+   a decision-log record (kind ``erasure``: the erasure id and the counts) at the end.
 
 Erasure refuses to run while data sealed the legacy way (under the master key directly) may
 remain: ``callscreen migrate`` must have finished, or the shredding would not reach it.
@@ -91,6 +92,8 @@ class Eraser:
             erasure_id, already = new_id("er"), False
             marker = json.dumps({"at": codec.iso(at), "erasure_id": erasure_id})
             self.client.set(erased_marker(digest), marker, nx=True)  # 1: never call again
+        self.journal.record(user=by, role=role, action="erasure", number_digest=digest, reason=reason,
+                            subject=erasure_id)  # on record before anything is deleted
         consents = self._redact_consents(digest)  # 2: rewrite what can be rewritten
         complaints = self._redact_complaints(digest)
         self._redact_notes(digest)
@@ -109,8 +112,6 @@ class Eraser:
                  "decisions_shredded": decisions, "legacy_records_removed": removed, "repeat": already,
                  "request": request_id}
         self.log.append_summary("erasure", extra, origin=role)  # 4: on record, without the number
-        self.journal.record(user=by, role=role, action="erasure", number_digest=digest, reason=reason,
-                            subject=erasure_id)
         RequestBook(self.client).close_for(digest, by, erasure_id)
         return replace(report, persistence_rewritten=self._compact())
 
