@@ -64,7 +64,7 @@ def register(subparsers: Any) -> None:
 def journal_of(context: CliContext) -> Any:
     from callscreen.journal import AccessJournal
 
-    return AccessJournal(context.client, context.settings.log_key)
+    return AccessJournal(context.client, context.settings.keyring("log_key"))
 
 
 def complaints_of(context: CliContext) -> Any:
