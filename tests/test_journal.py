@@ -22,7 +22,7 @@ def test_an_untouched_journal_verifies_and_every_kind_of_tampering_is_reported(r
     journal = AccessJournal(redis_client, Keyring("log_key", (OLD,)))
     fill(journal)
     assert journal.verify().ok and journal.verify().entries == 3
-    first, second, third = (e for e, _ in redis_client.xrange(JOURNAL_KEY))
+    _first, second, third = (e for e, _ in redis_client.xrange(JOURNAL_KEY))
     redis_client.xadd(JOURNAL_KEY, {"at": "2026-01-01T00:00:00+00:00", "user": "x", "role": "admin",
                                     "action": "reveal", "digest": DIGEST, "reason": "forged", "subject": "",
                                     "kid": OLD[0], "seq": 4, "prev": "?", "mac": "0" * 64})

@@ -59,6 +59,8 @@ EXPECTED: dict[tuple[str, str], tuple[int, int, int, int]] = {
     ("lookup.reveal", "POST"): (302, 403, 400, 403),
     ("dsr.index", "GET"): (302, 403, 200, 403),
     ("dsr.index", "POST"): (302, 403, 400, 403),
+    ("dsr.erase", "POST"): (302, 403, 404, 403),  # no such open request
+    ("admin.journal", "GET"): (302, 403, 200, 200),
     ("auth.language", "POST"): (400, 400, 400, 400),  # no locale chosen
     ("auth.login", "GET"): (200, 302, 302, 302),
     ("auth.login", "POST"): (401, 401, 401, 401),  # no user name or password
@@ -93,9 +95,10 @@ def test_every_route_answers_each_principal_exactly_as_its_role_allows(app, svc,
     decision = svc.screener.screen(NUMBER, "spring", calling_time(), origin="test")
     existing = {"complaint_id": complaint.id, "consent_id": consent.id, "decision_id": decision.id,
                 "digest": svc.vault.digest(NUMBER), "name": "supervisor", "token_id": svc.tokens.add("crm")[0].id,
-                "filename": "style.css"}
+                "filename": "style.css", "request_id": "dsr-0-00000000"}
     unknown = {"complaint_id": "cmp-0-00000000", "consent_id": "nope", "decision_id": "d-0-00000000",
-               "digest": "0" * 32, "name": "ghost", "token_id": "tok-00000000", "filename": "style.css"}
+               "digest": "0" * 32, "name": "ghost", "token_id": "tok-00000000", "filename": "style.css",
+               "request_id": "dsr-0-00000000"}
     rules = sorted(app.url_map.iter_rules(), key=lambda r: (r.endpoint == "auth.logout", r.rule))
     seen = set()
     for rule in rules:
