@@ -133,7 +133,7 @@ class Eraser:
         redacted = {}
         for consent_id, value in raw.items():
             data = json.loads(value)
-            for name in ("number_sealed", "proof_sealed", "withdrawn_how"):
+            for name in ("number_sealed", "proof_sealed", "proof_held", "withdrawn_how"):
                 data.pop(name, None)
             data["proof"] = {"form_version": (data.get("proof") or {}).get("form_version", "")}
             data["erased"] = True
