@@ -184,16 +184,37 @@ def test_after_erasure_the_aof_and_snapshot_hold_no_trace_of_the_number_or_an_op
         assert report.persistence_rewritten
         _wait_for_persistence(client, saves)
         after = _files(server.data_dir)
+        live = keyspace_text(client)
         client.close()
     assert not [s for s in spellings(NUMBER) if s.encode() in after]
     assert not [p for p in PERSONAL if p.encode() in after]
-    wrapped = _wrapped(after)
+    wrapped = _wrapped(after + live.encode())
     assert [t for t in wrapped if _opens(screener, screener.vault.digest(OTHER), t)]  # OTHER's key is kept
     assert not [t for t in wrapped if _opens(screener, digest, t)]  # no data key in any file opens for NUMBER
+    # Every sealed value left anywhere, tried with every data key the remaining master key can
+    # unwrap from anything left: NUMBER's copies (still in the decision log) open under none.
+    digests = set(re.findall(r"\{([0-9a-f]{32})\}", live))
+    keys = [(d, screener.vault.unwrap_key(d, t)) for t in wrapped for d in digests if _opens(screener, d, t)]
+    sealed = {t.decode() for t in re.findall(rb"s1\.[A-Za-z0-9_\-=]+", after + live.encode())}
+    opened = [screener.vault.open_with(k, d, field, t) for t in sealed for d, k in keys
+              for field in FIELDS if _opens_with(screener, k, d, field, t)]
+    assert len(sealed) > len(opened) > 0  # NUMBER's log copies are there, and stay shut
+    assert not [text for text in opened if any(s in text for s in spellings(NUMBER))]
 
 
 def _wrapped(blob: bytes) -> set[str]:
     return {t.decode() for t in re.findall(rb"w1\.[0-9a-f]{8}\.[A-Za-z0-9_\-=]+", blob)}
+
+
+FIELDS = ("number", "proof", "complaint.caller_name", "complaint.said")
+
+
+def _opens_with(screener: Screener, key: bytes, digest: str, field: str, token: str) -> bool:
+    try:
+        screener.vault.open_with(key, digest, field, token)
+    except SealError:
+        return False
+    return True
 
 
 def _opens(screener: Screener, digest: str, wrapped: str) -> bool:

@@ -109,7 +109,7 @@ def test_after_migration_a_decision_shows_the_consent_id_it_goes_by_now(app, svc
     digest = svc.vault.digest(NUMBER)
     old_id = legacy_derived_id(normalize(NUMBER), ("promotions",), "sms_double_opt_in", captured)
     legacy = Consent(old_id, digest, ("promotions",), LegalBasis.CONSENT, "sms_double_opt_in", captured,
-                     number_sealed=svc.vault.seal(NUMBER))
+                     number_sealed=svc.vault.seal(NUMBER), verified_at=captured)
     redis_client.hset(number_key(digest, "consents"), old_id, codec.dumps(legacy))
     redis_client.set(consent_pointer_key(old_id), digest)
     decision = svc.screener.screen(NUMBER, "spring", calling_time(), origin="test")
