@@ -46,10 +46,14 @@ class Settings:
     agi_read_timeout: float = 5.0  # for the whole header
     agi_reply_timeout: float = 2.0  # for each reply to a command
     agi_stalled_reply_after: float = 0.5  # a reply this late marks the session stalled (evictable)
-    agi_decision_deadline_ms: int = 250
+    agi_decision_deadline_ms: int = 250  # the whole decision: facts, log append, durability confirmation
     agi_max_connections: int = 512  # per worker
     agi_max_connections_per_peer: int = 384  # one address's share once the server is full
     agi_backlog: int = 4096
+    # decision log durability (docs/store.md): an ALLOW leaves only once its record is fsynced
+    # by the store and by ``durable_replicas`` replicas; the opt-out answers ALLOW without it
+    durable_replicas: int = 0
+    allow_without_durability: bool = False
     # dashboard and metrics
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = 8080
@@ -124,6 +128,8 @@ def _coerce(name: str, kind: Any, value: Any) -> Any:
             if isinstance(value, bool):
                 raise TypeError("expected an integer")
             return int(value)
+        if text_kind == "bool":
+            return _parse_bool(value)
         if text_kind == "float":
             return float(value)
         if text_kind == "Path":
@@ -139,6 +145,19 @@ def _coerce(name: str, kind: Any, value: Any) -> Any:
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{name}: {value!r} is not a valid {text_kind} ({exc})") from exc
     raise ConfigError(f"{name}: unsupported setting type {text_kind}")
+
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+def _parse_bool(value: Any) -> bool:
+    """TOML booleans, or (from the environment) true/false, yes/no, on/off, 1/0 — nothing else."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise TypeError("expected true or false")
 
 
 def _secret_text(name: str, environ: Mapping[str, str], data_dir: Path) -> tuple[str, str]:
@@ -224,4 +243,6 @@ def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | N
         raise ConfigError("agi_read_timeout and agi_reply_timeout must be positive")
     if settings.agi_stalled_reply_after < 0:
         raise ConfigError("agi_stalled_reply_after must not be negative")
+    if settings.durable_replicas < 0:
+        raise ConfigError("durable_replicas must be 0 or more")
     return settings

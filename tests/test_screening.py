@@ -106,8 +106,8 @@ def test_a_log_write_failure_never_lets_an_allow_through(screener, redis_client)
     assert (decision.result, decision.reason) == (Result.BLOCK, Reason.SCREENING_UNAVAILABLE)
 
 
-def test_async_screening_answers_within_the_deadline_and_logs_the_fail_closed_answer(settings, redis_client,
-                                                                                     valkey_server):
+def test_async_screening_blocks_at_the_deadline_and_the_block_can_be_logged_afterwards(settings, redis_client,
+                                                                                       valkey_server):
     async def scenario():
         aclient = redis.asyncio.Redis.from_url(valkey_server.url)
         screener = build_screener(settings, redis_client, aclient=aclient)
@@ -117,13 +117,15 @@ def test_async_screening_answers_within_the_deadline_and_logs_the_fail_closed_an
         screener.campaigns.ttl = 0  # force a store round trip for the campaign as well
         redis_client.execute_command("CLIENT", "PAUSE", 400, "ALL")
         slow = await screener.screen_async("+79991234567", "spring", AT, deadline=0.1)
+        logged = await screener.log_unavailable_async("+79991234567", "spring", slow.checks[0].detail)
         await aclient.aclose()
-        return screener, allowed, slow
+        return screener, allowed, slow, logged
 
-    screener, allowed, slow = asyncio.run(scenario())
+    screener, allowed, slow, logged = asyncio.run(scenario())
     assert allowed.allowed and screener.log.get(allowed.id)
-    assert (slow.result, slow.reason) == (Result.BLOCK, Reason.SCREENING_UNAVAILABLE)
-    assert slow.id and screener.log.get(slow.id).reason == "screening_unavailable"
+    assert (slow.result, slow.reason, slow.id) == (Result.BLOCK, Reason.SCREENING_UNAVAILABLE, "")
+    assert "100 ms budget" in slow.checks[0].detail
+    assert screener.log.get(logged.id).reason == "screening_unavailable"
 
 
 def test_missing_keys_fail_loudly_at_start_up(redis_client):

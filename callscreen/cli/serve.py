@@ -162,6 +162,7 @@ async def _serve(settings: Settings, redis_url: str, reuse_port: bool,
         registries = _registries(client)
         screener = build_screener(settings, client, aclient, registries=registries,
                                   metrics=ScreeningMetrics(registry))
+        screener.durability.check(client)  # says at once, loudly, if ALLOWs will be refused
         if metrics is not None:  # single process: this one serves /metrics
             _registry_metrics(client, registry, screener.policies)
             RetentionCollector(client, registry)

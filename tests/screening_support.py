@@ -1,0 +1,53 @@
+"""Helpers for screening against private store processes (tests/test_durability.py,
+tests/test_deadlines.py): a screener wired to one server, and consented numbers to screen."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import redis
+import redis.asyncio
+
+from callscreen.config import Settings
+from callscreen.embedded import EmbeddedServer
+from callscreen.metrics import ScreeningMetrics
+from callscreen.models import Campaign, Consent, Contact, LegalBasis, Proof
+from callscreen.numbers import normalize
+from callscreen.screening import Screener, build_screener
+
+AT = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)  # 13:00 in Moscow, a Friday
+CAMPAIGN = "spring"
+
+
+def own_screener(settings: Settings, server: EmbeddedServer, *, asyncio: bool = False,
+                 metrics: ScreeningMetrics | None = None, **overrides: Any) -> Screener:
+    """A screener over ``server`` only; with ``asyncio`` call it inside the running loop."""
+    tuned = replace(settings, redis_url=server.url, **overrides)
+    client = redis.Redis.from_url(server.url, socket_timeout=5)
+    aclient = redis.asyncio.Redis.from_url(server.url) if asyncio else None
+    return build_screener(tuned, client, aclient, metrics=metrics)
+
+
+def numbers(count: int) -> list[str]:
+    return [f"+7999{1000000 + i:07d}" for i in range(count)]
+
+
+def seed(screener: Screener, count: int = 1) -> list[str]:
+    """A Russian campaign and ``count`` numbers consented to it; returns the numbers."""
+    screener.store.put_campaign(Campaign(CAMPAIGN, "promotions", "RU", "RU", "Europe/Moscow"))
+    raw = numbers(count)
+    screener.store.add_consents([
+        (normalize(n, "RU"), Consent(f"c-{i}", "", ("promotions",), LegalBasis.CONSENT, "sms_double_opt_in",
+                                     AT - timedelta(days=30), proof=Proof(form_version="v3")),
+         Contact("Europe/Moscow", ""))
+        for i, n in enumerate(raw)
+    ])
+    return raw
+
+
+def waitaof_calls(server: EmbeddedServer) -> int:
+    """How many WAITAOF commands ``server`` has run."""
+    stats = redis.Redis.from_url(server.url).info("commandstats")
+    return int(stats.get("cmdstat_waitaof", {}).get("calls", 0))
