@@ -278,7 +278,7 @@ class Screener:
                     if self.durability.due():
                         await self.durability.check_async(self.aclient)
                     request = self._request(raw_number, await self.campaign_async(campaign_id), at)
-                    pack, query = self._query(request, logged=True)
+                    pack, query = self._query(request)
                     facts = query.parse(await run_pipeline_async(self.aclient, query.commands())) if query else Facts()
                     decision = decide(request, facts, pack)
                 except STORE_FAILURES as exc:  # not the deadline: that cancels the whole block

@@ -130,7 +130,7 @@ def test_a_store_refusing_writes_blocks_and_says_why(settings, own_store) -> Non
                                      lambda: admin.config_set("maxmemory", "0"))
     _blocked_in_time(troubled, seconds)
     assert "maxmemory" in troubled.checks[0].detail
-    assert s.failures("error_reply") == 1
+    assert s.failures("error_reply") >= 1  # the facts may write too (a new data key)
     assert again.allowed
 
 
@@ -158,7 +158,7 @@ def test_a_store_failed_over_to_its_replica_blocks_until_pointed_at_the_new_prim
     troubled, seconds, again = s.run(failover, fail_back)
     _blocked_in_time(troubled, seconds)
     assert "read only replica" in troubled.checks[0].detail
-    assert s.failures("error_reply") == 1
+    assert s.failures("error_reply") >= 1  # the facts may write too (a new data key)
     assert again.allowed
 
 
