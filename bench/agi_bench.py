@@ -227,7 +227,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="callscreen serve --workers")
     parser.add_argument("--skip", action="append", default=[], choices=["server", "floor", "script"])
     args = parser.parse_args()
-    with EmbeddedServer(persist=False) as valkey:
+    with EmbeddedServer() as valkey:  # appendfsync always: every ALLOW is confirmed on disk
         seed(valkey.url)
         env = {**{k: v for k, v in os.environ.items() if not k.startswith("CALLSCREEN_")},
                **KEYS, "CALLSCREEN_REDIS_URL": valkey.url, "CALLSCREEN_DATA_DIR": "/tmp/callscreen-bench"}

@@ -2,7 +2,8 @@
 
 Run by hand:  .venv/bin/python bench/core_decision.py [--n 20000]
 Prints CPU and wall time per decision for: normalize, decide(), and screen() (normalize +
-one pipelined fact query + decide + HMAC-chained log append), against an embedded valkey-server.
+one pipelined fact query + decide + HMAC-chained log append + WAITAOF), against an embedded
+valkey-server that fsyncs every write (``bench/durability_bench.py`` compares store settings).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=20000)
     n = parser.parse_args().n
-    with EmbeddedServer(persist=False) as server:
+    with EmbeddedServer() as server:  # appendfsync always: every ALLOW waits for its fsync
         client = redis.Redis.from_url(server.url)
         settings = Settings(redis_url=server.url, hash_key=b"h" * 32, encryption_key=b"e" * 32, log_key=b"l" * 32)
         screener = build_screener(settings, client)
