@@ -63,7 +63,8 @@ def seed(screener) -> None:
     screener.store.put_campaign(Campaign("bench", "promotions", "RU", "RU", "Europe/Moscow"))
     screener.store.add_consents([
         (normalize(raw, "RU"), Consent(f"c-{i}", "", ("promotions",), LegalBasis.CONSENT, "sms_double_opt_in",
-                                       AT - timedelta(days=30), proof=Proof(form_version="v1")),
+                                       AT - timedelta(days=30), verified_at=AT - timedelta(days=30, minutes=-3),
+                                       proof=Proof(form_version="v1")),
          Contact("Europe/Moscow", ""))
         for i, raw in enumerate(NUMBERS)
     ])

@@ -40,7 +40,8 @@ def seed(screener: Screener, count: int = 1) -> list[str]:
     raw = numbers(count)
     screener.store.add_consents([
         (normalize(n, "RU"), Consent(f"c-{i}", "", ("promotions",), LegalBasis.CONSENT, "sms_double_opt_in",
-                                     AT - timedelta(days=30), proof=Proof(form_version="v3")),
+                                     AT - timedelta(days=30), verified_at=AT - timedelta(days=30, minutes=-3),
+                                     proof=Proof(form_version="v3")),
          Contact("Europe/Moscow", ""))
         for i, n in enumerate(raw)
     ])
