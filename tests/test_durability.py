@@ -147,10 +147,12 @@ def test_an_allow_waits_for_the_required_replica_and_is_blocked_in_time_without_
 
     alone, alone_seconds, paired, replica = asyncio.run(scenario())
     assert (alone.result, alone.reason) == (Result.BLOCK, Reason.SCREENING_UNAVAILABLE)
-    assert "0 of 1 replicas received" in alone.checks[0].detail
+    # WAIT says "0 of 1" itself unless the busy store notices its timeout too late: then the budget cuts it
+    assert any(why in alone.checks[0].detail for why in ("0 of 1 replicas received", "500 ms budget"))
     assert alone_seconds < 1.0  # within the budget, not at the store's pace
     assert paired.allowed, paired.checks
-    assert _metric(registry, "callscreen_screening_failures_total", stage="log", kind="durability") == 1
+    assert sum(_metric(registry, "callscreen_screening_failures_total", stage="log", kind=kind)
+               for kind in ("durability", "timeout")) == 1
     replicated = redis.Redis.from_url(replica.url)
     assert replicated.hget("cs:{log}:ids", paired.id) is not None
 
