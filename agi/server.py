@@ -266,7 +266,7 @@ class FastAGIServer:
         if self._server is not None:
             self._server.close()
         if grace is None:
-            grace = self.read_timeout + self.deadline + LOG_ALLOWANCE + 4 * self.reply_timeout + 1.0
+            grace = self.read_timeout + self.deadline + HARD_STOP_MARGIN + 4 * self.reply_timeout + 1.0
         pending = list(self._sessions) + list(self._background)
         if pending:
             _done, still = await asyncio.wait(pending, timeout=grace)
