@@ -4,30 +4,27 @@ shows it on /metrics and answers no ALLOW — unless the operator opted out."""
 from __future__ import annotations
 
 import signal
-import subprocess
-import urllib.request
 from dataclasses import replace
 from pathlib import Path
 
 from asterisk_client import AsteriskClient, header_bytes
 from test_classic_script import _ready
-from test_serve import CALLSCREEN, _env, _free_port, _metrics
+from test_serve import _metrics
 
 from callscreen.config import Settings
 from callscreen.crypto import NumberVault
 from callscreen.store import Store, connect
+from tests_support import callscreen_env, free_port, start_serve
 
 
 def _serve_once(settings: Settings, tmp_path: Path, **env: str) -> tuple[str, str, str]:
     """Start serve, screen one call, read /metrics, stop; returns reason, metrics and stderr."""
-    port, metrics_port = _free_port(), _free_port()
-    process = subprocess.Popen([CALLSCREEN, "serve", "--port", str(port), "--metrics-port", str(metrics_port)],
-                               env={**_env(settings, tmp_path), **env},
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    metrics_port = free_port()
+    process, port = start_serve(callscreen_env(str(settings.redis_url), tmp_path, **env),
+                                "--metrics-port", str(metrics_port))
     try:
-        metrics = _metrics(metrics_port)  # serves once the server listens
         session = AsteriskClient("127.0.0.1", port).run(header_bytes(args=["spring"]))
-        metrics = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
+        metrics = _metrics(metrics_port)
     finally:
         process.send_signal(signal.SIGTERM)
         _out, stderr = process.communicate(timeout=20)
