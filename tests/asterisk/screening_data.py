@@ -68,7 +68,7 @@ class Screening:
     env: dict[str, str]
 
     @classmethod
-    def start(cls, root: Path, *, persist: bool = False) -> Screening:
+    def start(cls, root: Path, *, persist: bool = True) -> Screening:
         server = EmbeddedServer(root / "valkey", persist=persist).start()
         client = redis.Redis.from_url(server.url)
         store = Store(client, NumberVault(TEST_HASH_KEY, TEST_ENCRYPTION_KEY))
