@@ -11,9 +11,8 @@ Settings come from ``CALLSCREEN_*`` environment variables and the TOML file they
 The channel is driven through pyst2's :class:`asterisk.agi.AGI`, wrapped so that it never
 sends an unquoted value (our :func:`agi.protocol.quote` replaces its bare double-quoting),
 never writes the call's environment or arguments (phone numbers) to stderr, reads a bounded
-header, and understands Asterisk's bare ``HANGUP`` line. Fails closed: any error, and a
-screening that outlasts ``agi_decision_deadline_ms`` (a hung or slow store), answers BLOCK
-``screening_unavailable`` while the channel is still there.
+header, and understands Asterisk's bare ``HANGUP`` line. Fails closed: any error answers
+BLOCK ``screening_unavailable`` while the channel is still there.
 
 Start-up time is this script's main cost, so modules are imported only on the path that
 needs them, and phonenumbers' geocoder data (used only for US state lookups) loads lazily.
@@ -21,11 +20,9 @@ needs them, and phonenumbers' geocoder data (used only for US state lookups) loa
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
 import sys
-from collections.abc import Iterator
 from typing import IO, TYPE_CHECKING, Any
 
 from agi import protocol
@@ -157,8 +154,7 @@ def decide(header: protocol.Header, environ: dict[str, str] | os._Environ[str]) 
     client = _store_client(settings)
     try:
         screener = build_screener(settings, client, registries=_LazyRegistries(client))
-        with _within(settings.agi_decision_deadline_ms / 1000):
-            decision = screener.screen(*target, origin=ORIGIN)
+        decision = screener.screen(*target, origin=ORIGIN)
         if decision.allowed and not decision.id:
             raise RuntimeError("ALLOW without a decision log id")
         return Answer.of(decision)
@@ -209,29 +205,6 @@ def record_outcome(header: protocol.Header, environ: dict[str, str] | os._Enviro
     finally:
         client.close()
     return EXIT_OK
-
-
-class OutOfBudget(Exception):
-    """The decision took longer than ``agi_decision_deadline_ms`` (not a store error: nothing
-    inside the screening may catch it and carry on)."""
-
-
-@contextlib.contextmanager
-def _within(budget: float) -> Iterator[None]:
-    """Raise :class:`OutOfBudget` where the screening stands when ``budget`` seconds are up."""
-    import signal
-
-    def out_of_budget(signum: int, frame: Any) -> None:
-        raise OutOfBudget(f"store slower than the {budget * 1000:.0f} ms budget")
-
-    previous = signal.signal(signal.SIGALRM, out_of_budget)
-    signal.setitimer(signal.ITIMER_REAL, budget)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-        signal.alarm(TIME_LIMIT_SECONDS)
 
 
 def main(argv: list[str] | None = None) -> int:
