@@ -192,6 +192,13 @@ class DurabilityGate:
             return None
         return f"decision log not durable: {self.verdict.detail}"
 
+    def refusal_checked(self, client: Any) -> str | None:
+        """:meth:`refusal` after reading the store's settings when they are due (for probes such
+        as ``/readyz``, which may run before any decision has read them)."""
+        if self.due():
+            self.check(client)
+        return self.refusal()
+
     def confirmation(self, remaining: float) -> tuple[Command, ...]:
         """The commands that confirm an ALLOW's record with ``remaining`` seconds of the budget
         left; none when durability is waived.

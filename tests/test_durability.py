@@ -166,3 +166,17 @@ def _wait_for_replica(primary, timeout: float = 10.0) -> None:
             return
         time.sleep(0.05)
     raise AssertionError("the replica did not come online")
+
+
+def test_readiness_reads_the_store_settings_before_any_decision_has(settings, own_store) -> None:
+    from callscreen.cli.serve import _readiness
+
+    def durability_check(server) -> tuple[bool, str]:
+        screener = own_screener(settings, server)
+        _ready, checks = _readiness(screener.store.client, screener.policies, screener).report()
+        found = next(c for c in checks if c.name == "durability")
+        return found.ok, found.detail
+
+    assert durability_check(own_store()) == (True, "the store confirms writes on disk")
+    passed, detail = durability_check(own_store(persist=False))
+    assert not passed and "appendonly no" in detail

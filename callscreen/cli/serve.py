@@ -208,7 +208,8 @@ def _readiness(client: Any, policies: Any, screener: Any = None) -> Any:
             return RegistryManager(client).status(packs)
 
     gate = getattr(screener, "durability", None)
-    return Readiness(client, policies, durability=getattr(gate, "refusal", None), registry_status=status)
+    durability = None if gate is None else lambda: gate.refusal_checked(client)
+    return Readiness(client, policies, durability=durability, registry_status=status)
 
 
 async def _retention_schedule(settings: Settings, client: Any, policies: Any, halt: threading.Event) -> None:
