@@ -35,7 +35,7 @@ def decision_json(decision: Decision) -> dict[str, Any]:
     return data
 
 
-def explain(decision: Decision) -> str:
+def explain(decision: Decision, dry_run: bool = False) -> str:
     lines = [f"{decision.result.value} {decision.reason.value}"]
     if decision.basis:
         b = decision.basis
@@ -46,7 +46,10 @@ def explain(decision: Decision) -> str:
     for check in decision.checks:
         mark = "ok  " if check.passed else "FAIL"
         lines.append(f"  [{mark}] {check.name}: {check.detail}")
-    lines.append(f"  decision id: {decision.id}" if decision.id else "  not logged (dry run)")
+    if decision.id:
+        lines.append(f"  decision id: {decision.id}")
+    else:
+        lines.append("  not logged (dry run)" if dry_run else "  not logged: the decision log was unavailable")
     return "\n".join(lines)
 
 
@@ -57,5 +60,5 @@ def run(args: argparse.Namespace, context: CliContext) -> int:
     if args.json:
         print(json.dumps(decision_json(decision), ensure_ascii=False, indent=2))
     else:
-        print(explain(decision))
+        print(explain(decision, args.dry_run))
     return EXIT_OK if decision.allowed else EXIT_BLOCKED

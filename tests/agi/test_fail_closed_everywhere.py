@@ -95,7 +95,9 @@ def test_the_check_command_answers_block_when_the_record_is_refused(settings, re
     _cli_environment(settings, monkeypatch)
     with refusing_log_writes(redis_client, fault):
         code = cli_main(["check", RU_NUMBER, "--campaign", "spring", "--at", AT.isoformat()])
-    assert code == 1 and capsys.readouterr().out.startswith("BLOCK screening_unavailable")
+    out = capsys.readouterr().out
+    assert code == 1 and out.startswith("BLOCK screening_unavailable")
+    assert "not logged: the decision log was unavailable" in out
     assert redis_client.xlen(STREAM) == 0
 
 
