@@ -171,7 +171,7 @@ def test_a_failed_index_write_in_the_same_round_trip_fails_the_append(log, redis
 
 def test_an_append_that_times_out_raises(log, redis_client, valkey_server):
     log.client = connect(valkey_server.url, timeout=0.2)
-    redis_client.execute_command("CLIENT", "PAUSE", 1500, "WRITE")  # reads answer, writes wait
+    redis_client.execute_command("CLIENT", "PAUSE", 10_000, "WRITE")  # reads answer, writes wait (until UNPAUSE)
     try:
         with pytest.raises(StoreError):
             log.append(record(1))
