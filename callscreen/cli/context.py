@@ -40,6 +40,7 @@ EXIT_UNAVAILABLE = 4
 EXIT_CONFIG = 5
 EXIT_TAMPERED = 6
 EXIT_BUSY = 7
+EXIT_SERVICE_FAILED = 8
 
 
 def embedded_url_file(settings: Settings) -> Path:
