@@ -90,7 +90,10 @@ def cli(valkey_server, redis_client, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("CALLSCREEN_LOG_KEY", TEST_LOG_KEY.hex())
 
     def run(*args: str) -> tuple[int, str, str]:
-        code = main(list(args))
+        try:
+            code = main(list(args))
+        except SystemExit as exc:  # argparse's usage errors
+            code = int(exc.code or 0)
         out, err = capsys.readouterr()
         return code, out, err
 

@@ -20,13 +20,14 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("campaign", help="manage campaigns")
     commands = parser.add_subparsers(dest="action", metavar="ACTION")
     commands.required = True
-    add = commands.add_parser("add", help="add or replace a campaign")
-    add.add_argument("id")
+    add = commands.add_parser("add", help="add a campaign (an existing id needs --replace)")
+    add.add_argument("id", help="campaign id: 1-64 letters, digits, '_', '-' or '.'")
     add.add_argument("--purpose", required=True, help="e.g. promotions, appointment_reminders")
     add.add_argument("--jurisdiction", required=True, help="policy pack: RU, US, GB, EU, BG")
     add.add_argument("--region", help="default region for national numbers (ISO 3166, e.g. RU)")
     add.add_argument("--timezone", help="IANA zone used when a number's zone is unknown")
-    add.add_argument("--name", default="")
+    add.add_argument("--name", default="", help="a human name shown on the dashboard")
+    add.add_argument("--replace", action="store_true", help="replace the campaign if the id exists")
     kind = add.add_mutually_exclusive_group()
     kind.add_argument("--advertising", dest="advertising", action="store_true", default=True,
                       help="an advertising campaign (default)")
@@ -36,10 +37,10 @@ def register(subparsers: Any) -> None:
                      help="calls are dialed without a human (predictive or robo dialing)")
     add.set_defaults(handler=add_campaign)
     listing = commands.add_parser("list", help="list campaigns")
-    listing.add_argument("--json", action="store_true")
+    listing.add_argument("--json", action="store_true", help="print the campaigns as JSON")
     listing.set_defaults(handler=list_campaigns)
     show = commands.add_parser("show", help="show one campaign")
-    show.add_argument("id")
+    show.add_argument("id", help="campaign id")
     show.set_defaults(handler=show_campaign)
 
 
@@ -70,6 +71,9 @@ def add_campaign(args: argparse.Namespace, context: CliContext) -> int:
         automatic_dialing=args.automatic_dialing, name=args.name,
     )
     validate_campaign(campaign, context.screener.policies.jurisdictions())
+    if not args.replace and context.store.get_campaign(campaign.id) is not None:
+        raise CliError(f"campaign {campaign.id!r} exists; add --replace to replace it "
+                       f"(callscreen campaign show {campaign.id} shows it)")
     context.store.put_campaign(campaign)
     print(f"campaign {campaign.id} saved ({campaign.purpose}, {campaign.jurisdiction}, "
           f"{'advertising' if campaign.advertising else 'not advertising'}"

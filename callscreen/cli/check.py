@@ -4,28 +4,45 @@ from __future__ import annotations
 
 import argparse
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 from callscreen import codec
-from callscreen.cli.context import EXIT_BLOCKED, EXIT_OK, CliContext, CliError
-from callscreen.models import Decision
+from callscreen.cli.context import EXIT_BLOCKED, EXIT_INPUT, EXIT_OK, EXIT_UNAVAILABLE, CliContext, CliError
+from callscreen.models import Decision, Reason
+
+# BLOCKs that say the question itself was wrong or could not be answered (docs/cli.md, exit codes)
+EXIT_FOR_REASON = {
+    Reason.INVALID_NUMBER: EXIT_INPUT,
+    Reason.UNKNOWN_CAMPAIGN: EXIT_INPUT,
+    Reason.SCREENING_UNAVAILABLE: EXIT_UNAVAILABLE,
+}
 
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("check", help="screen one number for a campaign and explain the answer")
     parser.add_argument("number", help="the number in any common spelling, e.g. '8 (999) 123-45-67'")
     parser.add_argument("--campaign", required=True, help="campaign id")
-    parser.add_argument("--at", type=parse_at, help="decide for this ISO 8601 time instead of now")
+    parser.add_argument("--at", type=parse_at,
+                        help="a hypothetical question: decide for this time (ISO 8601 with its offset, e.g. "
+                             "2026-06-01T13:00:00+03:00) without logging it or counting an attempt")
+    parser.add_argument("--log", action="store_true",
+                        help="with --at: log the decision too, dated --at (a past time only)")
     parser.add_argument("--json", action="store_true", help="print the decision as JSON")
     parser.add_argument("--dry-run", action="store_true", help="decide without logging or counting an attempt")
     parser.set_defaults(handler=run)
 
 
 def parse_at(text: str) -> Any:
+    """An ISO 8601 time with its UTC offset (``Z`` or ``+03:00``); a time without one is refused
+    rather than guessed."""
     try:
-        return codec.parse_time(text)
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from exc
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r} (e.g. 2026-06-01T13:00:00+03:00)") from exc
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no UTC offset: add one, e.g. {text}Z (UTC) or {text}+03:00")
+    return moment.astimezone(UTC)
 
 
 def decision_json(decision: Decision) -> dict[str, Any]:
@@ -35,7 +52,7 @@ def decision_json(decision: Decision) -> dict[str, Any]:
     return data
 
 
-def explain(decision: Decision, dry_run: bool = False) -> str:
+def explain(decision: Decision, why_not_logged: str = "") -> str:
     lines = [f"{decision.result.value} {decision.reason.value}"]
     if decision.basis:
         b = decision.basis
@@ -48,17 +65,27 @@ def explain(decision: Decision, dry_run: bool = False) -> str:
         lines.append(f"  [{mark}] {check.name}: {check.detail}")
     if decision.id:
         lines.append(f"  decision id: {decision.id}")
+    elif why_not_logged:
+        lines.append(f"  not logged ({why_not_logged})")
     else:
-        lines.append("  not logged (dry run)" if dry_run else "  not logged: the decision log was unavailable")
+        lines.append("  not logged: the decision log was unavailable")
     return "\n".join(lines)
 
 
 def run(args: argparse.Namespace, context: CliContext) -> int:
     if not args.campaign.strip():
         raise CliError("--campaign must not be empty")
-    decision = context.screener.screen(args.number, args.campaign, args.at, origin="cli", dry_run=args.dry_run)
+    if args.log and args.at is None:
+        raise CliError("--log goes with --at (a check without --at is logged anyway)")
+    if args.log and args.at > datetime.now(UTC):
+        raise CliError("--log: refusing to log a decision dated in the future; drop --log to ask hypothetically")
+    hypothetical = args.at is not None and not args.log
+    decision = context.screener.screen(args.number, args.campaign, args.at, origin="cli",
+                                       dry_run=args.dry_run or hypothetical)
     if args.json:
         print(json.dumps(decision_json(decision), ensure_ascii=False, indent=2))
     else:
-        print(explain(decision, args.dry_run))
-    return EXIT_OK if decision.allowed else EXIT_BLOCKED
+        print(explain(decision, "dry run" if args.dry_run else "hypothetical: --at" if hypothetical else ""))
+    if decision.allowed:
+        return EXIT_OK
+    return EXIT_FOR_REASON.get(decision.reason, EXIT_BLOCKED)

@@ -12,6 +12,7 @@ import argparse
 import dataclasses
 import json
 import sys
+from datetime import UTC
 from typing import Any
 
 from callscreen import codec
@@ -25,12 +26,12 @@ def register(subparsers: Any) -> None:
     commands = parser.add_subparsers(dest="action", metavar="ACTION")
     commands.required = True
     tail = commands.add_parser("tail", help="the newest records")
-    tail.add_argument("-n", type=int, default=20)
-    tail.add_argument("--json", action="store_true")
+    tail.add_argument("-n", type=int, default=20, help="how many records (default 20)")
+    tail.add_argument("--json", action="store_true", help="one JSON object per record")
     tail.set_defaults(handler=tail_log)
     export = commands.add_parser("export", help="records as JSON lines (numbers stay encrypted)")
-    export.add_argument("--since", type=parse_at)
-    export.add_argument("--until", type=parse_at)
+    export.add_argument("--since", type=parse_at, help="first time to include (ISO 8601 with offset)")
+    export.add_argument("--until", type=parse_at, help="last time to include (ISO 8601 with offset)")
     export.add_argument("--out", help="file to write (default: standard output)")
     export.add_argument("--reason", default="decision log archive", help="why (recorded in the access journal)")
     export.add_argument("--by", help="who exports (default: the operating system user)")
@@ -47,26 +48,45 @@ def record_json(record: LogRecord) -> dict[str, Any]:
     return data
 
 
-def _line(record: LogRecord) -> str:
+TAIL_HEADER = ("TIME (UTC)", "RECORD", "CAMPAIGN", "RESULT", "REASON", "BASIS")
+
+
+def _row(record: LogRecord) -> tuple[str, ...]:
     basis = record.basis or {}
+    at = record.at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     what = record.result if record.kind == "decision" else record.kind
-    detail = f"{record.reason:24} {basis.get('kind', '')}:{basis.get('source', '')}" if record.reason else (
-        json.dumps(record.extra, ensure_ascii=False)[:80])
-    return f"{codec.iso(record.at)} {record.id:24} {record.campaign_id:16} {what:8} {detail}"
+    if record.reason:
+        basis_text = f"{basis.get('kind', '')}:{basis.get('source', '')}" if basis else "-"
+        return (at, record.id, record.campaign_id or "-", what, record.reason, basis_text)
+    return (at, record.id, record.campaign_id or "-", what,
+            json.dumps(record.extra, ensure_ascii=False)[:80], "")
+
+
+def table(rows: list[tuple[str, ...]]) -> list[str]:
+    """Rows as lines with every column as wide as its widest cell (the last one unpadded)."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return [" ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
 
 
 def tail_log(args: argparse.Namespace, context: CliContext) -> int:
     tampered = 0
     check = context.log.checker()
+    rows: list[tuple[str, ...]] = []
+    damaged: list[str] = []
     for entry in context.log.tail(max(1, min(args.n, 10_000))):
         problem = "; ".join(check(entry)) or None
         tampered += problem is not None
         if args.json:
             print(json.dumps(_entry_json(entry, problem), ensure_ascii=False))
         elif isinstance(entry, DamagedEntry):
-            print(f"TAMPERED: {problem}")
+            damaged.append(f"TAMPERED: {problem}")
         else:
-            print(_line(entry) + (f"  TAMPERED: {problem}" if problem else ""))
+            row = _row(entry)
+            rows.append((*row[:-1], row[-1] + (f"  TAMPERED: {problem}" if problem else "")))
+    if rows:
+        print("\n".join(table([TAIL_HEADER, *rows])))
+    for line in damaged:
+        print(line)
     return _tamper_summary(tampered)
 
 
@@ -116,8 +136,9 @@ def verify_log(args: argparse.Namespace, context: CliContext) -> int:
     report = context.log.verify()
     for problem in report.problems[:100]:
         print(f"TAMPERED: {problem}")
-    print(f"{report.records} records in {report.chains} chains: "
-          f"{'intact' if report.ok else str(len(report.problems)) + ' problems'}")
+    # a chain is the records one writer (a CLI command, a server process) linked by MACs in order
+    print(f"{report.records} records in {report.chains} chains (one per writing process, each record "
+          f"linked to the one before): {'intact' if report.ok else str(len(report.problems)) + ' problems'}")
     return EXIT_OK if report.ok else EXIT_TAMPERED
 
 

@@ -22,12 +22,13 @@ def register(subparsers: Any) -> None:
     commands.required = True
     for action, handler in (("add", add_opt_out), ("remove", remove_opt_out)):
         sub = commands.add_parser(action, help=f"{action} an opt-out")
-        sub.add_argument("number")
+        sub.add_argument("number", help="the number in any common spelling")
         sub.add_argument("--campaign", help="only this campaign (default: company-wide)")
-        sub.add_argument("--region")
+        sub.add_argument("--region", help="region for national numbers (default: settings)")
         if action == "add":
-            sub.add_argument("--source", default="supervisor", choices=OPT_OUT_SOURCES)
-            sub.add_argument("--note", default="")
+            sub.add_argument("--source", default="supervisor", choices=OPT_OUT_SOURCES,
+                             help="how the opt-out reached us (default supervisor)")
+            sub.add_argument("--note", default="", help="a free-text note kept with it")
         sub.set_defaults(handler=handler)
 
     imp = commands.add_parser("import", help="opt-outs from a CRM export: the rows whose consent flag says no "
@@ -43,10 +44,12 @@ def register(subparsers: Any) -> None:
     commands = objection.add_subparsers(dest="action", metavar="ACTION")
     commands.required = True
     add = commands.add_parser("add", help="record an objection (absolute for direct marketing)")
-    add.add_argument("number")
-    add.add_argument("--scope", default="direct_marketing", choices=("direct_marketing", "all"))
-    add.add_argument("--source", default="supervisor", choices=OPT_OUT_SOURCES)
-    add.add_argument("--region")
+    add.add_argument("number", help="the number in any common spelling")
+    add.add_argument("--scope", default="direct_marketing", choices=("direct_marketing", "all"),
+                     help="what the person objects to (default direct_marketing)")
+    add.add_argument("--source", default="supervisor", choices=OPT_OUT_SOURCES,
+                     help="how the objection reached us (default supervisor)")
+    add.add_argument("--region", help="region for national numbers (default: settings)")
     add.set_defaults(handler=add_objection)
 
 

@@ -54,7 +54,7 @@ def register(subparsers: Any) -> None:
     load.add_argument("--format", choices=FORMATS, default=None,
                       help="file format (default: ftc for US, tps for GB, else lines; ftc-changes with --changes)")
     load.add_argument("--country", help="ISO country of the numbers (required for a new registry)")
-    load.add_argument("--kind", choices=KINDS, default="national")
+    load.add_argument("--kind", choices=KINDS, default="national", help="kind of registry (default national)")
     load.add_argument("--source", default="", help="where the file came from (default: its name)")
     load.add_argument("--version", default="", help="the source's version label (default: today)")
     load.add_argument("--column", help="CSV: number column, 1-based index or header name")
@@ -70,22 +70,22 @@ def register(subparsers: Any) -> None:
     load.set_defaults(handler=run_import)
 
     listing = commands.add_parser("list", help="loaded registries")
-    listing.add_argument("--json", action="store_true")
+    listing.add_argument("--json", action="store_true", help="print as JSON")
     listing.set_defaults(handler=run_list)
 
     status = commands.add_parser("status", help="age of each registry against the policy limits")
-    status.add_argument("--json", action="store_true")
+    status.add_argument("--json", action="store_true", help="print as JSON")
     status.set_defaults(handler=run_status)
 
     diff = commands.add_parser("diff", help="compare two files, or a file with the loaded registry")
     diff.add_argument("left", help="a registry file")
     diff.add_argument("right", nargs="?", help="a second file (default: the loaded registry --id)")
     diff.add_argument("--id", help="loaded registry to compare with")
-    diff.add_argument("--format", choices=FORMATS, default="lines")
+    diff.add_argument("--format", choices=FORMATS, default="lines", help="file format (default lines)")
     diff.add_argument("--country", help="country of the numbers (two files)")
     diff.add_argument("--column", help="CSV: number column")
     diff.add_argument("--samples", type=int, default=5, help="numbers to show from each side")
-    diff.add_argument("--json", action="store_true")
+    diff.add_argument("--json", action="store_true", help="print as JSON")
     diff.set_defaults(handler=run_diff)
 
     gone = commands.add_parser("disconnects", help="load a reassigned-numbers list: number,date of the last "
@@ -98,13 +98,13 @@ def register(subparsers: Any) -> None:
     gone.set_defaults(handler=run_disconnects)
 
     drop = commands.add_parser("drop", help="unload a registry (calls that require it then block)")
-    drop.add_argument("id")
+    drop.add_argument("id", help="registry id")
     drop.set_defaults(handler=run_drop)
 
     scrub = subparsers.add_parser("scrub", help="pre-screen a CSV lead list as the dial-time check would")
     scrub.add_argument("file", help="CSV file with a header row")
-    scrub.add_argument("--campaign", required=True)
-    scrub.add_argument("--at", type=parse_at, help="decide for this ISO 8601 time (default: now)")
+    scrub.add_argument("--campaign", required=True, help="campaign id")
+    scrub.add_argument("--at", type=parse_at, help="decide for this ISO 8601 time with offset (default: now)")
     scrub.add_argument("--column", help="number column: 1-based index or header name (default: a column "
                                         "named phone/number/msisdn/tel…, else the first)")
     scrub.add_argument("--no-header", action="store_true", help="the file has no header row")

@@ -22,17 +22,18 @@ def register(subparsers: Any) -> None:
     actions = user.add_subparsers(dest="action", metavar="ACTION")
     actions.required = True
     add = actions.add_parser("add", help="create an account")
-    add.add_argument("name")
-    add.add_argument("--role", required=True, choices=ROLES)
-    add.add_argument("--locale", choices=("en", "ru"), default="")
+    add.add_argument("name", help="account name")
+    add.add_argument("--role", required=True, choices=ROLES, help="what the account may do (docs/dashboard.md)")
+    add.add_argument("--locale", choices=("en", "ru"), default="",
+                     help="interface language (default: the browser's)")
     add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     add.set_defaults(handler=user_add)
     passwd = actions.add_parser("passwd", help="set a new password (ends the account's sessions)")
-    passwd.add_argument("name")
+    passwd.add_argument("name", help="account name")
     passwd.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     passwd.set_defaults(handler=user_passwd)
     disable = actions.add_parser("disable", help="disable an account (ends its sessions)")
-    disable.add_argument("name")
+    disable.add_argument("name", help="account name")
     disable.add_argument("--enable", action="store_true", help="enable it again instead")
     disable.set_defaults(handler=user_disable)
     listing = actions.add_parser("list", help="list accounts")
@@ -42,22 +43,28 @@ def register(subparsers: Any) -> None:
     actions = token.add_subparsers(dest="action", metavar="ACTION")
     actions.required = True
     add = actions.add_parser("add", help="create a token for a client system (printed once)")
-    add.add_argument("client")
+    add.add_argument("client", help="name of the client system the token is for")
     add.set_defaults(handler=token_add)
     listing = actions.add_parser("list", help="list tokens (never their secrets)")
     listing.set_defaults(handler=token_list)
     revoke = actions.add_parser("revoke", help="revoke a token by its id")
-    revoke.add_argument("token_id")
+    revoke.add_argument("token_id", help="token id (from token list)")
     revoke.set_defaults(handler=token_revoke)
 
 
 def _password(args: argparse.Namespace) -> str:
+    """The new password, checked against the rules before it is asked for a second time."""
+    from dashboard.users import MIN_PASSWORD, UserError, check_password
+
     if args.password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-    else:
-        password = getpass.getpass("Password: ")
-        if getpass.getpass("Again: ") != password:
-            raise CliError("the passwords differ", EXIT_INPUT)
+        return sys.stdin.readline().rstrip("\r\n")
+    password = getpass.getpass(f"Password (at least {MIN_PASSWORD} characters): ")
+    try:
+        check_password(password)
+    except UserError as exc:
+        raise CliError(str(exc), EXIT_INPUT) from exc
+    if getpass.getpass("Again: ") != password:
+        raise CliError("the passwords differ", EXIT_INPUT)
     return password
 
 

@@ -61,3 +61,16 @@ def test_token_add_list_revoke(cli_env, monkeypatch, capsys):
     assert tokens.verify(secret) is None
     assert run(monkeypatch, ["token", "revoke", record.id]) == 3
     assert run(monkeypatch, ["token", "add", "bad name\n"]) == 3
+
+
+def test_a_short_password_is_refused_before_it_is_asked_again(cli_env, monkeypatch, capsys):
+    prompts = []
+
+    def typed(prompt: str) -> str:
+        prompts.append(prompt)
+        return "short"
+
+    monkeypatch.setattr("getpass.getpass", typed)
+    assert run(monkeypatch, ["user", "add", "olga", "--role", "compliance"]) == 3
+    assert len(prompts) == 1 and "at least 12 characters" in prompts[0]
+    assert "password: at least 12 characters" in capsys.readouterr().err
