@@ -94,9 +94,9 @@ def test_the_check_command_answers_block_when_the_record_is_refused(settings, re
                                                                      monkeypatch, capsys) -> None:
     _cli_environment(settings, monkeypatch)
     with refusing_log_writes(redis_client, fault):
-        code = cli_main(["check", RU_NUMBER, "--campaign", "spring", "--at", AT.isoformat()])
+        code = cli_main(["check", RU_NUMBER, "--campaign", "spring", "--at", AT.isoformat(), "--log"])
     out = capsys.readouterr().out
-    assert code == 1 and out.startswith("BLOCK screening_unavailable")
+    assert code == 4 and out.startswith("BLOCK screening_unavailable")
     assert "not logged: the decision log was unavailable" in out
     assert redis_client.xlen(STREAM) == 0
 
