@@ -15,10 +15,10 @@ def register(subparsers: Any) -> None:
     commands.required = True
     run = commands.add_parser("run", help="delete records past their retention period (one run at a time)")
     run.add_argument("--dry-run", action="store_true", help="report what would be deleted; delete nothing")
-    run.add_argument("--json", action="store_true")
+    run.add_argument("--json", action="store_true", help="print the counts as JSON")
     run.set_defaults(handler=run_retention)
     status = commands.add_parser("status", help="the last completed run")
-    status.add_argument("--json", action="store_true")
+    status.add_argument("--json", action="store_true", help="print the last run as JSON")
     status.set_defaults(handler=retention_status)
 
 
