@@ -26,7 +26,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from callscreen.config import ConfigError, Settings, load_settings
 from callscreen.numbers import mask
-from dashboard import formatting, login_guard
+from dashboard import explain, formatting, login_guard
 from dashboard.extensions import babel, csrf, limiter, login_manager
 from dashboard.services import EXTENSION, build_services, services
 from dashboard.sessions import SESSION_LIFETIME
@@ -237,6 +237,16 @@ def _register_template_helpers(app: Flask) -> None:
         field_error=formatting.field_error,
         masked_number=formatting.masked_number,
         masked_digest=formatting.masked_digest,
+        basis_label=formatting.basis_label,
+        source_label=formatting.source_label,
+        purpose_label=formatting.purpose_label,
+        purposes_label=formatting.purposes_label,
+        origin_label=formatting.origin_label,
+        relationship_label=formatting.relationship_label,
+        scope_label=formatting.scope_label,
+        zone_name=formatting.zone_name,
+        check_name=explain.check_name,
+        check_detail=explain.check_detail,
     )
     app.jinja_env.filters.update(
         when=formatting.when,

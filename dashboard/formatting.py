@@ -1,7 +1,9 @@
 """Human labels (translated) and time formatting for the pages.
 
-Times are stored in UTC and shown in the call centre's zone (``Settings.default_timezone``),
-with the zone name printed so nobody mistakes one for the other.
+Times are stored in UTC and every page shows them in one zone, the call centre's
+(``Settings.default_timezone``): each time carries the zone's abbreviation and the footer names
+the zone in full, so nobody mistakes one for another. Enum values (bases, sources, purposes,
+origins) are shown through their labels here, never raw.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from zoneinfo import ZoneInfo
 from flask_babel import gettext
 from flask_babel import lazy_gettext as _l
 
+from callscreen import codec
 from callscreen.crypto import SealError
 from callscreen.numbers import mask
 from dashboard.services import services
@@ -79,6 +82,43 @@ ROLES = {
     "compliance": _l("compliance officer"),
     "admin": _l("administrator"),
 }
+BASES = {
+    "consent": _l("consent"),
+    "existing_relationship": _l("existing business relationship"),
+    "legitimate_interest": _l("legitimate interest"),
+}
+SOURCES = {  # how a consent was collected (callscreen.models.CONSENT_SOURCES) or an opt-out arrived
+    "web_form": _l("web form"),
+    "confirmation_call": _l("confirmation call"),
+    "sms_double_opt_in": _l("SMS double opt-in"),
+    "crm_import": _l("CRM import"),
+    "paper": _l("paper form"),
+    "email_double_opt_in": _l("e-mail double opt-in"),
+    "in_person": _l("in person"),
+    "api": _l("API"),
+    "call": _l("during a call"),
+    "sms": _l("SMS"),
+    "email": _l("e-mail"),
+    "web": _l("website"),
+    "complaint": _l("complaint"),
+    "supervisor": _l("supervisor"),
+    "import": _l("import"),
+}
+PURPOSES = {  # the usual purposes; a campaign may name its own, shown as written
+    "promotions": _l("promotions"),
+    "appointment_reminders": _l("appointment reminders"),
+    "service": _l("service calls"),
+    "surveys": _l("surveys"),
+    "debt_collection": _l("debt collection"),
+}
+ORIGINS = {  # who asked for a decision
+    "agi": _l("Asterisk (FastAGI)"),
+    "agi-script": _l("Asterisk (AGI script)"),
+    "cli": _l("command line"),
+    "api": _l("intake API"),
+}
+RELATIONSHIPS = {"purchase": _l("purchase"), "inquiry": _l("inquiry")}
+OBJECTION_SCOPES = {"direct_marketing": _l("direct marketing"), "all": _l("all calls")}
 
 
 def reason_label(reason: Any) -> str:
@@ -105,19 +145,71 @@ def role_label(role: Any) -> str:
     return str(ROLES.get(str(role), str(role)))
 
 
+def basis_label(kind: Any) -> str:
+    return str(BASES.get(str(kind), str(kind)))
+
+
+def source_label(source: Any) -> str:
+    return str(SOURCES.get(str(source), str(source)))
+
+
+def purpose_label(purpose: Any) -> str:
+    return str(PURPOSES.get(str(purpose), str(purpose)))
+
+
+def purposes_label(purposes: Any) -> str:
+    return ", ".join(purpose_label(p) for p in purposes)
+
+
+def origin_label(origin: Any) -> str:
+    return str(ORIGINS.get(str(origin), str(origin)))
+
+
+def relationship_label(relationship: Any) -> str:
+    return str(RELATIONSHIPS.get(str(relationship), str(relationship)))
+
+
+def scope_label(scope: Any) -> str:
+    return str(OBJECTION_SCOPES.get(str(scope), str(scope)))
+
+
 def local_zone() -> ZoneInfo:
     return ZoneInfo(services().settings.default_timezone)
 
 
-def when(moment: datetime | None) -> str:
+def _moment(value: datetime | str | None) -> datetime | None:
+    """A stored time: a datetime, or the ISO 8601 text some records keep (UTC when it has no offset)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        return value
+    try:
+        return codec.parse_time(str(value))
+    except ValueError:
+        return None
+
+
+def when(value: datetime | str | None) -> str:
+    """The time in the call centre's zone, to the second, with the zone's abbreviation
+    (``2026-12-01 13:05:09 MSK``); the page footer names the zone in full."""
+    moment = _moment(value)
     if moment is None:
-        return "—"
+        return "—" if value in (None, "") else str(value)
     local = moment.astimezone(local_zone())
-    return local.strftime("%Y-%m-%d %H:%M:%S")
+    return f"{local:%Y-%m-%d %H:%M:%S} {local.tzname()}"
 
 
-def day(moment: datetime | None) -> str:
+def day(value: datetime | str | None) -> str:
+    moment = _moment(value)
     return "—" if moment is None else moment.astimezone(local_zone()).strftime("%Y-%m-%d")
+
+
+def zone_name() -> str:
+    """The zone every page shows times in, as the footer says it: ``Europe/Moscow (MSK, UTC+03:00)``."""
+    zone = local_zone()
+    now = datetime.now(zone)
+    offset = now.strftime("%z")
+    return f"{zone.key} ({now.tzname()}, UTC{offset[:3]}:{offset[3:]})"
 
 
 def percent(value: float) -> str:

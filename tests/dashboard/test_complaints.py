@@ -67,7 +67,7 @@ def test_matching_decisions_are_linked_and_the_consent_proof_answers_where_the_n
     html = as_role("supervisor").get(f"/complaints/{complaint.id}").get_data(as_text=True)
     section = html[html.index('id="provenance"'):]
     assert allowed.id in section
-    assert "web_form" in section and "I agree to calls about clinic offers." in section
+    assert "web form" in section and "I agree to calls about clinic offers." in section
     assert "https://clinic.example/signup" in section and "signup-v3" in section
 
 

@@ -217,7 +217,7 @@ def test_supervisor_and_admin_cannot_reveal(as_role, svc, consent):
 def test_decision_page_shows_basis_and_trace(as_role, svc, campaign, consent):
     decision = screen(svc)
     html = as_role("supervisor").get(f"/decisions/{decision.id}").get_data(as_text=True)
-    assert "con-web-1" in html and "web_form" in html and MASKED in html
+    assert "con-web-1" in html and "web form" in html and "web_form" not in html and MASKED in html
     assert as_role("supervisor").get("/decisions/d-missing").status_code == 404
 
 
