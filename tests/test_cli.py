@@ -97,7 +97,8 @@ def test_log_tail_export_and_verify(cli, tmp_path):
     for _ in range(3):
         cli("check", "+79991234567", "--campaign", "spring-promo")
     header, *lines = cli("log", "tail", "-n", "2")[1].splitlines()
-    assert header.split() == ["TIME", "(UTC)", "RECORD", "CAMPAIGN", "RESULT", "REASON", "BASIS"] and len(lines) == 2
+    assert header.split()[:7] == ["TIME", "(UTC)", "RECORD", "CAMPAIGN", "RESULT", "REASON", "BASIS"]
+    assert len(lines) == 2
     assert {line.index("spring-promo") for line in lines} == {header.index("CAMPAIGN")}  # columns line up
     assert {line.index("BLOCK") for line in lines} == {header.index("RESULT")}
     assert cli("log", "export", "--out", str(tmp_path / "log.jsonl"))[0] == 0

@@ -20,14 +20,14 @@ def register(subparsers: Any) -> None:
     commands = parser.add_subparsers(dest="action", metavar="ACTION")
     commands.required = True
     status = commands.add_parser("status", help="configured key ids and the one in force, per key")
-    status.add_argument("--json", action="store_true")
+    status.add_argument("--json", action="store_true", help="print as JSON")
     status.set_defaults(handler=keys_status)
     add = commands.add_parser("add", help="generate a new key into the key's file (not the one in force yet)")
-    add.add_argument("kind", choices=sorted(KINDS))
+    add.add_argument("kind", choices=sorted(KINDS), help="which key ring")
     add.add_argument("--id", help="id of the new key (default: its fingerprint)")
     add.set_defaults(handler=add_key)
     rotate = commands.add_parser("rotate", help="put the newest key of a ring in force, while screening goes on")
-    rotate.add_argument("kind", choices=sorted(KINDS))
+    rotate.add_argument("kind", choices=sorted(KINDS), help="which key ring")
     rotate.add_argument("--to", metavar="ID", help="the key to put in force (default: the newest of the ring)")
     rotate.set_defaults(handler=rotate_key)
 

@@ -48,7 +48,7 @@ def record_json(record: LogRecord) -> dict[str, Any]:
     return data
 
 
-TAIL_HEADER = ("TIME (UTC)", "RECORD", "CAMPAIGN", "RESULT", "REASON", "BASIS")
+TAIL_HEADER = ("TIME (UTC)", "RECORD", "CAMPAIGN", "RESULT", "REASON", "BASIS OR DETAIL")
 
 
 def _row(record: LogRecord) -> tuple[str, ...]:
@@ -58,8 +58,7 @@ def _row(record: LogRecord) -> tuple[str, ...]:
     if record.reason:
         basis_text = f"{basis.get('kind', '')}:{basis.get('source', '')}" if basis else "-"
         return (at, record.id, record.campaign_id or "-", what, record.reason, basis_text)
-    return (at, record.id, record.campaign_id or "-", what,
-            json.dumps(record.extra, ensure_ascii=False)[:80], "")
+    return (at, record.id, record.campaign_id or "-", what, "-", json.dumps(record.extra, ensure_ascii=False)[:100])
 
 
 def table(rows: list[tuple[str, ...]]) -> list[str]:

@@ -235,7 +235,8 @@ def run_all(args: argparse.Namespace, context: CliContext) -> int:
     settings = _effective(args, context.settings)
     check_ports(settings, args)
     signals = Signals()
-    previous = {s: signal.signal(s, signals) for s in (signal.SIGINT, signal.SIGTERM)}
+    for signum in (signal.SIGINT, signal.SIGTERM):  # kept to the end: a late extra signal is only counted
+        signal.signal(signum, signals)
     services: list[Service] = []
     server: EmbeddedServer | None = None
     failed: Service | None = None
@@ -254,8 +255,6 @@ def run_all(args: argparse.Namespace, context: CliContext) -> int:
             time.sleep(0.1)
     finally:
         _stop(services, server, settings, signals)
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
     if failed is not None:
         print(f"callscreen: the {failed.name} exited with {failed.process.returncode}; everything is stopped",
               file=sys.stderr)

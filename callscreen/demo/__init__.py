@@ -58,8 +58,9 @@ def _consents(now: datetime) -> tuple[tuple[str, Consent, Contact | None], ...]:
         ("+79165550102", Consent(
             "demo-ru-2", "", ("appointment_reminders",), LegalBasis.CONSENT, "paper", month_ago,
             proof=Proof(document_id="scan-2026-0042", form_version="paper-v2")), Contact("Europe/Moscow", "")),
+        # unverified: BLOCK consent_unverified; retention deletes it once the RU pack's period is over
         ("+79035550103", Consent(
-            "demo-ru-3", "", ("promotions",), LegalBasis.CONSENT, "web_form", month_ago,
+            "demo-ru-3", "", ("promotions",), LegalBasis.CONSENT, "web_form", now - timedelta(days=2),
             proof=Proof(ip="198.51.100.4", form_text=FORM_RU, form_version="ru-2026-03")),
          Contact("Europe/Moscow", "")),
         ("+13055550123", Consent(
