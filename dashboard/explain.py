@@ -38,6 +38,17 @@ CHECK_NAMES = {
     "calling_hours": _l("calling hours"),
     "attempts": _l("attempts"),
     "screening": _l("screening"),
+    "erasure": _l("erasure"),
+}
+PROOF_FIELDS = {  # what a consent's proof may lack (Consent.missing_proof)
+    "verified_at": _l("the confirmation time"),
+    "ip": _l("the IP address"),
+    "user_agent": _l("the browser"),
+    "form_text": _l("the consent text"),
+    "form_version": _l("the form version"),
+    "page_url": _l("the page address"),
+    "recording_id": _l("the call recording"),
+    "document_id": _l("the document"),
 }
 DAYS = {
     "mon": _l("Monday"), "tue": _l("Tuesday"), "wed": _l("Wednesday"), "thu": _l("Thursday"),
@@ -86,6 +97,7 @@ CONVERT: dict[str, Callable[[str], str]] = {
     "scope": scope_label,
     "via": source_label,
     "calls": _from(CALL_KINDS),
+    "proof": _each(_from(PROOF_FIELDS)),
 }
 
 _CANDIDATES = re.compile(r"^(?P<head>.*); strictest of (?P<n>\d+) candidate zones: record the contact's time zone$")
@@ -110,7 +122,15 @@ PATTERNS: list[tuple[re.Pattern[str], Any]] = [(re.compile(p), t) for p, t in (
     (r"automatic dialing permitted \((?P<mode>[^)]+)\)", _l("automatic dialing permitted (%(mode)s)")),
     (r"(?P<kind>[a-z_]+) (?P<id>\S+) from (?P<source>\S+) on (?P<date>\S+) covers (?P<purpose>\S+)",
      _l("%(kind)s %(id)s from %(source)s on %(date)s covers %(purpose)s")),
+    (r"personal data erased on request on (?P<date>\S+); never to be called again",
+     _l("personal data erased on request on %(date)s; never to be called again")),
     (r"(?P<kind>[a-z_]+) (?P<id>\S+): (?P<reason>[a-z_]+)", _l("%(kind)s %(id)s: %(reason)s")),
+    (r"(?P<kind>[a-z_]+) (?P<id>\S+): (?P<reason>[a-z_]+) \((?P<pack>.+) needs (?P<proof>.+) for (?P<source>\S+)\)",
+     _l("%(kind)s %(id)s: %(reason)s (%(pack)s needs %(proof)s for %(source)s)")),
+    (r"(?P<kind>[a-z_]+) (?P<id>\S+): (?P<reason>[a-z_]+) \(captured (?P<date>\S+); the number was disconnected "
+     r"(?P<disconnected>\S+) and may belong to someone else now\)",
+     _l("%(kind)s %(id)s: %(reason)s (captured %(date)s; the number was disconnected %(disconnected)s and may "
+        "belong to someone else now)")),
     (r"(?P<kinds>.+) is not accepted for (?P<calls>advertising|non-advertising) calls here "
      r"\(accepted: (?P<accepted>.+)\)",
      _l("%(kinds)s is not accepted for %(calls)s calls here (accepted: %(accepted)s)")),
@@ -136,6 +156,8 @@ PATTERNS: list[tuple[re.Pattern[str], Any]] = [(re.compile(p), t) for p, t in (
      _l("inside the window in all %(n)s candidate zones of the number")),
     (r"(?P<recent>\d+) calls in the last (?P<hours>[\d.]+) h; cap (?P<cap>\d+)",
      _l("%(recent)s calls in the last %(hours)s h; cap %(cap)s")),
+    (r"at least (?P<recent>\d+) calls in the last (?P<hours>[\d.]+) h; cap (?P<cap>\d+)",
+     _l("at least %(recent)s calls in the last %(hours)s h; cap %(cap)s")),
     (r"no attempt cap applies", _l("no attempt cap applies")),
     (r"under every attempt cap", _l("under every attempt cap")),
     (r"facts unavailable: (?P<error>.+)", _l("facts unavailable: %(error)s")),

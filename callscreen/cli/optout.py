@@ -33,7 +33,7 @@ def register(subparsers: Any) -> None:
 
     imp = commands.add_parser("import", help="opt-outs from a CRM export: the rows whose consent flag says no "
                                               "(every row when the profile has no flag); see docs/import.md")
-    imp.add_argument("file", type=Path)
+    imp.add_argument("file", type=Path, help="CSV file (see docs/import.md)")
     add_profile_options(imp)
     imp.add_argument("--campaign", help="only this campaign (default: company-wide)")
     imp.add_argument("--region", help="region for national numbers (default: settings)")
