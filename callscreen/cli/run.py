@@ -235,7 +235,7 @@ def run_all(args: argparse.Namespace, context: CliContext) -> int:
     settings = _effective(args, context.settings)
     check_ports(settings, args)
     signals = Signals()
-    for signum in (signal.SIGINT, signal.SIGTERM):  # kept to the end: a late extra signal is only counted
+    for signum in (signal.SIGINT, signal.SIGTERM):  # extra signals are only counted
         signal.signal(signum, signals)
     services: list[Service] = []
     server: EmbeddedServer | None = None
@@ -255,6 +255,8 @@ def run_all(args: argparse.Namespace, context: CliContext) -> int:
             time.sleep(0.1)
     finally:
         _stop(services, server, settings, signals)
+        for signum in (signal.SIGINT, signal.SIGTERM):  # everything is stopped: a late extra Ctrl-C must
+            signal.signal(signum, signal.SIG_IGN)       # not kill the exit (Python resets its handlers then)
     if failed is not None:
         print(f"callscreen: the {failed.name} exited with {failed.process.returncode}; everything is stopped",
               file=sys.stderr)
