@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 
@@ -26,8 +27,10 @@ def die_with_parent() -> None:
 
 def spawn(args: Sequence[str], env: Mapping[str, str] | None = None, **options: object) -> subprocess.Popen[bytes]:
     """Start ``args`` as the leader of a new session and process group that dies with us."""
+    # PR_SET_PDEATHSIG fires when the starting *thread* ends: only the main thread may ask for it
+    on_start = die_with_parent if threading.current_thread() is threading.main_thread() else None
     return subprocess.Popen(list(args), env=None if env is None else dict(env), start_new_session=True,
-                            preexec_fn=die_with_parent, **options)  # type: ignore[call-overload]
+                            preexec_fn=on_start, **options)  # type: ignore[call-overload]
 
 
 def signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
