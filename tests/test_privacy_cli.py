@@ -6,11 +6,9 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-import pytest
 from privacy_support import keyspace_text, spellings
 
 from callscreen import codec
-from callscreen.cli.main import main
 from callscreen.complaints import Complaint, ComplaintBook, complaint_key
 from callscreen.consent_import import legacy_derived_id
 from callscreen.crypto import NumberVault
@@ -24,22 +22,6 @@ from tests_support import TEST_ENCRYPTION_KEY, TEST_HASH_KEY, TEST_LOG_KEY
 NUMBER = "+79991234567"
 CAPTURED = datetime(2026, 5, 1, 10, 0, tzinfo=UTC)
 VAULT = NumberVault(TEST_HASH_KEY, TEST_ENCRYPTION_KEY)
-
-
-@pytest.fixture
-def cli(valkey_server, redis_client, tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("CALLSCREEN_REDIS_URL", valkey_server.url)
-    monkeypatch.setenv("CALLSCREEN_HASH_KEY", TEST_HASH_KEY.hex())
-    monkeypatch.setenv("CALLSCREEN_ENCRYPTION_KEY", TEST_ENCRYPTION_KEY.hex())
-    monkeypatch.setenv("CALLSCREEN_LOG_KEY", TEST_LOG_KEY.hex())
-
-    def run(*args: str) -> tuple[int, str, str]:
-        code = main(list(args))
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
 
 
 def write_legacy_data(client) -> str:
