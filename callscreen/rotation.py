@@ -178,6 +178,37 @@ class RotationProgress:
     finished: bool = False
 
 
+def _begin(client: redis.Redis, state: KeyState, kind: str, target: str | None, phase: str, *,
+           keep_erasure: bool = False) -> RotationProgress:
+    """Put ``target`` (default: the ring's newest) in force and enter ``phase``; a rotation to the
+    same key already in that phase is resumed, any other refused. ``keep_erasure`` carries the
+    retired hash keys still needed to find erased persons."""
+    target = target or state.ring.newest
+    try:
+        state.ring.get(target)
+    except KeyringError as exc:
+        raise RotationError(f"{exc}; add it to the ring of every process first") from exc
+    state.expire()
+    view = state.view()
+    if view.phase == phase:
+        if view.active != target:
+            raise RotationError(f"a rotation to {view.active} is under way; finish it first")
+        return RotationProgress(kind, view.retiring, target)
+    if view.active == target:
+        raise RotationError(f"{kind} key {target} is already in force; add a new key to the ring first")
+    if target in view.retired:
+        raise RotationError(f"{kind} key {target} was retired; it cannot be used again")
+    fields = {
+        "active": target, "retiring": view.active, "phase": phase, "cursor": "0", "moved": "0",
+        "started_at": datetime.now(UTC).isoformat(), "retired": ",".join(sorted(view.retired)),
+    }
+    if keep_erasure:
+        fields["erasure"] = ",".join(view.erasure)
+    client.hset(state_key(kind), mapping=fields)
+    state.expire()
+    return RotationProgress(kind, view.active, target)
+
+
 class EncryptionRotation:
     """Re-wraps every data key under the master key now in force, then retires the old one."""
 
@@ -193,27 +224,7 @@ class EncryptionRotation:
     def start(self, target: str | None = None) -> RotationProgress:
         """Put ``target`` (default: the newest key of the ring) in force; resumes a rotation
         to the same key that was cut short."""
-        target = target or self.ring.newest
-        try:
-            self.ring.get(target)
-        except KeyringError as exc:
-            raise RotationError(f"{exc}; add it to the ring of every process first") from exc
-        self.state.expire()
-        view = self.state.view()
-        if view.phase == "rewrapping":
-            if view.active != target:
-                raise RotationError(f"a rotation to {view.active} is under way; finish it first")
-            return RotationProgress(self.kind, view.retiring, target)
-        if view.active == target:
-            raise RotationError(f"encryption key {target} is already in force; add a new key to the ring first")
-        if target in view.retired:
-            raise RotationError(f"encryption key {target} was retired; it cannot be used again")
-        self.client.hset(state_key(self.kind), mapping={
-            "active": target, "retiring": view.active, "phase": "rewrapping", "cursor": "0", "moved": "0",
-            "started_at": datetime.now(UTC).isoformat(), "retired": ",".join(sorted(view.retired)),
-        })
-        self.state.expire()
-        return RotationProgress(self.kind, view.active, target)
+        return _begin(self.client, self.state, self.kind, target, "rewrapping")
 
     def run(self, progress: RotationProgress, stop: threading.Event | None = None) -> RotationProgress:
         """Wait until every process wraps under the new key, re-wrap until nothing is left under
@@ -329,28 +340,7 @@ class HashRotation:
     def start(self, target: str | None = None) -> RotationProgress:
         """Put ``target`` (default: the newest key of the ring) in force, facts read under both
         keys; resumes a rotation to the same key that was cut short."""
-        target = target or self.ring.newest
-        try:
-            self.ring.get(target)
-        except KeyringError as exc:
-            raise RotationError(f"{exc}; add it to the ring of every process first") from exc
-        self.state.expire()
-        view = self.state.view()
-        if view.phase == "rekeying":
-            if view.active != target:
-                raise RotationError(f"a rotation to {view.active} is under way; finish it first")
-            return RotationProgress(self.kind, view.retiring, target)
-        if view.active == target:
-            raise RotationError(f"hash key {target} is already in force; add a new key to the ring first")
-        if target in view.retired:
-            raise RotationError(f"hash key {target} was retired; it cannot be used again")
-        self.client.hset(state_key(self.kind), mapping={
-            "active": target, "retiring": view.active, "phase": "rekeying", "cursor": "0", "moved": "0",
-            "started_at": datetime.now(UTC).isoformat(), "retired": ",".join(sorted(view.retired)),
-            "erasure": ",".join(view.erasure),
-        })
-        self.state.expire()
-        return RotationProgress(self.kind, view.active, target)
+        return _begin(self.client, self.state, self.kind, target, "rekeying", keep_erasure=True)
 
     def run(self, progress: RotationProgress, stop: threading.Event | None = None) -> RotationProgress:
         """Wait until every process reads under both keys, move every person until a pass moves
