@@ -36,7 +36,7 @@ from blocklists.numbering import locate_e164
 from blocklists.registry import GRACE_SECONDS, RegistryInfo
 from callscreen.models import RegistryStatus
 from callscreen.numbers import PhoneNumber
-from callscreen.store import Command, StoreError
+from callscreen.store import STORE_ERRORS, Command, StoreError
 
 log = logging.getLogger("callscreen.registries")
 
@@ -89,7 +89,7 @@ class RedisRegistryLookup:
         if self._thread is None and self._clock() - current.taken >= self.refresh_seconds:
             try:
                 return self.refresh()
-            except redis.RedisError as exc:
+            except STORE_ERRORS as exc:
                 log.warning("registry pointers unavailable: %s", exc)
         return current
 
@@ -134,7 +134,7 @@ class RedisRegistryLookup:
     def start(self) -> RedisRegistryLookup:
         """Keep the snapshot fresh from a daemon thread (pub/sub notifications + a timer)."""
         if self._thread is None:
-            with contextlib.suppress(redis.RedisError):
+            with contextlib.suppress(*STORE_ERRORS):
                 self.refresh()
             self._stop.clear()
             self._thread = threading.Thread(target=self._run, name="registry-refresh", daemon=True)
@@ -160,7 +160,7 @@ class RedisRegistryLookup:
                     break
                 if message is not None or self._clock() - self._snapshot.taken >= self.refresh_seconds:
                     self.refresh()
-            except redis.RedisError as exc:  # keep trying; an old snapshot stops being trusted
+            except STORE_ERRORS as exc:  # keep trying; an old snapshot stops being trusted
                 log.warning("registry refresh failed: %s", exc)
                 if pubsub is not None:
                     with contextlib.suppress(Exception):

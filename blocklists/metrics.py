@@ -16,6 +16,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from blocklists.registry import RegistryManager
+from callscreen.store import STORE_ERRORS
 
 
 class RegistryCollector(Collector):
@@ -55,7 +56,7 @@ class RegistryCollector(Collector):
         age, records, bad, stale, up = self._families()
         try:
             infos = self.manager.loaded()
-        except redis.RedisError:
+        except STORE_ERRORS:
             up.add_metric([], 0)
             yield up
             return

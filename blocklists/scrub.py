@@ -48,7 +48,16 @@ from callscreen.models import Campaign, Decision, Facts, Reason, RegistryStatus,
 from callscreen.numbers import MAX_INPUT_LENGTH, InvalidNumber, PhoneNumber, normalize
 from callscreen.policy import PolicyPack
 from callscreen.rotation import vault_from_rings
-from callscreen.store import Command, FactQuery, RegistryLookup, StoreError, number_key, run_pipeline
+from callscreen.store import (
+    STORE_ERRORS,
+    Command,
+    FactQuery,
+    RegistryLookup,
+    StoreError,
+    connect,
+    number_key,
+    run_pipeline,
+)
 
 BATCH_ROWS = 5000
 NUMBER_HEADERS = ("phone", "number", "phone_number", "msisdn", "tel", "telephone", "mobile", "e164")
@@ -234,7 +243,7 @@ def bulk(client: redis.Redis, commands: Sequence[Command]) -> list[Any]:
             except redis.ResponseError as exc:
                 replies.append(exc)
         return replies
-    except (redis.RedisError, OSError) as exc:
+    except (*STORE_ERRORS, OSError) as exc:
         connection.disconnect()
         raise StoreError(f"store unavailable: {exc}") from exc
     finally:
@@ -366,7 +375,7 @@ _worker: BatchScreener | None = None
 
 def _init_worker(job: ScrubJob) -> None:
     global _worker
-    client = redis.Redis.from_url(job.redis_url)
+    client = connect(job.redis_url, timeout=30)
     _worker = BatchScreener(client, vault_from_rings(job.hash_key, job.encryption_key, client), job.campaign, job.pack,
                             job.at, RedisRegistryLookup(client), job.exchanges)
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from callscreen.cluster import parse_store_url
 from callscreen.keys import Keyring, KeyringError, parse_key
 
 ENV_PREFIX = "CALLSCREEN_"
@@ -30,7 +31,7 @@ class ConfigError(ValueError):
 class Settings:
     """Everything a callscreen process may be configured with."""
 
-    redis_url: str | None = None
+    redis_url: str | None = None  # redis://, rediss://, unix:// or a cluster's redis+cluster:// (docs/store.md)
     data_dir: Path = Path("var")
     default_region: str = "RU"
     default_timezone: str = "Europe/Moscow"
@@ -243,6 +244,11 @@ def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | N
         raise ConfigError("agi_read_timeout and agi_reply_timeout must be positive")
     if settings.agi_stalled_reply_after < 0:
         raise ConfigError("agi_stalled_reply_after must not be negative")
+    if settings.redis_url:
+        try:
+            parse_store_url(settings.redis_url)
+        except ValueError as exc:
+            raise ConfigError(f"redis_url: {exc}") from exc
     if settings.durable_replicas < 0:
         raise ConfigError("durable_replicas must be 0 or more")
     return settings

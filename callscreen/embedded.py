@@ -15,7 +15,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import redis
@@ -57,6 +57,7 @@ class EmbeddedServer:
         self.persist = persist
         self.extra_args = tuple(extra_args)  # e.g. ("--enable-debug-command", "local") in tests
         self.process: subprocess.Popen[bytes] | None = None
+        self.bus_port: int | None = None  # a cluster node's bus port (see EmbeddedCluster)
 
     @property
     def url(self) -> str:
@@ -120,3 +121,135 @@ class EmbeddedServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+CLUSTER_SLOTS = 16384
+
+
+def _free_ports(count: int) -> list[int]:
+    """``count`` distinct free loopback ports, all held open until every one is chosen."""
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            sockets.append(sock)
+        return [int(sock.getsockname()[1]) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+class EmbeddedCluster:
+    """A local Valkey Cluster of ``valkey-server`` child processes: ``masters`` primaries sharing
+    the 16384 slots evenly, each with ``replicas`` replicas, on free loopback ports (the cluster
+    bus too). Built without ``valkey-cli``: CLUSTER ADDSLOTSRANGE, MEET and REPLICATE, then
+    :meth:`start` returns once every node reports ``cluster_state:ok`` and every replica is in
+    sync. Persistent like :class:`EmbeddedServer` (``appendfsync always``) unless ``persist`` is
+    False. :attr:`url` is the ``redis+cluster://`` address :func:`callscreen.store.connect` takes.
+    """
+
+    def __init__(self, data_dir: Path | None = None, masters: int = 3, replicas: int = 1,
+                 persist: bool = True, extra_args: Sequence[str] = (), node_timeout_ms: int = 2000) -> None:
+        if masters < 1 or replicas < 0:
+            raise ValueError("a cluster needs at least one master and a non-negative replica count")
+        self._temporary = data_dir is None
+        self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="callscreen-cluster-")).resolve()
+        self.master_count = masters
+        self.replica_count = replicas
+        self.persist = persist
+        self.extra_args = tuple(extra_args)
+        self.node_timeout_ms = node_timeout_ms
+        self.nodes: list[EmbeddedServer] = []
+
+    @property
+    def masters(self) -> list[EmbeddedServer]:
+        """The nodes started as primaries (a failover may since have promoted a replica)."""
+        return self.nodes[:self.master_count]
+
+    @property
+    def replicas(self) -> list[EmbeddedServer]:
+        return self.nodes[self.master_count:]
+
+    @property
+    def url(self) -> str:
+        seeds = ",".join(f"127.0.0.1:{node.port}" for node in self.masters)
+        return f"redis+cluster://{seeds}/"
+
+    def start(self, timeout: float = 30.0) -> EmbeddedCluster:
+        deadline = time.monotonic() + timeout
+        total = self.master_count * (1 + self.replica_count)
+        ports = _free_ports(2 * total)
+        try:
+            for index in range(total):
+                port, bus = ports[2 * index], ports[2 * index + 1]
+                node = EmbeddedServer(self.data_dir / f"node-{index}", port=port, persist=self.persist,
+                                      extra_args=("--cluster-enabled", "yes",
+                                                  "--cluster-config-file", "nodes.conf",
+                                                  "--cluster-port", str(bus),
+                                                  "--cluster-node-timeout", str(self.node_timeout_ms),
+                                                  *self.extra_args))
+                node.bus_port = bus
+                self.nodes.append(node)
+                node.start(timeout=max(deadline - time.monotonic(), 1.0))
+            self._form(deadline)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _form(self, deadline: float) -> None:
+        clients = [redis.Redis(port=node.port, socket_timeout=5, decode_responses=True) for node in self.nodes]
+        try:
+            ids = [client.execute_command("CLUSTER", "MYID") for client in clients]
+            for index, client in enumerate(clients[:self.master_count]):
+                first = index * CLUSTER_SLOTS // self.master_count
+                last = (index + 1) * CLUSTER_SLOTS // self.master_count - 1
+                client.execute_command("CLUSTER", "ADDSLOTSRANGE", first, last)
+            for node in self.nodes[1:]:
+                clients[0].execute_command("CLUSTER", "MEET", "127.0.0.1", node.port, node.bus_port)
+            self._wait(deadline, "every node to know every other",
+                       lambda: all(len(c.execute_command("CLUSTER", "NODES").splitlines()) == len(clients)
+                                   for c in clients))
+            for index, client in enumerate(clients[self.master_count:]):
+                master = ids[index % self.master_count]
+                self._wait(deadline, "the replica to see its master",
+                           lambda c=client, m=master: m in c.execute_command("CLUSTER", "NODES"))
+                client.execute_command("CLUSTER", "REPLICATE", master)
+            self._wait(deadline, "cluster_state:ok on every node",
+                       lambda: all(c.cluster("INFO")["cluster_state"] == "ok" for c in clients))
+            self._wait(deadline, "every replica in sync",
+                       lambda: all(_replica_synced(c) for c in clients[self.master_count:]))
+        finally:
+            for client in clients:
+                client.close()
+
+    def _wait(self, deadline: float, what: str, ready: Callable[[], bool]) -> None:
+        while True:
+            try:
+                if ready():
+                    return
+            except redis.RedisError:
+                pass
+            if time.monotonic() > deadline:
+                raise EmbeddedServerError(f"the embedded cluster did not come up: waited for {what}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+        self.nodes = []
+        if self._temporary:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def __enter__(self) -> EmbeddedCluster:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _replica_synced(client: redis.Redis) -> bool:
+    info = client.info("replication")
+    return info.get("role") == "slave" and info.get("master_link_status") == "up" \
+        and not info.get("master_sync_in_progress")

@@ -26,13 +26,11 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-import redis
-
 from callscreen import codec
 from callscreen.crypto import is_subject_sealed
 from callscreen.dsr import RequestBook
 from callscreen.numbers import PhoneNumber
-from callscreen.store import Store, new_id, number_key, subject_key_key
+from callscreen.store import STORE_ERRORS, Store, new_id, number_key, subject_key_key
 
 MIGRATED_KEY = "cs:migrated"  # set by ``callscreen migrate`` once no legacy seal remains
 
@@ -123,7 +121,7 @@ class Eraser:
         try:
             self.client.bgrewriteaof()
             self.client.execute_command("BGSAVE", "SCHEDULE")
-        except redis.RedisError:
+        except STORE_ERRORS:
             return False
         return True
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import redis
 
-from callscreen.store import CAMPAIGNS_KEY, campaign_key
+from callscreen.store import CAMPAIGNS_KEY, STORE_ERRORS, campaign_key
 
 JSON = [  # copied per response: wsgiref adds Content-Length to the list it is given
     ("Content-Type", "application/json"), ("Cache-Control", "no-store")]
@@ -77,7 +77,7 @@ class Readiness:
     def _store(self) -> Check:
         try:
             self.client.ping()
-        except redis.RedisError as exc:
+        except STORE_ERRORS as exc:
             return Check("store", False, f"no answer to PING: {exc}")
         return Check("store", True, "answers PING")
 
@@ -90,7 +90,7 @@ class Readiness:
         try:
             packs = [p for p in (self.policies.get(j) for j in self._jurisdictions_in_use()) if p is not None]
             rows = self.registry_status(packs) if packs else []  # type: ignore[misc]
-        except (redis.RedisError, ValueError) as exc:
+        except (*STORE_ERRORS, ValueError) as exc:
             return Check("registries", False, f"cannot read registry status: {exc}")
         required = {r for pack in packs for r in pack.all_registries()}
         bad = [f"{row.registry_id} {row.state}" for row in rows

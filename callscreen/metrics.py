@@ -79,15 +79,14 @@ class RetentionCollector(Collector):
         )
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        import redis
-
         from callscreen import codec
         from callscreen.retention import KINDS, last_run
+        from callscreen.store import STORE_ERRORS
 
         finished, duration, deleted, up = self._families()
         try:
             last = last_run(self.client)
-        except redis.RedisError:
+        except STORE_ERRORS:
             up.add_metric([], 0)
             yield up
             return

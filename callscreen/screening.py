@@ -30,6 +30,7 @@ from callscreen.numbers import InvalidNumber, PhoneNumber, normalize
 from callscreen.policy import PolicyBook, PolicyPack
 from callscreen.rotation import build_vault, refresh_async
 from callscreen.store import (
+    STORE_ERRORS,
     FactQuery,
     RegistryLookup,
     Store,
@@ -47,7 +48,7 @@ if TYPE_CHECKING:  # prometheus_client is not imported on the classic script's p
 # Whatever the store or the log raises, the answer is BLOCK: store errors, error replies
 # (LogWriteError), socket trouble and timeouts (asyncio's and the socket's), a reply of the wrong
 # shape, an unconfirmed record (DurabilityUnconfirmed).
-STORE_FAILURES = (StoreError, redis.RedisError, OSError, TimeoutError, ValueError, KeyError)
+STORE_FAILURES = (StoreError, *STORE_ERRORS, OSError, TimeoutError, ValueError, KeyError)
 
 
 def failure_kind(exc: BaseException) -> str:
@@ -126,7 +127,7 @@ class Screener:
             return campaign
         try:
             return self.campaigns.keep(campaign_id, self.store.get_campaign(campaign_id))
-        except redis.RedisError as exc:
+        except STORE_ERRORS as exc:
             raise StoreError(f"campaign lookup failed: {exc}") from exc
 
     async def campaign_async(self, campaign_id: str) -> Campaign | None:

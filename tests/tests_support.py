@@ -10,8 +10,10 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import redis
+import redis.asyncio
 
 from callscreen.decision_log import HEADS
 
@@ -19,6 +21,17 @@ TEST_HASH_KEY = bytes(range(32))
 TEST_ENCRYPTION_KEY = bytes(range(32, 64))
 TEST_LOG_KEY = bytes(range(64, 96))
 CALLSCREEN = str(Path(sys.executable).with_name("callscreen"))
+
+def store_client(url: str, *, asyncio: bool = False) -> Any:
+    """A plain client of a test store (no timeouts, like redis-py's defaults) for one server;
+    for a ``redis+cluster://`` URL a cluster client, built as callscreen builds it."""
+    from callscreen.cluster import is_cluster_url
+    from callscreen.store import connect
+
+    if is_cluster_url(url):
+        return connect(url, asyncio=asyncio, timeout=30)
+    return redis.asyncio.Redis.from_url(url) if asyncio else redis.Redis.from_url(url)
+
 
 # Ways a real store refuses decision-log writes while still answering the reads a decision needs:
 # "oom" — the server is out of memory (maxmemory reached, noeviction): every write is refused;

@@ -20,7 +20,7 @@ import redis
 
 from callscreen.config import SECRET_NAMES, Settings, read_secrets
 from callscreen.embedded import EmbeddedServer
-from callscreen.store import connect
+from callscreen.store import STORE_ERRORS, StoreError, connect
 
 
 class CliError(Exception):
@@ -53,8 +53,8 @@ def running_embedded_url(settings: Settings) -> str | None:
     if not path.is_file():
         return None
     url = path.read_text().strip()
-    with suppress(redis.RedisError, ValueError):
-        if redis.Redis.from_url(url, socket_connect_timeout=0.5).ping():
+    with suppress(*STORE_ERRORS, ValueError):
+        if connect(url, timeout=0.5).ping():
             return url
     return None
 
@@ -100,10 +100,10 @@ class CliContext:
 
     @cached_property
     def client(self) -> redis.Redis:
-        client = connect(self.redis_url, timeout=30)
         try:
+            client = connect(self.redis_url, timeout=30)
             client.ping()
-        except redis.RedisError as exc:
+        except (StoreError, *STORE_ERRORS) as exc:
             raise CliError(f"cannot reach the store at {self.redis_url}: {exc}", EXIT_UNAVAILABLE) from exc
         return client
 

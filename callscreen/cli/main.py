@@ -12,12 +12,10 @@ import os
 import sys
 from collections.abc import Sequence
 
-import redis
-
 from callscreen.cli.context import EXIT_CONFIG, EXIT_UNAVAILABLE, CliContext, CliError
 from callscreen.config import ConfigError, load_settings
 from callscreen.policy import PolicyError
-from callscreen.store import StoreError
+from callscreen.store import STORE_ERRORS, StoreError
 
 # command -> module that registers it
 COMMANDS = {
@@ -92,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, PolicyError) as exc:
         print(f"callscreen: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    except (StoreError, redis.RedisError) as exc:
+    except (StoreError, *STORE_ERRORS) as exc:
         print(f"callscreen: store unavailable: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE
     except KeyboardInterrupt:

@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import redis
 from tqdm import tqdm
 
 from blocklists.disconnects import DisconnectError, import_disconnects
@@ -40,7 +39,7 @@ from callscreen.consent_import import BadRow
 from callscreen.import_profiles import ProfileError, declining_numbers
 from callscreen.policy import PolicyBook
 from callscreen.rotation import build_vault
-from callscreen.store import Store, StoreError
+from callscreen.store import STORE_ERRORS, Store, StoreError
 
 
 def register(subparsers: Any) -> None:
@@ -369,7 +368,7 @@ def run_scrub(args: argparse.Namespace, context: CliContext) -> int:
         try:
             record = context.log.append_summary("scrub", summary.as_record(source.name), campaign_id=campaign.id,
                                                 origin="cli")
-        except (StoreError, redis.RedisError) as exc:
+        except (StoreError, *STORE_ERRORS) as exc:
             kept = "no output was written" if partial else "do not use the rows written"
             raise CliError(f"decision log unavailable, the scrub has no record ({kept}): {exc}",
                            EXIT_UNAVAILABLE) from exc

@@ -124,24 +124,21 @@ def serve_process(settings: Settings, redis_url: str, *, reuse_port: bool = Fals
 STORE_CONNECTIONS = 64  # per worker; a decision is one pipelined round trip, so few are needed
 
 
-def _store_pool(settings: Settings, redis_url: str) -> Any:
-    """The asyncio client's connections: at most :data:`STORE_CONNECTIONS`, and a screening
+def _store_client(settings: Settings, redis_url: str) -> Any:
+    """The asyncio client; its connections: at most :data:`STORE_CONNECTIONS`, and a screening
     waits for a free one (within its deadline) rather than failing. redis-py's default pool
     raises "Too many connections" past 100 commands in flight, which turned half of a burst of
     200 calls into BLOCK screening_unavailable."""
-    import redis.asyncio
+    from callscreen.store import connect
 
-    return redis.asyncio.BlockingConnectionPool.from_url(
-        redis_url, max_connections=STORE_CONNECTIONS, timeout=settings.agi_decision_deadline_ms / 1000 + 1,
-        socket_timeout=5, socket_connect_timeout=2)
+    return connect(redis_url, asyncio=True, timeout=5, connect_timeout=2, max_connections=STORE_CONNECTIONS,
+                   pool_timeout=settings.agi_decision_deadline_ms / 1000 + 1)
 
 
 async def _serve(settings: Settings, redis_url: str, reuse_port: bool,
                  metrics: tuple[str, int] | None) -> int:
     import asyncio
 
-    import redis
-    import redis.asyncio
     from prometheus_client import CollectorRegistry
 
     from agi.metrics import AGIMetrics
@@ -149,14 +146,15 @@ async def _serve(settings: Settings, redis_url: str, reuse_port: bool,
     from callscreen.health import start_metrics_server
     from callscreen.metrics import RetentionCollector, ScreeningMetrics
     from callscreen.screening import build_screener
+    from callscreen.store import connect
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     registry = CollectorRegistry()
-    client = redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=2)
-    aclient = redis.asyncio.Redis(connection_pool=_store_pool(settings, redis_url))
+    client = connect(redis_url, timeout=5, connect_timeout=2)
+    aclient = _store_client(settings, redis_url)
     registries = None
     try:
         registries = _registries(client)
@@ -218,11 +216,9 @@ async def _retention_schedule(settings: Settings, client: Any, policies: Any, ha
     import asyncio
     from datetime import timedelta
 
-    import redis
-
     from callscreen.retention import RetentionBusy, RetentionJob, due
     from callscreen.screening import build_screener
-    from callscreen.store import StoreError
+    from callscreen.store import STORE_ERRORS, StoreError
 
     if settings.retention_interval_hours <= 0:
         return
@@ -240,7 +236,7 @@ async def _retention_schedule(settings: Settings, client: Any, policies: Any, ha
                       + (" (interrupted)" if report.interrupted else ""), file=sys.stderr, flush=True)
         except RetentionBusy:
             pass
-        except (StoreError, redis.RedisError) as exc:
+        except (StoreError, *STORE_ERRORS) as exc:
             print(f"callscreen serve: retention run failed, will retry: {exc}", file=sys.stderr, flush=True)
         await asyncio.to_thread(halt.wait, min(every.total_seconds(), 3600.0))
 
@@ -319,12 +315,11 @@ def supervise(settings: Settings, redis_url: str, multiproc_dir: str, *,
 
         registry = CollectorRegistry()
         MultiProcessCollector(registry, path=multiproc_dir)
-        import redis
-
         from callscreen.metrics import RetentionCollector
         from callscreen.policy import PolicyBook
+        from callscreen.store import connect
 
-        metrics_client = redis.Redis.from_url(redis_url, socket_timeout=5)
+        metrics_client = connect(redis_url, timeout=5)
         policies = PolicyBook.load(settings.policy_dir)
         _registry_metrics(metrics_client, registry, policies)
         RetentionCollector(metrics_client, registry)

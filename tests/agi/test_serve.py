@@ -132,12 +132,10 @@ def test_serve_store_connections_queue_past_the_pool_size_instead_of_failing(set
     "Too many connections" past 100, failing the rest of a burst of calls)."""
     import asyncio
 
-    import redis.asyncio
-
-    from callscreen.cli.serve import STORE_CONNECTIONS, _store_pool
+    from callscreen.cli.serve import STORE_CONNECTIONS, _store_client
 
     async def burst() -> list[object]:
-        client = redis.asyncio.Redis(connection_pool=_store_pool(settings, str(settings.redis_url)))
+        client = _store_client(settings, str(settings.redis_url))
         try:  # each BLPOP holds its connection for 0.1 s on the server
             return await asyncio.gather(*(client.blpop([f"empty:{i}"], timeout=0.1)
                                           for i in range(2 * STORE_CONNECTIONS + 40)))

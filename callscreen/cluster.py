@@ -1,0 +1,99 @@
+"""Where the store is: one Redis/Valkey server or a Redis Cluster, and what differs between them.
+
+A cluster is named by a ``redis+cluster://`` URL (``rediss+cluster://`` for TLS) listing one or
+more seed nodes: ``redis+cluster://[user:password@]host:port[,host:port…][/][?option=value…]``.
+The client learns every other node from the seeds. A cluster has only database 0, so a path
+other than ``/`` or ``/0`` is refused. Options are redis-py's URL options (``?ssl_cert_reqs=…``).
+
+Invariants: :func:`parse_store_url` accepts exactly what :func:`callscreen.store.connect` can
+connect to, and its error names what is wrong; a single-server URL is passed to redis-py as is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+SINGLE_SCHEMES = ("redis", "rediss", "unix")
+CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
+
+
+@dataclass(frozen=True)
+class StoreAddress:
+    """A parsed store URL: ``nodes`` is empty for a single server, the seed nodes of a cluster."""
+
+    url: str
+    nodes: tuple[tuple[str, int], ...] = ()
+    options: dict[str, Any] = field(default_factory=dict, repr=False)  # redis-py connection options of a cluster URL
+
+    @property
+    def cluster(self) -> bool:
+        return bool(self.nodes)
+
+    def __repr__(self) -> str:
+        return f"StoreAddress({_safe(self.url)!r}, nodes={self.nodes!r})"
+
+
+def parse_store_url(url: str) -> StoreAddress:
+    """Parse a store URL, raising ValueError with a clear message if it cannot be used."""
+    from redis.connection import parse_url
+
+    scheme = url.partition("://")[0].lower() if "://" in url else ""
+    if scheme in SINGLE_SCHEMES:
+        parse_url(url)  # redis-py's own check of a single-server URL
+        return StoreAddress(url)
+    if scheme not in CLUSTER_SCHEMES:
+        raise ValueError(f"{_safe(url)!r}: a store URL starts with one of "
+                         + ", ".join(f"{s}://" for s in SINGLE_SCHEMES + CLUSTER_SCHEMES))
+    body, _, query = url.partition("://")[2].partition("?")
+    authority, _, path = body.partition("/")
+    credentials, _, hosts = authority.rpartition("@")
+    nodes = tuple(_node(part, url) for part in hosts.split(",") if part.strip())
+    if not nodes:
+        raise ValueError(f"{_safe(url)!r}: a cluster URL names at least one seed node as host:port")
+    if path.strip("/") not in ("", "0"):
+        raise ValueError(f"{_safe(url)!r}: a cluster has only database 0 (not /{path.strip('/')})")
+    single = "rediss" if scheme == "rediss+cluster" else "redis"
+    auth = f"{credentials}@" if credentials else ""
+    options = parse_url(f"{single}://{auth}{nodes[0][0]}:{nodes[0][1]}/0" + (f"?{query}" if query else ""))
+    for name in ("host", "port", "db", "connection_class"):
+        options.pop(name, None)
+    if scheme == "rediss+cluster":
+        options["ssl"] = True
+    return StoreAddress(url, nodes, options)
+
+
+def is_cluster_url(url: str | None) -> bool:
+    return bool(url) and url.partition("://")[0].lower() in CLUSTER_SCHEMES
+
+
+def _node(text: str, url: str) -> tuple[str, int]:
+    host, _, port = text.strip().rpartition(":")
+    host = host.strip("[]")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{_safe(url)!r}: seed node {text.strip()!r} is not host:port")
+    return host, int(port)
+
+
+def _safe(url: str) -> str:
+    """The URL with any password hidden (errors are printed and logged)."""
+    scheme, sep, rest = url.partition("://")
+    if "@" in rest:
+        credentials, _, after = rest.rpartition("@")
+        user, colon, _password = credentials.partition(":")
+        return f"{scheme}{sep}{user}{':***' if colon else ''}@{after}"
+    return url
+
+
+def is_cluster_client(client: Any) -> bool:
+    """Whether ``client`` (sync or asyncio) talks to a Redis Cluster."""
+    from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+    from redis.cluster import RedisCluster
+
+    return isinstance(client, RedisCluster | AsyncRedisCluster)
+
+
+def scan_keys(client: Any, match: str, count: int = 1000) -> Iterator[bytes]:
+    """Every key matching ``match``: on a cluster, every primary is scanned (a key is listed once)."""
+    yield from client.scan_iter(match=match, count=count)
