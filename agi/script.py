@@ -197,7 +197,7 @@ def record_outcome(header: protocol.Header, environ: dict[str, str] | os._Enviro
     settings = load_settings(environ=environ).require_secrets()
     client = _store_client(settings)
     try:
-        log = DecisionLog(client, settings.keyring("log_key"), settings.retention_days)
+        log = DecisionLog(client, settings.keyring("log_key"), settings.retention_days, shards=settings.log_shards)
         log.record_outcome(outcome.decision_id, outcome.dialstatus, outcome.answered_seconds, outcome.hangup_cause)
     except KeyError:
         print("callscreen-agi: outcome for an unknown decision", file=sys.stderr)

@@ -21,6 +21,7 @@ from callscreen.keys import Keyring, KeyringError, parse_key
 ENV_PREFIX = "CALLSCREEN_"
 SECRET_NAMES = ("hash_key", "encryption_key", "log_key", "dashboard_secret")
 ROTATABLE = ("hash_key", "encryption_key", "log_key")  # may be key rings (callscreen.keys)
+MAX_LOG_SHARDS = 1024  # every reader reads every shard: more would only slow reads down
 
 
 class ConfigError(ValueError):
@@ -55,6 +56,9 @@ class Settings:
     # by the store and by ``durable_replicas`` replicas; the opt-out answers ALLOW without it
     durable_replicas: int = 0
     allow_without_durability: bool = False
+    # decision log shards (docs/store.md): each writing process appends to one of this many
+    # streams, each in its own slot; 1 on a single server, about 4 per master in a cluster
+    log_shards: int = 1
     # dashboard and metrics
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = 8080
@@ -251,4 +255,6 @@ def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | N
             raise ConfigError(f"redis_url: {exc}") from exc
     if settings.durable_replicas < 0:
         raise ConfigError("durable_replicas must be 0 or more")
+    if not 1 <= settings.log_shards <= MAX_LOG_SHARDS:
+        raise ConfigError(f"log_shards must be between 1 and {MAX_LOG_SHARDS}")
     return settings

@@ -3,32 +3,41 @@
 Invariants:
 - A decision is appended before its answer leaves callscreen; if the append fails the caller
   answers BLOCK ``screening_unavailable`` (see :mod:`callscreen.screening`).
-- Records live in one Redis stream (``cs:{log}:stream``). Each writing process owns a
-  *chain*: its records carry ``seq`` and ``prev`` (the previous record's MAC) and a MAC,
-  HMAC-SHA256 under ``log_key`` over the record's stream id, chain, seq, prev and the
-  canonical record body (format 2; format 1 records, written before, leave the stream id
-  out). The key never reaches Redis, so someone with write access to the store can delete or
-  alter records but cannot forge a chain that :meth:`DecisionLog.verify` accepts. The last
-  MAC of every chain is kept in ``cs:{log}:heads`` so truncating a chain's tail is detected.
+- Records live in Redis streams: one per shard of the log (``cs:{log}:stream`` is shard 0,
+  ``cs:{log.k}:stream`` shard k; see :mod:`callscreen.log_shards` for the layout). Each
+  writing process owns a *chain*, appended to one shard: its records carry ``seq`` and
+  ``prev`` (the previous record's MAC) and a MAC, HMAC-SHA256 under ``log_key`` over the
+  record's stream id, chain, seq, prev and the canonical record body (format 2; format 1
+  records, written before, leave the stream id out). The key never reaches Redis, so someone
+  with write access to the store can delete or alter records but cannot forge a chain that
+  :meth:`DecisionLog.verify` accepts. The last MAC of every chain is kept in its shard's
+  ``heads`` so truncating a chain's tail is detected.
+- Reads merge the shards in stream-id order (ties by shard number), so a reader sees one log
+  whichever shard each record went to; verify checks each shard on its own and names the
+  shard of every problem.
 - The writer chooses the stream id (its clock, never below the stream's last id) so the MAC
   can cover it. Appends are compare-and-set: a Lua script adds the record only if the chain
   head in Redis is the one the writer chained from and the stream accepts the id, and only
-  under the log key *epoch* in force (``cs:{log}:epoch``): each record names the key id it
-  was MAC'd with, ``callscreen keys rotate log`` moves the epoch atomically, and verify checks
-  each record with its epoch's key from the key ring and reports a record MAC'd under a key
-  after that key was retired.
+  under the log key *epoch* in force in its shard (``cs:{log}:epoch``): each record names the
+  key id it was MAC'd with, ``callscreen keys rotate log`` moves each shard's epoch atomically
+  (shard 0 first, then the others in order; each shard keeps its own history), and verify
+  checks each record with its shard's epoch's key and reports a record MAC'd under a key after
+  that key was retired in its shard.
 - Reading never trusts the stream: an entry that is not a well-formed record of a known
   format comes back as a :class:`DamagedEntry` naming the entry and what is wrong with it.
 - Retention removes records anywhere in a chain (periods differ by jurisdiction and kind). A
   removed record leaves a *tombstone* (its seq, prev and MAC, tagged with an HMAC under the log
   key), so the chain still verifies across the gap while deleting a record without the key is
-  still detected; tombstones at the start of a chain fold into its anchor in ``cs:{log}:trimmed``.
+  still detected; tombstones at the start of a chain fold into its anchor in ``trimmed``.
+- The append also counts a decision in its shard's per-day counters (same script, so a
+  counted decision is a logged one): the dashboard sums them instead of reading the log.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import heapq
 import hmac
 import json
 import os
@@ -47,6 +56,15 @@ import redis
 from callscreen import codec
 from callscreen.durability import confirm
 from callscreen.keys import ROTATE_EPOCH_SCRIPT, EpochHistory, Keyring
+from callscreen.log_shards import (
+    ADOPT_EPOCH_SCRIPT,
+    COUNTER_DAYS,
+    EPOCH_DAY,
+    REGISTRY,
+    LogShard,
+    counter_field,
+    shard_of,
+)
 from callscreen.models import Decision
 from callscreen.store import (
     ATTEMPT_HISTORY,
@@ -60,14 +78,16 @@ from callscreen.store import (
     script,
 )
 
-STREAM = "cs:{log}:stream"
-HEADS = "cs:{log}:heads"
-IDS = "cs:{log}:ids"
-TRIMMED = "cs:{log}:trimmed"
-OUTCOMES = "cs:{log}:outcomes"
-PURGED = "cs:{log}:purged"
-EPOCH = "cs:{log}:epoch"
-EPOCHS = "cs:{log}:epochs"
+# Shard 0's keys (the log's names before it was sharded); see callscreen.log_shards.
+SHARD_0 = LogShard(0)
+STREAM = SHARD_0.stream
+HEADS = SHARD_0.heads
+IDS = SHARD_0.ids
+TRIMMED = SHARD_0.trimmed
+OUTCOMES = SHARD_0.outcomes
+PURGED = SHARD_0.purged
+EPOCH = SHARD_0.epoch
+EPOCHS = SHARD_0.epochs
 GENESIS = "genesis"
 APPEND_ATTEMPTS = 16  # a lost race (head moved, or a newer id landed first) costs one more round trip
 FORMAT = "2"  # the record format written now (see docs/store.md)
@@ -79,10 +99,12 @@ ENTRY_FIELDS: dict[str, tuple[frozenset[str], ...]] = {
     "2": (_FORMAT_1 | {"v", "kid"},),
 }
 
-# KEYS: stream, heads, ids, epoch. ARGV: chain, expected head, new head, record id, seq, prev,
-# mac, body, key id, stream id, format. Replies {1, id} (added), {0, head} (the chain moved on),
-# {2, epoch} (the log key epoch moved) or {3, last id} (the stream refused the id: it is not
-# above the stream's last id).
+# KEYS: stream, heads, ids, epoch, day counters, counted (all in the shard's slot). ARGV: chain,
+# expected head, new head, record id, seq, prev, mac, body, key id, stream id, format, counter
+# field ('' for a record that is not counted), counter expiry (unix seconds). Replies {1, id}
+# (added), {0, head} (the chain moved on), {2, epoch} (the log key epoch moved) or {3, last id}
+# (the stream refused the id: it is not above the stream's last id). The first append that
+# counts marks where counting began (from the start when the stream held nothing before).
 APPEND_SCRIPT = """
 local epoch = redis.call('GET', KEYS[4])
 if epoch and epoch ~= ARGV[9] then return {2, epoch} end
@@ -100,6 +122,15 @@ if type(sid) == 'table' and sid.err then
 end
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
 redis.call('HSET', KEYS[3], ARGV[4], sid)
+if redis.call('EXISTS', KEYS[6]) == 0 then
+  local since = sid
+  if redis.call('XLEN', KEYS[1]) == 1 then since = '0-0' end
+  redis.call('SET', KEYS[6], since)
+end
+if ARGV[12] ~= '' then
+  redis.call('HINCRBY', KEYS[5], ARGV[12], 1)
+  redis.call('EXPIREAT', KEYS[5], ARGV[13])
+end
 return {1, sid}
 """
 APPEND_SHA = script(APPEND_SCRIPT)
@@ -172,6 +203,7 @@ class LogRecord:
     stream_id: str = ""
     key_id: str = ""  # the log key epoch it was MAC'd under ("" before epochs existed)
     format: str = FORMAT
+    shard: int = 0  # the shard it was read from (not MAC'd: chain continuity pins it)
 
     def body(self) -> str:
         """Canonical JSON of everything but the chain fields: what the MAC covers."""
@@ -202,7 +234,7 @@ class LogRecord:
         )
 
     @classmethod
-    def from_entry(cls, stream_id: Any, fields: dict[Any, Any]) -> LogRecord:
+    def from_entry(cls, stream_id: Any, fields: dict[Any, Any], shard: int = 0) -> LogRecord:
         """The record in one stream entry; raises :class:`UnreadableRecord` (naming what is
         wrong) for anything but a well-formed record of a known format."""
         link = ChainLink.from_entry(stream_id, fields)
@@ -220,7 +252,7 @@ class LogRecord:
         kid = _field(fields, "kid")
         record = cls(**data, chain=link.chain, seq=link.seq, prev=link.prev, mac=link.mac,
                      stream_id=link.stream_id, key_id="" if kid is None else _strict_text(kid, "kid"),
-                     format=link.format)
+                     format=link.format, shard=shard)
         if record.body() != body:  # the MAC covers the canonical form: any other spelling is not ours
             raise UnreadableRecord("body is not in canonical form")
         return record
@@ -275,6 +307,7 @@ class DamagedEntry:
     reason: str
     fields: dict[str, str]
     link: ChainLink | None = None
+    shard: int = 0
 
     @property
     def record_id(self) -> str:
@@ -284,16 +317,16 @@ class DamagedEntry:
         return f"{self.stream_id} ({self.record_id or 'no id'}): unreadable record: {self.reason}"
 
     def as_json(self) -> dict[str, Any]:
-        return {"stream_id": self.stream_id, "tampered": self.reason, "fields": self.fields}
+        return {"stream_id": self.stream_id, "shard": self.shard, "tampered": self.reason, "fields": self.fields}
 
 
 LogEntry = LogRecord | DamagedEntry
 
 
-def read_entry(stream_id: Any, fields: dict[Any, Any]) -> LogEntry:
-    """The record in a stream entry, or a :class:`DamagedEntry` saying why it is not one."""
+def read_entry(stream_id: Any, fields: dict[Any, Any], shard: int = 0) -> LogEntry:
+    """The record in a stream entry of ``shard``, or a :class:`DamagedEntry` saying why it is not one."""
     try:
-        return LogRecord.from_entry(stream_id, fields)
+        return LogRecord.from_entry(stream_id, fields, shard)
     except UnreadableRecord as exc:
         reason = str(exc)
     try:
@@ -301,7 +334,7 @@ def read_entry(stream_id: Any, fields: dict[Any, Any]) -> LogEntry:
     except UnreadableRecord:
         link = None
     return DamagedEntry(_lenient_text(stream_id), reason,
-                        {_lenient_text(k): _lenient_text(v) for k, v in fields.items()}, link)
+                        {_lenient_text(k): _lenient_text(v) for k, v in fields.items()}, link, shard)
 
 
 def _text(value: Any) -> str:
@@ -374,10 +407,12 @@ def _anchor(value: str | None) -> tuple[int, str]:
     return (int(seq), mac) if seq.isdigit() else (-1, "")  # unreadable: nothing continues it
 
 
+
 @dataclass
 class VerifyReport:
     records: int = 0
     chains: int = 0
+    shards: int = 1
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -387,18 +422,24 @@ class VerifyReport:
 
 class EntryCheck:
     """What is wrong with one entry on its own — unreadable, MAC'd under a key not in force
-    where it stands, or a MAC that does not match its content — or nothing. Chain continuity
-    is :meth:`DecisionLog.verify`'s to check."""
+    where it stands (in its shard), or a MAC that does not match its content — or nothing.
+    Chain continuity is :meth:`DecisionLog.verify`'s to check."""
 
-    def __init__(self, epochs: EpochHistory) -> None:
-        self.epochs = epochs
+    def __init__(self, epochs: EpochHistory | dict[int, EpochHistory]) -> None:
+        self.by_shard = epochs if isinstance(epochs, dict) else {0: epochs}
+
+    @property
+    def epochs(self) -> EpochHistory:
+        """Shard 0's epoch history."""
+        return self.by_shard[0]
 
     def __call__(self, entry: LogEntry) -> list[str]:
         if isinstance(entry, DamagedEntry):
             return [entry.describe()]
-        misplaced = self.epochs.misplaced(entry.key_id, entry.stream_id)
+        epochs = self.by_shard.get(entry.shard) or self.by_shard[0]
+        misplaced = epochs.misplaced(entry.key_id, entry.stream_id)
         found = [f"{entry.stream_id} ({entry.id}): {misplaced}"] if misplaced else []
-        key = self.epochs.key(entry.key_id)
+        key = epochs.key(entry.key_id)
         if key is None:
             found.append(f"{entry.stream_id} ({entry.id}): MAC does not match its content "
                          f"(it names log key {entry.key_id}, which is not in the key ring)")
@@ -407,33 +448,112 @@ class EntryCheck:
         return found
 
 
+def _position(entry: LogEntry) -> tuple[int, int, int]:
+    """Where an entry stands in the merged log: its stream id, then its shard."""
+    millis, _, sub = entry.stream_id.partition("-")
+    try:
+        return int(millis), int(sub or 0), entry.shard
+    except ValueError:
+        return 0, 0, entry.shard
+
+
+def cursor_of(entry: LogEntry) -> str:
+    """A newest-first page cursor just past ``entry``: its stream id, with ``-shard`` beyond 0."""
+    return entry.stream_id if entry.shard == 0 else f"{entry.stream_id}-{entry.shard}"
+
+
+def _parse_cursor(cursor: str) -> tuple[str, int]:
+    """A cursor's stream id and shard (a bare stream id is shard 0's, as before shards)."""
+    parts = cursor.split("-")
+    if len(parts) == 3 and all(p.isdigit() for p in parts):
+        return f"{parts[0]}-{parts[1]}", int(parts[2])
+    return cursor, 0
+
+
 class DecisionLog:
-    """Appends, reads and verifies the log. Thread- and task-safe per process."""
+    """Appends, reads and verifies the log. Thread- and task-safe per process.
+
+    ``shards`` is the ``log_shards`` setting: how many shards writers spread over; readers read
+    those and every shard the store's registry names."""
 
     def __init__(self, client: redis.Redis, log_key: bytes | Keyring, retention_days: int = 1825,
-                 aclient: Any = None) -> None:
+                 aclient: Any = None, shards: int = 1) -> None:
         ring = log_key if isinstance(log_key, Keyring) else Keyring.single("log_key", log_key)
         if not ring or any(len(material) < 32 for _kid, material in ring):
             raise ValueError("log_key must be at least 32 bytes")
+        if shards < 1:
+            raise ValueError("log_shards must be 1 or more")
         self.client = client
         self.aclient = aclient
         self.ring = ring
+        self.shard_count = shards
         self._kid = ring.oldest  # until the store names the epoch in force
         self.retention = timedelta(days=retention_days)
         self._thread_lock = threading.Lock()
         self._task_lock: asyncio.Lock | None = None
         self._pid = -1
         self._chain = ""
+        self._shard = SHARD_0  # the writer's shard, chosen with its chain
+        self._joined = -1  # the pid whose chain has joined its shard (see _join)
         self._seq = 0
         self._prev = GENESIS
         self._floor = (0, 0)  # the newest stream id this writer knows of: the next must be above it
 
+    # --- shards -----------------------------------------------------------------------------
+
+    def shards(self) -> list[LogShard]:
+        """Every shard to read: the configured ones and those the store's registry names."""
+        return _shard_list(self.shard_count, self.client.smembers(REGISTRY))
+
+    async def shards_async(self) -> list[LogShard]:
+        return _shard_list(self.shard_count, await self.aclient.smembers(REGISTRY))
+
+    @property
+    def shard(self) -> LogShard:
+        """The shard this process writes to."""
+        self._ensure_chain()
+        return self._shard
+
+    def _join_commands(self) -> list[Command]:
+        """Register this writer's shard (once per process, not per decision) and read the
+        epochs a shard new to the log adopts (see :meth:`_joined_with`)."""
+        return [("SADD", REGISTRY, self._shard.index), ("GET", SHARD_0.epoch), ("GET", self._shard.epoch)]
+
+    def _joined_with(self, replies: list[Any]) -> Command | None:
+        """After :meth:`_join_commands`: the command that gives a shard without an epoch
+        shard 0's, so it never accepts a key retired elsewhere; None when there is nothing to do."""
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise LogWriteError(f"decision log shard registration failed: {reply}")
+        self._joined = self._pid
+        if replies[1] is None or replies[2] is not None:
+            return None
+        kid = _text(replies[1])
+        shard = self._shard
+        return ("EVAL", ADOPT_EPOCH_SCRIPT, 3, shard.epoch, shard.epochs, shard.stream, kid)
+
+    def _join(self) -> None:
+        if self._shard.index == 0 or self._joined == self._pid:
+            return
+        adopt = self._joined_with(run_pipeline(self.client, self._join_commands()))
+        if adopt is not None:
+            run_pipeline(self.client, [adopt])
+
+    async def _join_async(self) -> None:
+        if self._shard.index == 0 or self._joined == self._pid:
+            return
+        adopt = self._joined_with(await run_pipeline_async(self.aclient, self._join_commands()))
+        if adopt is not None:
+            await run_pipeline_async(self.aclient, [adopt])
+
     # --- appending ------------------------------------------------------------------------
 
     def _ensure_chain(self) -> None:
-        if self._pid != os.getpid():  # a forked worker starts its own chain
+        if self._pid != os.getpid():  # a forked worker starts its own chain (maybe in another shard)
             self._pid = os.getpid()
             self._chain = f"{socket.gethostname()}:{self._pid}:{secrets.token_hex(3)}"
+            self._shard = LogShard(shard_of(self._chain, self.shard_count))
+            self._kid = self.ring.oldest
             self._seq, self._prev = 0, GENESIS
 
     def _next_stream_id(self) -> str:
@@ -451,9 +571,14 @@ class DecisionLog:
         mac = chain_mac(self.ring.get(self._kid), self._chain, seq, self._prev, body, stream_id)
         expected = "" if self._seq == 0 else f"{self._seq}:{self._prev}"
         new_head = f"{seq}:{mac}"
+        counted = counter_field(int(stream_id.partition("-")[0]), record.result, record.reason)
+        day, counter = counted if counted and record.kind == "decision" else (EPOCH_DAY, "")
+        expires = int(datetime.combine(day, datetime.min.time(), UTC).timestamp()) + (COUNTER_DAYS + 1) * 86400
+        shard = self._shard
         script: Command = (
-            "EVALSHA", APPEND_SHA, 4, STREAM, HEADS, IDS, EPOCH,
-            self._chain, expected, new_head, record.id, seq, self._prev, mac, body, self._kid, stream_id, FORMAT,
+            "EVALSHA", APPEND_SHA, 6, shard.stream, shard.heads, shard.ids, shard.epoch, shard.day(day),
+            shard.counted, self._chain, expected, new_head, record.id, seq, self._prev, mac, body, self._kid,
+            stream_id, FORMAT, counter, expires,
         )
         return [script, *extra], new_head
 
@@ -510,24 +635,52 @@ class DecisionLog:
         """The log key epoch this writer last knew to be in force."""
         return self._kid
 
+    def epochs(self) -> dict[int, str]:
+        """The log key epoch in force in each shard (the ring's oldest before any rotation)."""
+        shards = self.shards()
+        pipe = self.client.pipeline(transaction=False)
+        for shard in shards:
+            pipe.get(shard.epoch)
+        return {shard.index: _text(kid or self.ring.oldest) for shard, kid in zip(shards, pipe.execute(), strict=True)}
+
     def epoch(self) -> str:
-        """The log key epoch in force in the store (the ring's oldest key before any rotation)."""
-        return _text(self.client.get(EPOCH) or self.ring.oldest)
+        """The log key epoch in force: the oldest key still in force in any shard (so a rotation
+        cut short reads as not done yet, and running it again finishes it)."""
+        order = {kid: n for n, kid in enumerate(self.ring.ids)}
+        return min(self.epochs().values(), key=lambda kid: order.get(kid, -1))
 
     def rotate_key(self, new_kid: str) -> str:
-        """Make ``new_kid`` the log key epoch; records written from now on use it, records of
-        the old epoch still verify with it, and nothing more can be appended under it. Returns
-        the old epoch. Raises KeyringError if the ring lacks the key."""
+        """Make ``new_kid`` the log key epoch of every shard; records written from now on use it,
+        records of the old epoch still verify with it, and nothing more can be appended under
+        it. Shard 0 moves first, then (the registry read again, so a shard that joined meanwhile
+        adopted shard 0's new epoch or is moved here) every other shard in order; each move is
+        atomic in its shard, a shard not yet moved goes on accepting only the old key, and a
+        run cut short is finished by running it again. Returns the old epoch. Raises
+        KeyringError if the ring lacks the key, ValueError if every shard already uses it."""
         self.ring.get(new_kid)
-        current = _text(self.client.get(EPOCH) or b"")
-        old = current or self.ring.oldest
-        if old == new_kid:
+        old = self.epoch()
+        moved = self._move_epoch(SHARD_0, new_kid)
+        for shard in self.shards()[1:]:
+            moved += self._move_epoch(shard, new_kid)
+        if not moved:
             raise ValueError(f"log key {new_kid} is already in force")
-        ok, value = self.client.eval(ROTATE_EPOCH_SCRIPT, 3, EPOCH, EPOCHS, STREAM, current, new_kid, self.ring.oldest)
+        if self._pid == os.getpid():
+            self._kid = new_kid
+        return old
+
+    def _move_epoch(self, shard: LogShard, new_kid: str) -> int:
+        """Move one shard's epoch to ``new_kid``; 1 if it moved, 0 if it was there already."""
+        current = _text(self.client.get(shard.epoch) or b"")
+        if current == new_kid:
+            return 0
+        if not current and self.client.eval(ADOPT_EPOCH_SCRIPT, 3, shard.epoch, shard.epochs, shard.stream,
+                                             new_kid):
+            return 1  # nothing was ever written there: it starts under the new key
+        ok, value = self.client.eval(ROTATE_EPOCH_SCRIPT, 3, shard.epoch, shard.epochs, shard.stream, current,
+                                     new_kid, self.ring.oldest)
         if not ok:
             raise LogWriteError(f"the log key epoch moved meanwhile (now {_text(value)}); try again")
-        self._kid = new_kid
-        return old
+        return 1
 
     def append(self, record: LogRecord, extra: list[Command] = (), durable: Sequence[Command] = ()) -> str:
         """Append ``record`` (and run ``extra`` commands in the same round trip); returns the stream id.
@@ -536,6 +689,8 @@ class DecisionLog:
         round trip, on the same connection; unless the replies confirm the record this raises
         :class:`~callscreen.durability.DurabilityUnconfirmed` (the record may still exist)."""
         with self._thread_lock:
+            self._ensure_chain()
+            self._join()
             for _attempt in range(APPEND_ATTEMPTS):
                 commands, new_head = self._plan(record, list(extra))
                 replies = run_pipeline(self.client, [*commands, *durable])
@@ -553,6 +708,8 @@ class DecisionLog:
         if self._task_lock is None:
             self._task_lock = asyncio.Lock()
         async with self._task_lock:
+            self._ensure_chain()
+            await self._join_async()
             for _attempt in range(APPEND_ATTEMPTS):
                 commands, new_head = self._plan(record, list(extra))
                 replies = await run_pipeline_async(self.aclient, [*commands, *durable])
@@ -561,7 +718,6 @@ class DecisionLog:
                     return stream_id
                 extra = []
         raise LogWriteError("decision log append kept conflicting with another writer")
-
     def _settle_durable(self, replies: list[Any], new_head: str, durable: Sequence[Command]) -> str | None:
         """:meth:`_settle`, then the durability confirmation of a record that was written."""
         split = len(replies) - len(durable)
@@ -590,7 +746,8 @@ class DecisionLog:
             id=new_id("o"), at=datetime.now(UTC), kind="outcome", campaign_id=decision.campaign_id,
             number_digest=decision.number_digest, origin=origin, extra=outcome,
         )
-        commands: list[Command] = [("HSET", OUTCOMES, decision.id, json.dumps(outcome))]
+        # kept beside the decision, in its shard
+        commands: list[Command] = [("HSET", LogShard(decision.shard).outcomes, decision.id, json.dumps(outcome))]
         # A call that never left (no Dial, or our own trunk unavailable) is not an attempt.
         if decision.number_digest and dialstatus in ("", "CHANUNAVAIL"):
             commands.append(("ZREM", number_key(decision.number_digest, "attempts"), decision.id))
@@ -615,7 +772,10 @@ class DecisionLog:
         return record
 
     def outcome_of(self, decision_id: str) -> dict[str, Any] | None:
-        raw = self.client.hget(OUTCOMES, decision_id)
+        pipe = self.client.pipeline(transaction=False)
+        for shard in self.shards():
+            pipe.hget(shard.outcomes, decision_id)
+        raw = next((found for found in pipe.execute() if found is not None), None)
         return None if raw is None else json.loads(raw)
 
     def append_summary(self, kind: str, extra: dict[str, Any], campaign_id: str = "",
@@ -631,26 +791,44 @@ class DecisionLog:
     # records that can be read, and `verify`, `tail` and `export` name the others as tampered.
 
     def get(self, record_id: str) -> LogRecord | None:
-        stream_id = self.client.hget(IDS, record_id)
-        if stream_id is None:
-            return None
-        return _only_record(self.client.xrange(STREAM, stream_id, stream_id))
+        """The record ``record_id``, from whichever shard holds it."""
+        shards = self.shards()
+        pipe = self.client.pipeline(transaction=False)
+        for shard in shards:
+            pipe.hget(shard.ids, record_id)
+        for shard, stream_id in zip(shards, pipe.execute(), strict=True):
+            if stream_id is not None:
+                return _only_record(self.client.xrange(shard.stream, stream_id, stream_id), shard)
+        return None
 
     async def get_async(self, record_id: str) -> LogRecord | None:
-        stream_id = await self.aclient.hget(IDS, record_id)
-        if stream_id is None:
-            return None
-        return _only_record(await self.aclient.xrange(STREAM, stream_id, stream_id))
+        shards = await self.shards_async()
+        pipe = self.aclient.pipeline(transaction=False)
+        for shard in shards:
+            pipe.hget(shard.ids, record_id)
+        for shard, stream_id in zip(shards, await pipe.execute(), strict=True):
+            if stream_id is not None:
+                return _only_record(await self.aclient.xrange(shard.stream, stream_id, stream_id), shard)
+        return None
 
     def get_many(self, record_ids: list[str]) -> list[LogRecord]:
+        """The records of ``record_ids`` that exist, in that order, from whichever shards hold them."""
         if not record_ids:
             return []
-        stream_ids = self.client.hmget(IDS, record_ids)
+        shards = self.shards()
         pipe = self.client.pipeline(transaction=False)
-        wanted = [s for s in stream_ids if s is not None]
-        for sid in wanted:
-            pipe.xrange(STREAM, sid, sid)
-        found = (_only_record(entries) for entries in pipe.execute())
+        for shard in shards:
+            pipe.hmget(shard.ids, record_ids)
+        located: dict[str, tuple[LogShard, Any]] = {}
+        for shard, stream_ids in zip(shards, pipe.execute(), strict=True):
+            for record_id, stream_id in zip(record_ids, stream_ids, strict=True):
+                if stream_id is not None:
+                    located.setdefault(record_id, (shard, stream_id))
+        wanted = [located[r] for r in record_ids if r in located]
+        pipe = self.client.pipeline(transaction=False)
+        for shard, sid in wanted:
+            pipe.xrange(shard.stream, sid, sid)
+        found = (_only_record(entries, shard) for (shard, _sid), entries in zip(wanted, pipe.execute(), strict=True))
         return [record for record in found if record is not None]
 
     def for_number(self, digest: str, limit: int = 100) -> list[LogRecord]:
@@ -660,19 +838,32 @@ class DecisionLog:
 
     def entries(self, start: datetime | None = None, end: datetime | None = None, newest_first: bool = True,
                 batch: int = 500, before: str | None = None) -> Iterator[LogEntry]:
-        """Every entry in a time range, records and damaged ones alike, streamed in batches;
-        ``before`` is an exclusive stream id."""
+        """Every entry in a time range, records and damaged ones alike, streamed in batches, every
+        shard merged in stream-id order (ties: by shard); ``before`` is an exclusive cursor
+        (:func:`cursor_of`: a stream id, or one with its shard)."""
         low = f"{ms(start)}-0" if start else "-"
         high = f"{ms(end)}-18446744073709551615" if end else "+"
-        if before:
-            high = "(" + before
+        cursor, cursor_shard = _parse_cursor(before) if before else ("", 0)
+        streams = []
+        for shard in self.shards():
+            top = high
+            if cursor:  # the merged order is (stream id, shard): lower shards keep the cursor's own id
+                top = cursor if shard.index < cursor_shard else "(" + cursor
+            streams.append(self._shard_entries(shard, low, top, newest_first, batch))
+        if len(streams) == 1:
+            yield from streams[0]
+        else:
+            yield from heapq.merge(*streams, key=_position, reverse=newest_first)
+
+    def _shard_entries(self, shard: LogShard, low: str, high: str, newest_first: bool,
+                       batch: int) -> Iterator[LogEntry]:
         while True:
             if newest_first:
-                entries = self.client.xrevrange(STREAM, high, low, count=batch)
+                entries = self.client.xrevrange(shard.stream, high, low, count=batch)
             else:
-                entries = self.client.xrange(STREAM, low, high, count=batch)
+                entries = self.client.xrange(shard.stream, low, high, count=batch)
             for entry in entries:
-                yield read_entry(*entry)
+                yield read_entry(*entry, shard.index)
             if len(entries) < batch:
                 return
             last = _text(entries[-1][0])
@@ -699,37 +890,63 @@ class DecisionLog:
             if (result and record.result != result) or (reason and record.reason != reason):
                 continue
             if len(found) == limit:
-                return found, found[-1].stream_id
+                return found, cursor_of(found[-1])
             found.append(record)
         return found, None
 
     def tail(self, count: int = 20) -> list[LogEntry]:
-        """The newest ``count`` entries, oldest first, damaged ones included."""
-        entries = self.client.xrevrange(STREAM, count=count)
-        return [read_entry(*e) for e in reversed(entries)]
+        """The newest ``count`` entries of the whole log, oldest first, damaged ones included."""
+        shards = self.shards()
+        pipe = self.client.pipeline(transaction=False)
+        for shard in shards:
+            pipe.xrevrange(shard.stream, count=count)
+        entries = [read_entry(*entry, shard.index)
+                   for shard, newest in zip(shards, pipe.execute(), strict=True) for entry in newest]
+        return sorted(entries, key=_position)[-count:]
 
     # --- verification and retention ---------------------------------------------------------
 
     def checker(self) -> EntryCheck:
-        """A check of single entries against this log's key ring and epoch history (read once;
-        an unreadable history counts as none, so records under later keys are reported)."""
-        try:
-            return EntryCheck(EpochHistory(self.ring, _text_hash(self.client.hgetall(EPOCHS))))
-        except ValueError:
-            return EntryCheck(EpochHistory(self.ring, {}))
+        """A check of single entries against this log's key ring and each shard's epoch history
+        (read once; an unreadable history counts as none, so records under later keys are reported)."""
+        shards = self.shards()
+        pipe = self.client.pipeline(transaction=False)
+        for shard in shards:
+            pipe.hgetall(shard.epochs)
+        by_shard = {}
+        for shard, raw in zip(shards, pipe.execute(raise_on_error=False), strict=True):
+            try:
+                if isinstance(raw, Exception):
+                    raise ValueError(str(raw))
+                by_shard[shard.index] = EpochHistory(self.ring, _text_hash(raw))
+            except ValueError:
+                by_shard[shard.index] = EpochHistory(self.ring, {})
+        return EntryCheck(by_shard)
 
     def verify(self) -> VerifyReport:
         """Check every entry (readable, MAC matching its content and stream id) and every chain
-        (contiguous sequence numbers across retention tombstones, ending at its head). Never raises
-        on what it reads: each damaged entry is one problem, and the check goes on."""
-        report = VerifyReport()
+        (contiguous sequence numbers across retention tombstones, ending at its head), shard by
+        shard; with more than one shard each problem names its shard. Never raises on what it
+        reads: each damaged entry is one problem, and the check goes on."""
+        shards = self.shards()
+        check = self.checker()
+        report = VerifyReport(shards=len(shards))
+        for shard in shards:
+            found = VerifyReport()
+            self._verify_shard(shard, check, found)
+            report.records += found.records
+            report.chains += found.chains
+            prefix = f"shard {shard.index}: " if len(shards) > 1 else ""
+            report.problems.extend(prefix + problem for problem in found.problems)
+        return report
+
+    def _verify_shard(self, shard: LogShard, check: EntryCheck, report: VerifyReport) -> None:
         last: dict[str, tuple[int, str]] = {}
         try:
-            trimmed = _text_hash(self.client.hgetall(TRIMMED))
-            heads = _text_hash(self.client.hgetall(HEADS))
-            check = self.checker()
-            tombstones = self._tombstones(report, check.epochs)
-            for entry in self.entries(newest_first=False, batch=2000):
+            trimmed = _text_hash(self.client.hgetall(shard.trimmed))
+            heads = _text_hash(self.client.hgetall(shard.heads))
+            tombstones = self._tombstones(shard, report, check.by_shard[shard.index])
+            for entry in self._shard_entries(shard, "-", "+", newest_first=False, batch=2000):
                 report.records += 1
                 report.problems.extend(check(entry))
                 link = entry.link if isinstance(entry, DamagedEntry) else entry
@@ -738,7 +955,7 @@ class DecisionLog:
                             report.problems)
         except redis.ResponseError as exc:  # a log key replaced by one of another type
             report.problems.append(f"the log's keys cannot be read: {exc}")
-            return report
+            return
         for chain, head in heads.items():
             seen = last.get(chain)
             seq, mac = _bridge(tombstones.get(chain, {}), seen or _anchor(trimmed.get(chain)), None)
@@ -748,12 +965,12 @@ class DecisionLog:
                 else:
                     report.problems.append(f"chain {chain}: ends at seq {seq} but its head is {head.split(':')[0]}")
         report.chains = len(heads)
-        return report
 
-    def _tombstones(self, report: VerifyReport, epochs: EpochHistory) -> dict[str, dict[int, tuple[str, str]]]:
+    def _tombstones(self, shard: LogShard, report: VerifyReport,
+                    epochs: EpochHistory) -> dict[str, dict[int, tuple[str, str]]]:
         """chain -> seq -> (prev, mac) of every tombstone whose tag verifies; forged ones are problems."""
         found: dict[str, dict[int, tuple[str, str]]] = {}
-        for name, value in self.client.hscan_iter(PURGED, count=1000):
+        for name, value in self.client.hscan_iter(shard.purged, count=1000):
             try:
                 chain, seq_text = _strict_text(name, "tombstone").rsplit(" ", 1)
                 prev, mac, tag, *kid = _strict_text(value, "tombstone").split(" ")
@@ -769,65 +986,75 @@ class DecisionLog:
         return found
 
     def purge(self, now: datetime | None = None) -> int:
-        """Drop every record older than ``retention_days``, whatever its jurisdiction (the packs'
-        periods are applied by :mod:`callscreen.retention`). A damaged
+        """Drop every record older than ``retention_days`` from every shard, whatever its
+        jurisdiction (the packs' periods are applied by :mod:`callscreen.retention`). A damaged
         entry goes too, without a tombstone: verify goes on reporting the gap it leaves."""
         cutoff = (now or datetime.now(UTC)) - self.retention
         removed = 0
-        while True:
-            entries = self.client.xrange(STREAM, "-", f"({ms(cutoff)}-0", count=1000)
-            if not entries:
-                return removed
-            read = [read_entry(*entry) for entry in entries]
-            damaged = [entry for entry in read if isinstance(entry, DamagedEntry)]
-            if damaged:
-                pipe = self.client.pipeline(transaction=False)
-                for entry in damaged:
-                    pipe.xdel(STREAM, entry.stream_id)
-                    if entry.record_id:
-                        pipe.hdel(IDS, entry.record_id)
-                pipe.execute()
-            removed += len(damaged) + self.remove([entry for entry in read if isinstance(entry, LogRecord)])
+        for shard in self.shards():
+            while True:
+                entries = self.client.xrange(shard.stream, "-", f"({ms(cutoff)}-0", count=1000)
+                if not entries:
+                    break
+                read = [read_entry(*entry, shard.index) for entry in entries]
+                damaged = [entry for entry in read if isinstance(entry, DamagedEntry)]
+                if damaged:
+                    pipe = self.client.pipeline(transaction=False)
+                    for entry in damaged:
+                        pipe.xdel(shard.stream, entry.stream_id)
+                        if entry.record_id:
+                            pipe.hdel(shard.ids, entry.record_id)
+                    pipe.execute()
+                removed += len(damaged) + self.remove([entry for entry in read if isinstance(entry, LogRecord)])
+        return removed
 
     def remove(self, records: list[LogRecord]) -> int:
-        """Delete ``records`` (retention), leaving a tombstone for each so its chain still verifies,
-        and their per-number index entries and outcomes with them; returns how many were deleted.
+        """Delete ``records`` (retention), each from its shard, leaving a tombstone for each so its
+        chain still verifies, and their per-number index entries and outcomes with them; returns
+        how many were deleted.
 
         The tombstones are written before the records go, so an interrupted run leaves a chain
         that verifies; tombstones at the start of a chain are then folded into its anchor."""
         if not records:
             return 0
-        self._use_epoch(self.epoch())
-        key = self.ring.get(self._kid)
+        shards = self.shards()
+        epochs = self.epochs()
         pipe = self.client.pipeline(transaction=False)
         for record in records:
-            tag = tombstone_tag(key, record.chain, record.seq, record.prev, record.mac)
-            pipe.hset(PURGED, _tombstone_field(record.chain, record.seq),
-                      f"{record.prev} {record.mac} {tag} {self._kid}")
+            kid = epochs.get(record.shard, self.ring.oldest)
+            if kid not in self.ring:
+                raise LogWriteError(f"the log key in force ({kid}) is not in this process's key ring: "
+                                    "add it to CALLSCREEN_LOG_KEY")
+            tag = tombstone_tag(self.ring.get(kid), record.chain, record.seq, record.prev, record.mac)
+            pipe.hset(LogShard(record.shard).purged, _tombstone_field(record.chain, record.seq),
+                      f"{record.prev} {record.mac} {tag} {kid}")
         pipe.execute()
         pipe = self.client.pipeline(transaction=False)
         for record in records:
-            pipe.xdel(STREAM, record.stream_id)
-            pipe.hdel(IDS, record.id)
+            shard = LogShard(record.shard)
+            pipe.xdel(shard.stream, record.stream_id)
+            pipe.hdel(shard.ids, record.id)
             if record.kind == "decision":
-                pipe.hdel(OUTCOMES, record.id)
+                pipe.hdel(shard.outcomes, record.id)
                 if record.number_digest:
                     pipe.zrem(number_key(record.number_digest, "decisions"), record.id)
             elif record.kind == "outcome" and record.extra.get("decision_id"):
-                pipe.hdel(OUTCOMES, record.extra["decision_id"])
+                for each in shards:  # the outcome summary sits beside its decision, in its shard
+                    pipe.hdel(each.outcomes, record.extra["decision_id"])
         pipe.execute()
-        self._fold({record.chain for record in records})
+        for index in sorted({record.shard for record in records}):
+            self._fold(LogShard(index), {record.chain for record in records if record.shard == index})
         return len(records)
 
-    def _fold(self, chains: set[str]) -> None:
+    def _fold(self, shard: LogShard, chains: set[str]) -> None:
         """Move each chain's anchor over the tombstones that directly follow it."""
         for chain in chains:
-            seq, mac = _anchor(_text(self.client.hget(TRIMMED, chain) or b""))
+            seq, mac = _anchor(_text(self.client.hget(shard.trimmed, chain) or b""))
             start, folded, ahead = seq, [], True
             while ahead:  # read the tombstones ahead of the anchor 500 at a time
                 names = [_tombstone_field(chain, seq + n) for n in range(1, 501)]
                 ahead = False
-                for name, value in zip(names, self.client.hmget(PURGED, names), strict=True):
+                for name, value in zip(names, self.client.hmget(shard.purged, names), strict=True):
                     if value is None or _text(value).split(" ")[0] != mac:
                         break
                     seq, mac = seq + 1, _text(value).split(" ")[1]
@@ -836,13 +1063,23 @@ class DecisionLog:
                     ahead = True
             if seq != start:
                 pipe = self.client.pipeline(transaction=True)
-                pipe.hset(TRIMMED, chain, f"{seq}:{mac}")
-                pipe.hdel(PURGED, *folded)
+                pipe.hset(shard.trimmed, chain, f"{seq}:{mac}")
+                pipe.hdel(shard.purged, *folded)
                 pipe.execute()
 
 
-def _only_record(entries: list[Any]) -> LogRecord | None:
-    entry = read_entry(*entries[0]) if entries else None
+def _shard_list(configured: int, registered: Any) -> list[LogShard]:
+    """The configured shards and the registered ones (unreadable registry members are skipped)."""
+    known = set(range(configured))
+    for member in registered or ():
+        text = _lenient_text(member)
+        if text.isdigit():
+            known.add(int(text))
+    return [LogShard(index) for index in sorted(known)]
+
+
+def _only_record(entries: list[Any], shard: LogShard = SHARD_0) -> LogRecord | None:
+    entry = read_entry(*entries[0], shard.index) if entries else None
     return entry if isinstance(entry, LogRecord) else None
 
 

@@ -3,7 +3,8 @@
 The periods come from each policy pack's ``[retention]`` section (see ``docs/privacy.md``). A run
 deletes, per kind:
 
-- ``decisions`` and ``outcomes``: decision-log records older than their pack's period, through
+- ``decisions`` and ``outcomes``: decision-log records older than their pack's period (shard by
+  shard), through
   :meth:`DecisionLog.remove` (tombstones keep every chain verifiable), with their per-number
   index entries and outcome summaries;
 - ``consents``: consent records withdrawn or expired longer ago than the period;
@@ -41,8 +42,9 @@ from redis.exceptions import LockError
 from callscreen import codec
 from callscreen.complaints import COMPLAINTS_KEY, ComplaintBook, decode
 from callscreen.crypto import SealError
-from callscreen.decision_log import STREAM, DecisionLog, LogRecord, read_entry
+from callscreen.decision_log import DecisionLog, LogRecord, read_entry
 from callscreen.journal import JOURNAL_KEY, AccessJournal
+from callscreen.log_shards import LogShard
 from callscreen.models import Consent, LegalBasis
 from callscreen.numbers import InvalidNumber, normalize
 from callscreen.policy import PolicyBook, PolicyPack
@@ -195,33 +197,43 @@ class RetentionJob:
         return kind, pack.jurisdiction
 
     def _log(self, now: datetime, report: RetentionReport, dry_run: bool, keep_going: Any) -> None:
-        """For each distinct period, walk the stream from that period's cursor up to its cut-off."""
+        """For each distinct period and each shard, walk the shard's stream from that period's
+        cursor up to its cut-off (shard 0's cursors keep the names they had before shards)."""
         by_days: dict[int, set[tuple[str, str]]] = {}
         for pack in self.policies.packs():
             by_days.setdefault(pack.retention.decisions_days, set()).add(("decisions", pack.jurisdiction))
             by_days.setdefault(pack.retention.outcomes_days, set()).add(("outcomes", pack.jurisdiction))
         for days, classes in sorted(by_days.items()):
-            name = f"log {days} " + hashlib.sha1(repr(sorted(classes)).encode()).hexdigest()[:12]
-            cursor = self.client.hget(CURSORS_KEY, name)
-            low = "(" + cursor.decode() if cursor else "-"
-            high = f"({ms(now - timedelta(days=days))}-0"
-            while True:
-                entries = self.client.xrange(STREAM, low, high, count=BATCH)
-                if not entries:
-                    break
-                # a damaged entry stays where it is, for `log verify` to report
-                records = [r for r in (read_entry(*entry) for entry in entries) if isinstance(r, LogRecord)]
-                last_id = entries[-1][0].decode() if isinstance(entries[-1][0], bytes) else str(entries[-1][0])
-                expired = [(r, self._log_class(r)) for r in records]
-                expired = [(r, c) for r, c in expired if c in classes]
-                for _record, (kind, jurisdiction) in expired:
-                    report.count(kind, jurisdiction)
-                if not dry_run:
-                    self.log.remove([r for r, _c in expired])
-                    self.client.hset(CURSORS_KEY, name, last_id)
-                low = "(" + last_id
-                if not keep_going():
+            period = f"log {days} " + hashlib.sha1(repr(sorted(classes)).encode()).hexdigest()[:12]
+            for shard in self.log.shards():
+                name = period if shard.index == 0 else f"{period} shard {shard.index}"
+                if not self._log_shard(shard, name, now - timedelta(days=days), classes, report, dry_run,
+                                       keep_going):
                     return
+
+    def _log_shard(self, shard: LogShard, name: str, cutoff: datetime, classes: set[tuple[str, str]],
+                   report: RetentionReport, dry_run: bool, keep_going: Any) -> bool:
+        """One shard's records before ``cutoff`` of the given classes; False once asked to stop."""
+        cursor = self.client.hget(CURSORS_KEY, name)
+        low = "(" + cursor.decode() if cursor else "-"
+        high = f"({ms(cutoff)}-0"
+        while True:
+            entries = self.client.xrange(shard.stream, low, high, count=BATCH)
+            if not entries:
+                return True
+            # a damaged entry stays where it is, for `log verify` to report
+            records = [r for r in (read_entry(*entry, shard.index) for entry in entries) if isinstance(r, LogRecord)]
+            last_id = entries[-1][0].decode() if isinstance(entries[-1][0], bytes) else str(entries[-1][0])
+            expired = [(r, self._log_class(r)) for r in records]
+            expired = [(r, c) for r, c in expired if c in classes]
+            for _record, (kind, jurisdiction) in expired:
+                report.count(kind, jurisdiction)
+            if not dry_run:
+                self.log.remove([r for r, _c in expired])
+                self.client.hset(CURSORS_KEY, name, last_id)
+            low = "(" + last_id
+            if not keep_going():
+                return False
 
     # --- consents ------------------------------------------------------------------------------------
 

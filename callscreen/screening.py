@@ -312,7 +312,8 @@ def build_screener(settings: Settings, client: redis.Redis, aclient: Any = None,
     """Wire a Screener from settings (keys must be present: fails loudly otherwise)."""
     settings.require_secrets()
     vault = build_vault(settings, client)
-    log = DecisionLog(client, settings.keyring("log_key"), settings.retention_days, aclient=aclient)
+    log = DecisionLog(client, settings.keyring("log_key"), settings.retention_days, aclient=aclient,
+                      shards=settings.log_shards)
     return Screener(
         Store(client, vault), log, policies or PolicyBook.load(settings.policy_dir),
         default_region=settings.default_region, registries=registries, aclient=aclient, metrics=metrics,

@@ -113,3 +113,11 @@ def test_durability_settings_are_typed_and_a_vague_boolean_is_refused(tmp_path):
         load_settings(write(tmp_path, 'allow_without_durability = "sure"\n'), {})
     with pytest.raises(ConfigError, match="durable_replicas"):
         load_settings(write(tmp_path, "durable_replicas = -1\n"), {})
+
+
+def test_log_shards_is_a_positive_bounded_number(tmp_path):
+    assert load_settings(write(tmp_path, "log_shards = 12\n"), {}).log_shards == 12
+    assert load_settings(None, {"CALLSCREEN_LOG_SHARDS": "4"}).log_shards == 4
+    for bad in ("0", "1025"):
+        with pytest.raises(ConfigError, match="log_shards"):
+            load_settings(write(tmp_path, f"log_shards = {bad}\n"), {})

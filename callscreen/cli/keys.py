@@ -42,6 +42,9 @@ def keys_status(args: argparse.Namespace, context: CliContext) -> int:
     log_ring = _ring(context, "log")
     status: dict[str, dict[str, Any]] = {
         "log": {"configured": list(log_ring.ids), "in_force": context.log.epoch()}}
+    epochs = context.log.epochs()
+    if len(epochs) > 1:  # each shard of the log has its own epoch; a rotation cut short leaves them apart
+        status["log"]["shards"] = {str(index): kid for index, kid in epochs.items()}
     for kind in ("encryption", "hash"):
         ring = _ring(context, kind)
         view = KeyState(kind, ring, context.client).view()
@@ -56,6 +59,11 @@ def keys_status(args: argparse.Namespace, context: CliContext) -> int:
         line = f"{kind:10} in force {info['in_force']:14} configured {', '.join(info['configured'])}"
         if info.get("phase"):
             line += f"; {info['phase']} from {info['retiring']} ({info['moved']} moved so far)"
+        shards = info.get("shards", {})
+        if len(set(shards.values())) > 1:  # in force is the oldest key any shard still uses
+            behind = [index for index, kid in shards.items() if kid == info["in_force"]]
+            line += (f"; rotation unfinished: shards {', '.join(behind)} still on it "
+                     "(run `callscreen keys rotate log` again)")
         if info.get("retired"):
             line += f"; retired {', '.join(info['retired'])}"
         if info.get("kept_for_erasures"):

@@ -136,7 +136,8 @@ def verify_log(args: argparse.Namespace, context: CliContext) -> int:
     for problem in report.problems[:100]:
         print(f"TAMPERED: {problem}")
     # a chain is the records one writer (a CLI command, a server process) linked by MACs in order
-    print(f"{report.records} records in {report.chains} chains (one per writing process, each record "
+    shards = f" across {report.shards} shards" if report.shards > 1 else ""
+    print(f"{report.records} records in {report.chains} chains{shards} (one per writing process, each record "
           f"linked to the one before): {'intact' if report.ok else str(len(report.problems)) + ' problems'}")
     return EXIT_OK if report.ok else EXIT_TAMPERED
 
