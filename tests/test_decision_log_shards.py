@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -13,7 +12,7 @@ import redis.asyncio
 from callscreen.decision_log import STREAM, DecisionLog, LogRecord, chain_mac
 from callscreen.keys import Keyring
 from callscreen.log_shards import REGISTRY, LogShard, shard_of
-from tests_support import TEST_LOG_KEY
+from tests_support import TEST_LOG_KEY, writer_on
 
 SHARDS = 4
 OLD_KEY, NEW_KEY = ("old", bytes(range(64, 96))), ("new", bytes(range(96, 128)))
@@ -23,18 +22,6 @@ RING = Keyring("log_key", (OLD_KEY, NEW_KEY))
 def record(name: str, digest: str = "ab" * 16, result: str = "BLOCK", reason: str = "no_basis") -> LogRecord:
     return LogRecord(id=name, at=datetime(2026, 11, 20, 10, 0, tzinfo=UTC), campaign_id="spring",
                      number_digest=digest, result=result, reason=reason, checks=[["basis", False, "none"]])
-
-
-def writer_on(client, shard: int, key=TEST_LOG_KEY, shards: int = SHARDS) -> DecisionLog:
-    """A writer whose chain lands in ``shard`` (chains pick their shard by hash: try names until one does)."""
-    log = DecisionLog(client, key, shards=shards)
-    log._ensure_chain()
-    for n in itertools.count():
-        chain = f"writer-{shard}-{n}"
-        if shard_of(chain, shards) == shard:
-            log._chain, log._shard = chain, LogShard(shard)
-            return log
-    raise AssertionError  # pragma: no cover
 
 
 @pytest.fixture

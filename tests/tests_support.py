@@ -15,7 +15,9 @@ from typing import Any
 import redis
 import redis.asyncio
 
-from callscreen.decision_log import HEADS
+from callscreen.decision_log import HEADS, DecisionLog
+from callscreen.keys import Keyring
+from callscreen.log_shards import LogShard, shard_of
 
 TEST_HASH_KEY = bytes(range(32))
 TEST_ENCRYPTION_KEY = bytes(range(32, 64))
@@ -61,6 +63,18 @@ def refusing_log_writes(client: redis.Redis, fault: str) -> Iterator[None]:
             client.delete(HEADS)
             if client.exists(KEPT_HEADS):
                 client.rename(KEPT_HEADS, HEADS)
+
+
+def writer_on(client: redis.Redis, shard: int, key: bytes | Keyring = TEST_LOG_KEY, shards: int = 4) -> DecisionLog:
+    """A decision-log writer whose chain lands in ``shard`` of ``shards`` (a chain picks its
+    shard by a hash of its name: names are tried until one lands there)."""
+    log = DecisionLog(client, key, shards=shards)
+    log._ensure_chain()
+    n = 0
+    while shard_of(f"writer-{shard}-{n}", shards) != shard:
+        n += 1
+    log._chain, log._shard = f"writer-{shard}-{n}", LogShard(shard)
+    return log
 
 
 def free_port() -> int:
