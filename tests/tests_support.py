@@ -1,16 +1,18 @@
-"""Constants, store faults and process helpers shared by tests (importable because tests/ is on sys.path)."""
+"""Constants, store faults and process helpers shared by tests (importable because tests/ is on sys.path).
+
+The process helpers live in :mod:`harness.processes` (the benchmarks use them too) and are
+re-exported here; this module puts the repository root on ``sys.path`` for that.
+"""
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
 import sys
-import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for harness
 
 import redis
 import redis.asyncio
@@ -18,11 +20,19 @@ import redis.asyncio
 from callscreen.decision_log import HEADS, DecisionLog
 from callscreen.keys import Keyring
 from callscreen.log_shards import LogShard, shard_of
+from harness.processes import (
+    CALLSCREEN,
+    TEST_ENCRYPTION_KEY,
+    TEST_HASH_KEY,
+    TEST_LOG_KEY,
+    callscreen_env,
+    free_port,
+    start_serve,
+)
 
-TEST_HASH_KEY = bytes(range(32))
-TEST_ENCRYPTION_KEY = bytes(range(32, 64))
-TEST_LOG_KEY = bytes(range(64, 96))
-CALLSCREEN = str(Path(sys.executable).with_name("callscreen"))
+__all__ = ["CALLSCREEN", "KEPT_HEADS", "LOG_FAULTS", "TEST_ENCRYPTION_KEY", "TEST_HASH_KEY", "TEST_LOG_KEY",
+           "callscreen_env", "free_port", "refusing_log_writes", "start_serve", "store_client", "writer_on"]
+
 
 def store_client(url: str, *, asyncio: bool = False) -> Any:
     """A plain client of a test store (no timeouts, like redis-py's defaults) for one server;
@@ -76,41 +86,3 @@ def writer_on(client: redis.Redis, shard: int, key: bytes | Keyring = TEST_LOG_K
     log._chain, log._shard = f"writer-{shard}-{n}", LogShard(shard)
     return log
 
-
-def free_port() -> int:
-    """A loopback TCP port nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def callscreen_env(redis_url: str, data_dir: Path, **extra: str) -> dict[str, str]:
-    """The environment of a callscreen process on ``redis_url`` with the test keys; the caller's
-    own ``CALLSCREEN_*`` variables are dropped so nothing outside the test leaks in."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CALLSCREEN_")}
-    env.update(
-        CALLSCREEN_REDIS_URL=redis_url, CALLSCREEN_HASH_KEY=TEST_HASH_KEY.hex(),
-        CALLSCREEN_ENCRYPTION_KEY=TEST_ENCRYPTION_KEY.hex(), CALLSCREEN_LOG_KEY=TEST_LOG_KEY.hex(),
-        CALLSCREEN_DATA_DIR=str(data_dir), **extra,
-    )
-    return env
-
-
-def start_serve(env: Mapping[str, str], *extra: str, port: int | None = None,
-                timeout: float = 20.0) -> tuple[subprocess.Popen[bytes], int]:
-    """Start ``callscreen serve`` on a free loopback port; returns once it accepts connections."""
-    port = port or free_port()
-    process = subprocess.Popen([CALLSCREEN, "serve", "--port", str(port), *extra], env=dict(env),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"callscreen serve exited: {process.communicate()[1].decode()}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return process, port
-        except OSError:
-            time.sleep(0.05)
-    process.kill()
-    process.wait()
-    raise AssertionError("callscreen serve did not listen")

@@ -1,5 +1,5 @@
-"""Fixtures for the tests against a real Asterisk (helpers in ``pbx.py``, ``ami.py``,
-``srv_dns.py`` and ``screening_data.py``).
+"""Fixtures for the tests against a real Asterisk (helpers in ``harness/pbx.py``, ``harness/ami.py``,
+``harness/screening.py`` and ``srv_dns.py``; the benchmarks share the ``harness`` ones).
 
 One Asterisk, one store and one ``callscreen serve`` for the whole run (session scope: they
 start in about two seconds together, and only when a test here needs them). The store is a
@@ -16,10 +16,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ami import AMIClient
-from pbx import Asterisk, AsteriskMisconfigured, AsteriskUnavailable, Dialer, Installation, can_isolate_resolver
-from screening_data import CLASSIC_AGI, LISTED_NUMBER, Screening
 from srv_dns import SrvDns
+
+from harness.ami import AMIClient
+from harness.pbx import Asterisk, AsteriskMisconfigured, AsteriskUnavailable, Dialer, Installation, can_isolate_resolver
+from harness.screening import CLASSIC_AGI, LISTED_NUMBER, Screening
 
 CLASSIC_SCRIPT = Path(sys.executable).with_name("callscreen-agi")
 

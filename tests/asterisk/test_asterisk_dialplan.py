@@ -14,8 +14,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import pytest
-from pbx import HOLD_VARIABLE, Call, Dialer
-from screening_data import (
+
+from callscreen.models import Campaign, Objection, OptOut, Suppression
+from callscreen.numbers import normalize
+from harness.pbx import HOLD_VARIABLE, Call, Dialer
+from harness.screening import (
     ALWAYS,
     CAPTURED,
     CLASSIC_AGI,
@@ -27,9 +30,6 @@ from screening_data import (
     assert_dialed_with_its_allow_record,
     fresh_number,
 )
-
-from callscreen.models import Campaign, Objection, OptOut, Suppression
-from callscreen.numbers import normalize
 from tests_support import free_port
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from pbx import BUNDLE, ENV_DIR, AsteriskMisconfigured, AsteriskUnavailable, Installation
+
+from harness.pbx import BUNDLE, ENV_DIR, AsteriskMisconfigured, AsteriskUnavailable, Installation
 
 
 def test_a_folder_named_in_the_environment_that_is_no_asterisk_fails_loudly(tmp_path: Path) -> None:

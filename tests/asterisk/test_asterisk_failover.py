@@ -13,9 +13,10 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from pbx import Call, Dialer
-from screening_data import ALWAYS, Screening, assert_blocked, assert_dialed_with_its_allow_record
 from srv_dns import SrvDns, SrvTarget
+
+from harness.pbx import Call, Dialer
+from harness.screening import ALWAYS, Screening, assert_blocked, assert_dialed_with_its_allow_record
 
 SRV_NAME = "callscreen.test"  # hagi://callscreen.test looks up _agi._tcp.callscreen.test
 

@@ -27,9 +27,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ami import AMIClient, Message
+from harness.ami import AMIClient, Message
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 SAMPLE_DIALPLAN = REPO / "agi" / "dialplan" / "extensions_callscreen.conf"
 BUNDLE = REPO.parent / "shared" / "asterisk-22"
 ENV_DIR = "CALLSCREEN_ASTERISK_DIR"
@@ -304,6 +304,14 @@ class Call:
     blocked: Message | None = None  # the sample dialplan's UserEvent(CallScreen,...)
     ended: bool = False       # the screening channel (the Local ;2 half) hung up
     events: list[Message] = field(default_factory=list)
+    originated: float = 0.0   # time.monotonic() when the Originate action was sent
+    action_id: str = ""       # the Originate action's ActionID
+
+    @property
+    def screened_at(self) -> float | None:
+        """When the dialer learnt the answer (DialBegin or the CallScreen event arrived)."""
+        return next((e.received for e in self.events if e.event == "DialBegin"
+                     or (e.event == "UserEvent" and e.get("UserEvent") == "CallScreen")), None)
 
     @property
     def reason(self) -> str:
@@ -332,18 +340,21 @@ class Dialer:
         ami.only_events(self.EVENTS)
         ami.subscribe(self._on_event)
 
-    def call(self, number: str, campaign: str | None = None, **variables: str) -> Call:
+    def call(self, number: str, campaign: str | None = None, *, wait: bool = True, **variables: str) -> Call:
         """Originate ``Local/<number>@callscreen-outbound/n``; returns its (live) :class:`Call`.
 
-        The originating half just waits once answered: the trunk's hang-up ends the call."""
+        The originating half just waits once answered: the trunk's hang-up ends the call.
+        ``wait=False`` does not wait for the manager's response (its ActionID is in
+        :attr:`Call.action_id`), so a load generator can originate at a fixed rate."""
         call = Call(f"{self._prefix}{next(self._ids)}", number)
         with self._changed:
             self.calls[call.id] = call
         channel_vars = {CALL_VARIABLE: call.id, **variables}
         if campaign is not None:
             channel_vars["CALLSCREEN_CAMPAIGN"] = campaign
-        self.ami.originate(f"Local/{number}@{OUTBOUND_CONTEXT}/n", application="Wait", data="60",
-                           variables=channel_vars, timeout_ms=20000)
+        call.originated = time.monotonic()
+        call.action_id = self.ami.originate(f"Local/{number}@{OUTBOUND_CONTEXT}/n", application="Wait", data="60",
+                                            variables=channel_vars, timeout_ms=20000, wait=wait)
         return call
 
     def _on_event(self, event: Message) -> None:

@@ -163,16 +163,19 @@ class AMIClient:
 
     def originate(self, channel: str, *, application: str = "Wait", data: str = "5",
                   variables: Mapping[str, str] | None = None, timeout_ms: int = 30000,
-                  caller_id: str = "") -> str:
+                  caller_id: str = "", wait: bool = True) -> str:
         """Queue a call (``Async: true``) and return its ActionID; the ``OriginateResponse``
-        event carries the same ActionID when the call is answered or fails."""
+        event carries the same ActionID when the call is answered or fails. ``wait=False``
+        returns once the action is sent (a load generator collects the responses later with
+        :meth:`response`)."""
         fields = [("Channel", channel), ("Application", application), ("Data", data),
                   ("Timeout", str(timeout_ms)), ("Async", "true")]
         if caller_id:
             fields.append(("CallerID", caller_id))
         fields += [("Variable", f"{name}={value}") for name, value in (variables or {}).items()]
         action_id = self.send("Originate", fields)
-        self.response(action_id)
+        if wait:
+            self.response(action_id)
         return action_id
 
     def only_events(self, names: Iterable[str]) -> None:

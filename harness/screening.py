@@ -14,7 +14,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import redis
-from pbx import Call
 
 from blocklists.registry import RegistryManager
 from callscreen.crypto import NumberVault
@@ -23,7 +22,8 @@ from callscreen.embedded import EmbeddedServer
 from callscreen.models import Campaign, Consent, LegalBasis
 from callscreen.numbers import normalize
 from callscreen.store import Store
-from tests_support import TEST_ENCRYPTION_KEY, TEST_HASH_KEY, TEST_LOG_KEY, callscreen_env, start_serve
+from harness.pbx import Call
+from harness.processes import TEST_ENCRYPTION_KEY, TEST_HASH_KEY, TEST_LOG_KEY, callscreen_env, start_serve
 
 ALWAYS, NIGHT, LISTED = "always", "night", "listed"
 REGISTRY_ID = "test-dnc"
