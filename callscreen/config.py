@@ -20,6 +20,7 @@ from callscreen.keys import Keyring, KeyringError, parse_key
 
 ENV_PREFIX = "CALLSCREEN_"
 SECRET_NAMES = ("hash_key", "encryption_key", "log_key", "dashboard_secret")
+EVENT_LOOPS = ("auto", "uvloop", "asyncio")  # agi_event_loop
 ROTATABLE = ("hash_key", "encryption_key", "log_key")  # may be key rings (callscreen.keys)
 MAX_LOG_SHARDS = 1024  # every reader reads every shard: more would only slow reads down
 
@@ -52,6 +53,7 @@ class Settings:
     agi_max_connections: int = 512  # per worker
     agi_max_connections_per_peer: int = 384  # one address's share once the server is full
     agi_backlog: int = 4096
+    agi_event_loop: str = "auto"  # "uvloop", "asyncio", or "auto": uvloop where it is installed
     # decision log durability (docs/store.md): an ALLOW leaves only once its record is fsynced
     # by the store and by ``durable_replicas`` replicas; the opt-out answers ALLOW without it
     durable_replicas: int = 0
@@ -257,4 +259,6 @@ def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | N
         raise ConfigError("durable_replicas must be 0 or more")
     if not 1 <= settings.log_shards <= MAX_LOG_SHARDS:
         raise ConfigError(f"log_shards must be between 1 and {MAX_LOG_SHARDS}")
+    if settings.agi_event_loop not in EVENT_LOOPS:
+        raise ConfigError(f"agi_event_loop: {settings.agi_event_loop!r} is not one of {', '.join(EVENT_LOOPS)}")
     return settings

@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -143,3 +144,38 @@ def test_serve_store_connections_queue_past_the_pool_size_instead_of_failing(set
             await client.aclose()
 
     assert asyncio.run(burst()) == [None] * (2 * STORE_CONNECTIONS + 40)
+
+
+@pytest.mark.parametrize(("choice", "loop"), [("auto", "uvloop"), ("uvloop", "uvloop"), ("asyncio", "asyncio")])
+def test_serve_runs_on_the_event_loop_the_setting_names_and_says_which(
+        store: Store, settings: Settings, tmp_path: Path, choice: str, loop: str) -> None:
+    _ready(store)
+    env = {**_env(settings, tmp_path), "CALLSCREEN_AGI_EVENT_LOOP": choice}
+    process, port = start_serve(env, "--metrics-port", "0", "--deadline-ms", "3000")
+    try:
+        session = AsteriskClient("127.0.0.1", port).run(header_bytes(args=["spring", NO_BASIS_NUMBER]))
+        assert (session.result, session.reason) == ("BLOCK", "no_basis")
+    finally:
+        process.terminate()
+        process.wait(20)
+    assert process.stderr is not None and f"{loop} event loop" in process.stderr.read().decode()
+
+
+def test_serve_without_uvloop_falls_back_to_asyncio_unless_uvloop_is_required(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from callscreen.cli.context import CliError
+    from callscreen.cli.serve import event_loop_factory
+
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # what a platform without uvloop's wheel sees
+    assert event_loop_factory("auto") is None  # asyncio's default loop
+    assert event_loop_factory("asyncio") is None
+    with pytest.raises(CliError, match="uvloop is not installed"):
+        event_loop_factory("uvloop")
+
+
+def test_an_unknown_event_loop_setting_is_refused(tmp_path: Path) -> None:
+    from callscreen.config import ConfigError, load_settings
+
+    (tmp_path / "callscreen.toml").write_text("")
+    with pytest.raises(ConfigError, match="agi_event_loop"):
+        load_settings(tmp_path / "callscreen.toml", {"CALLSCREEN_AGI_EVENT_LOOP": "trio"})
