@@ -1,5 +1,11 @@
 """callscreen processes for tests and benchmarks: fixed test keys, a clean environment, and
-``callscreen serve`` on a free loopback port."""
+``callscreen serve`` on a free loopback port.
+
+``harness/`` holds what the tests and the benchmarks share (this, a real Asterisk in ``pbx``, an
+AMI client in ``ami``, a seeded test store in ``screening``). It is not part of the installed
+package and has no ``__init__``: ``tests/tests_support.py`` and the ``bench/`` scripts put the
+repository root on ``sys.path`` and import it from there.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -37,16 +43,17 @@ def callscreen_env(redis_url: str, data_dir: Path, **extra: str) -> dict[str, st
     return env
 
 
-def start_serve(env: Mapping[str, str], *extra: str, port: int | None = None,
-                timeout: float = 20.0, output: IO[bytes] | None = None) -> tuple[subprocess.Popen[bytes], int]:
+def start_serve(env: Mapping[str, str], *extra: str, port: int | None = None, timeout: float = 20.0,
+                output: IO[bytes] | None = None,
+                command: Sequence[str] = (CALLSCREEN, "serve")) -> tuple[subprocess.Popen[bytes], int]:
     """Start ``callscreen serve`` on a free loopback port; returns once it accepts connections.
 
     Its stdout and stderr go to pipes the caller may read, or to ``output`` (an open file: a
-    long run must not fill a pipe nobody reads)."""
+    long run must not fill a pipe nobody reads). ``command`` replaces ``callscreen serve`` (a
+    profiling wrapper taking the same options)."""
     port = port or free_port()
     sink: Any = subprocess.PIPE if output is None else output
-    process = subprocess.Popen([CALLSCREEN, "serve", "--port", str(port), *extra], env=dict(env),
-                               stdout=sink, stderr=sink)
+    process = subprocess.Popen([*command, "--port", str(port), *extra], env=dict(env), stdout=sink, stderr=sink)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
