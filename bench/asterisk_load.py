@@ -4,7 +4,7 @@ one ``callscreen serve`` on the embedded store (valkey, ``appendfsync always``).
     .venv/bin/python bench/asterisk_load.py --rate 200 --calls 1000
     .venv/bin/python bench/asterisk_load.py --rate 400 --seconds 10
     .venv/bin/python bench/asterisk_load.py --burst 500
-    .venv/bin/python bench/asterisk_load.py --rate 200 --calls 2000 --profile /tmp/serve.raw
+    .venv/bin/python bench/asterisk_load.py --rate 100 --calls 1000 --profile /tmp/serve.prof
     .venv/bin/python bench/asterisk_load.py --rate 100 --calls 1000 --rounds 2 \
         --variant before=/tmp/callscreen-main --variant after=.
 
@@ -16,8 +16,8 @@ answers against ``screening_unavailable`` and wrong answers, latency percentiles
 sees, originate to answer; the server's, header to committed answer; the decision's own, the span
 the decision budget bounds), CPU per call of ``callscreen serve``, Asterisk, valkey and this
 load generator from ``/proc/<pid>/stat``, and the load average at start and end (the machine may
-be shared: figures are floors). ``--profile FILE`` samples the server with py-spy during the run
-and prints where its time went (py-spy: the ``bench`` extra).
+be shared: figures are floors). ``--profile FILE`` profiles the server's CPU during the run
+(cProfile on the process's CPU clock, ``bench/serve_profiled.py``) and prints where it went.
 
 ``--variant NAME=TREE[,KEY=VALUE...]`` (repeatable) starts one server per variant, each running the
 code of a source tree (e.g. ``git archive main | tar -x -C /tmp/callscreen-main``) with extra
@@ -32,6 +32,7 @@ import contextlib
 import itertools
 import json
 import os
+import pstats
 import shutil
 import signal
 import subprocess
@@ -50,7 +51,7 @@ sys.path.insert(0, str(ROOT))
 from callscreen.models import Objection, OptOut, Suppression  # noqa: E402
 from callscreen.numbers import normalize  # noqa: E402
 from harness.pbx import Asterisk, Call, Dialer, Installation  # noqa: E402
-from harness.processes import free_port, start_serve  # noqa: E402
+from harness.processes import CALLSCREEN, free_port, start_serve  # noqa: E402
 from harness.screening import ALWAYS, CAPTURED, LISTED, LISTED_NUMBER, NIGHT, Screening, fresh_number  # noqa: E402
 
 ALLOW = "ALLOW"
@@ -236,43 +237,65 @@ def load_average() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
-def profile_summary(raw: Path, top: int = 25) -> str:
-    """Where the sampled time went: by area (inclusive: a sample counts once for each area on
-    its stack) and the functions with most self time."""
-    areas = {
-        "AGI protocol/server (agi/)": ("/agi/",),
-        "screening core (callscreen/screening.py)": ("callscreen/screening.py",),
-        "decision (callscreen/decision.py, policy)": ("callscreen/decision.py", "callscreen/policy"),
-        "store + decision log (callscreen/store.py, decision_log.py)": ("callscreen/store.py",
-                                                                         "callscreen/decision_log.py"),
-        "redis-py": ("/redis/",),
-        "phonenumbers (normalize)": ("/phonenumbers/", "callscreen/numbers.py"),
-        "crypto (callscreen/crypto.py, cryptography, hmac)": ("callscreen/crypto.py", "/cryptography/", "hmac.py"),
-        "codec/json": ("callscreen/codec.py", "/json/"),
-        "metrics (prometheus_client)": ("/prometheus_client/",),
-        "logging": ("/logging/",),
-        "asyncio event loop": ("/asyncio/",),
-    }
-    total = 0
-    inclusive: Counter[str] = Counter()
-    self_time: Counter[str] = Counter()
-    for line in raw.read_text().splitlines():
-        stack, _, count_text = line.rpartition(" ")
-        if not stack or not count_text.isdigit():
-            continue
-        count = int(count_text)
-        frames = stack.split(";")
-        total += count
-        for area, needles in areas.items():
-            if any(n in f for f in frames for n in needles):
-                inclusive[area] += count
-        self_time[frames[-1]] += count
-    if not total:
-        return "no samples"
-    lines = [f"{total} samples; by area (inclusive, a sample may count in several areas):"]
-    lines += [f"  {100 * n / total:5.1f} %  {area}" for area, n in inclusive.most_common()]
+AREAS = (  # (area, what a function's "file:line" or built-in name starts with or contains)
+    ("AGI server and protocol (agi/)", ("agi/",)),
+    ("screening core (callscreen/screening.py)", ("callscreen/screening.py",)),
+    ("decision and policy", ("callscreen/decision.py", "callscreen/policy.py")),
+    ("store and decision log, Python side (callscreen/store.py, decision_log.py, durability, rotation)",
+     ("callscreen/store.py", "callscreen/decision_log.py", "callscreen/durability.py", "callscreen/rotation.py")),
+    ("redis-py (packing, pool, parser glue)", ("redis/", "hiredis")),
+    ("phonenumbers (normalize)", ("phonenumbers/", "callscreen/numbers.py")),
+    ("crypto (HMAC, AES-GCM, key wrap)", ("callscreen/crypto.py", "cryptography/", "hmac.py", "_hashlib", "openssl")),
+    ("records, codec, JSON, dataclasses", ("callscreen/codec.py", "callscreen/models.py", "json/", "dataclasses.py",
+                                           "_json")),
+    ("metrics (prometheus_client)", ("prometheus_client/",)),
+    ("logging", ("logging/",)),
+    ("socket syscalls (send, recv, accept, close)", ("_socket.socket", "socket.py")),
+    ("event loop (asyncio, uvloop, selectors, epoll)", ("asyncio/", "uvloop", "selectors.py", "select.epoll",
+                                                         "_asyncio", "contextvars", "Context")),
+)
+KEY_CALLS = (  # per screened call: how often these ran
+    ("AGI commands sent (_AGIStream.command)", "agi/server.py", "command"),
+    ("AGI sessions (FastAGIServer._session)", "agi/server.py", "_session"),
+    ("store round trips (run_pipeline_async)", "callscreen/store.py", "run_pipeline_async"),
+    ("decisions (Screener.screen_async)", "callscreen/screening.py", "screen_async"),
+    ("numbers normalized (numbers.normalize)", "callscreen/numbers.py", "normalize"),
+)
+
+
+def _where(key: tuple[str, int, str]) -> str:
+    filename, line, name = key
+    return f"{filename}:{line}({name})" if filename != "~" else name
+
+
+def _area(key: tuple[str, int, str]) -> str:
+    where = _where(key)
+    for area, needles in AREAS:
+        if any(n in where for n in needles):
+            return area
+    return "other"
+
+
+def profile_summary(path: Path, calls: int, top: int = 22) -> str:
+    """Where the server's CPU went: self time by area (a partition of the total), the functions
+    with the most self time, and how often key steps ran per call."""
+    stats = pstats.Stats(str(path)).stats  # type: ignore[attr-defined]
+    total = sum(row[2] for row in stats.values()) or 1e-9
+    areas: Counter[str] = Counter()
+    for key, row in stats.items():
+        areas[_area(key)] += row[2]
+    lines = [f"profiled CPU {total:.2f} s over {calls} calls = {total / max(calls, 1) * 1000:.2f} ms per call "
+             f"(cProfile on, so inflated); self time by area:"]
+    lines += [f"  {100 * t / total:5.1f} %  {t / max(calls, 1) * 1000:6.3f} ms/call  {area}"
+              for area, t in areas.most_common()]
     lines.append("functions with the most self time:")
-    lines += [f"  {100 * n / total:5.1f} %  {frame}" for frame, n in self_time.most_common(top)]
+    ranked = sorted(stats.items(), key=lambda kv: kv[1][2], reverse=True)[:top]
+    lines += [f"  {100 * row[2] / total:5.1f} %  {row[1] / max(calls, 1):6.2f} calls/call  {_where(key)[-90:]}"
+              for key, row in ranked]
+    lines.append("per screened call:")
+    for label, filename, name in KEY_CALLS:
+        count = sum(row[1] for key, row in stats.items() if key[0].endswith(filename) and key[2] == name)
+        lines.append(f"  {count / max(calls, 1):6.2f}  {label}")
     return "\n".join(lines)
 
 
@@ -303,7 +326,7 @@ def parse_variant(text: str) -> Variant:
 
 
 def measure(dialer: Dialer, variant: Variant, planned: list[Planned], rate: float | None,
-            screening: Screening, pbx: Asterisk, timeout: float, profile: tuple[str, Path] | None) -> dict[str, object]:
+            screening: Screening, pbx: Asterisk, timeout: float, profile: Path | None) -> dict[str, object]:
     """Offer ``planned`` to ``variant`` and check and time every answer."""
     assert variant.process is not None and pbx.process is not None and screening.server.process is not None
     ami = dialer.ami
@@ -315,12 +338,8 @@ def measure(dialer: Dialer, variant: Variant, planned: list[Planned], rate: floa
     for p in procs:
         p.end()
     idle = {p.name: round(p.used / IDLE_SECONDS * 1000, 1) for p in procs}
-    profiler = None
     if profile:
-        profiler = subprocess.Popen(
-            [profile[0], "record", "--pid", str(variant.process.pid), "--format", "raw", "--rate", "200",
-             "--nonblocking", "--output", str(profile[1])], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        time.sleep(1.0)
+        variant.process.send_signal(signal.SIGUSR1)  # bench/serve_profiled.py: start profiling
     load_start = load_average()
     store_before = store_stats(screening)
     before = scrape(variant.metrics_port)
@@ -336,9 +355,12 @@ def measure(dialer: Dialer, variant: Variant, planned: list[Planned], rate: floa
     after = scrape(variant.metrics_port)
     store_after = store_stats(screening)
     load_end = load_average()
-    if profiler is not None:
-        profiler.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
-        profiler.wait(60)
+    if profile:
+        variant.process.send_signal(signal.SIGUSR2)  # stop profiling, write the stats
+        deadline = time.monotonic() + 30
+        while not profile.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(0.5)
     refused = 0
     for call in calls:
         try:
@@ -418,8 +440,13 @@ def run(args: argparse.Namespace) -> list[dict[str, object]]:
             log = open(root / f"serve-{variant.name}.log", "wb")  # noqa: SIM115 - closed in finally
             logs.append(log)
             env = {**screening.env, **variant.env, "PYTHONPATH": str(variant.tree)}
+            command: tuple[str, ...] = (CALLSCREEN, "serve")
+            if args.profile:
+                env["CALLSCREEN_BENCH_PROFILE"] = f"{args.profile}.{variant.name}"
+                command = (sys.executable, str(ROOT / "bench" / "serve_profiled.py"))
             variant.process, variant.port = start_serve(
-                env, "--metrics-port", str(variant.metrics_port), "--deadline-ms", str(args.deadline_ms), output=log)
+                env, "--metrics-port", str(variant.metrics_port), "--deadline-ms", str(args.deadline_ms), output=log,
+                command=command)
         pbx = Asterisk(installation, variants[0].agi_url, env=screening.env).start()
         with pbx.ami() as ami:
             dialer = Dialer(ami, prefix="load")
@@ -429,13 +456,17 @@ def run(args: argparse.Namespace) -> list[dict[str, object]]:
                     warm = plan(seeds, WARM_CALLS)  # connections, campaign cache, code paths
                     originate(dialer, warm, 100, CALLSCREEN_AGI=variant.agi_url)
                     wait_all(dialer, [w.call for w in warm if w.call], 30)
-                    profile = (args.py_spy, Path(f"{args.profile}.{variant.name}.{round_}")) if args.profile else None
-                    result = measure(dialer, variant, plan(seeds, count), rate, screening, pbx, args.timeout, profile)
+                    written = Path(f"{args.profile}.{variant.name}")  # where that server writes its stats
+                    written.unlink(missing_ok=True)
+                    result = measure(dialer, variant, plan(seeds, count), rate, screening, pbx, args.timeout,
+                                     written if args.profile else None)
+                    profile = written.rename(f"{written}.{round_ + 1}") if written.exists() else None
                     result["scenario"] = f"burst {count}" if args.burst else f"{rate:g}/s, {count} calls"
                     results.append(result)
                     print(json.dumps(result, ensure_ascii=False), flush=True)
-                    if profile and profile[1].exists():
-                        print(profile_summary(profile[1]), flush=True)
+                    if profile and profile.exists():
+                        print(f"--- {variant.name}, round {round_ + 1}: {profile}", flush=True)
+                        print(profile_summary(profile, count), flush=True)
         print(summary(results), flush=True)
         return results
     finally:
@@ -471,8 +502,8 @@ def main() -> None:
                              "environment; repeat to compare servers side by side in one run (default: this=.)")
     parser.add_argument("--rounds", type=int, default=1, help="runs of each variant, interleaved (default 1)")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for every call to end")
-    parser.add_argument("--profile", type=Path, help="sample each server with py-spy into PROFILE.<variant>.<round>")
-    parser.add_argument("--py-spy", default=shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy")))
+    parser.add_argument("--profile", type=Path, help="profile each server's CPU during each run (cProfile, see "
+                                                     "bench/serve_profiled.py) into PROFILE.<variant>.<round>")
     parser.add_argument("--keep", action="store_true", help="keep the run's folder (serve logs, store)")
     args = parser.parse_args()
     if not (args.calls or args.seconds or args.burst):
