@@ -53,7 +53,8 @@ from typing import Any
 
 import redis
 
-from callscreen import codec
+from callscreen import codec, log_cluster
+from callscreen.cluster import is_cluster_client
 from callscreen.durability import confirm
 from callscreen.keys import ROTATE_EPOCH_SCRIPT, EpochHistory, Keyring
 from callscreen.log_shards import (
@@ -89,6 +90,7 @@ PURGED = SHARD_0.purged
 EPOCH = SHARD_0.epoch
 EPOCHS = SHARD_0.epochs
 GENESIS = "genesis"
+Confirmations = list[tuple[Sequence[Command], list[Any]]]  # durability commands and their replies, per connection
 APPEND_ATTEMPTS = 16  # a lost race (head moved, or a newer id landed first) costs one more round trip
 FORMAT = "2"  # the record format written now (see docs/store.md)
 # The stream fields each record format may have: format 1 entries carry no ``v`` field (and
@@ -693,8 +695,7 @@ class DecisionLog:
             self._join()
             for _attempt in range(APPEND_ATTEMPTS):
                 commands, new_head = self._plan(record, list(extra))
-                replies = run_pipeline(self.client, [*commands, *durable])
-                stream_id = self._settle_durable(replies, new_head, durable)
+                stream_id = self._settle_durable(*self._send(commands, durable), new_head)
                 if stream_id is not None:
                     return stream_id
                 extra = []  # already applied
@@ -712,19 +713,45 @@ class DecisionLog:
             await self._join_async()
             for _attempt in range(APPEND_ATTEMPTS):
                 commands, new_head = self._plan(record, list(extra))
-                replies = await run_pipeline_async(self.aclient, [*commands, *durable])
-                stream_id = self._settle_durable(replies, new_head, durable)
+                stream_id = self._settle_durable(*await self._send_async(commands, durable), new_head)
                 if stream_id is not None:
                     return stream_id
                 extra = []
         raise LogWriteError("decision log append kept conflicting with another writer")
-    def _settle_durable(self, replies: list[Any], new_head: str, durable: Sequence[Command]) -> str | None:
-        """:meth:`_settle`, then the durability confirmation of a record that was written."""
+    def _send(self, commands: list[Command], durable: Sequence[Command]) -> tuple[list[Any], Confirmations]:
+        """One round trip: on a single server one pipeline, ``durable`` last on its connection;
+        in a cluster one pipeline per node on that node's own connection, concurrently, each
+        followed by ``durable`` (see :mod:`callscreen.log_cluster`). Returns the replies to
+        ``commands`` and each connection's (durability commands, replies)."""
+        if is_cluster_client(self.client):
+            try:
+                return log_cluster.send(self.client, commands, durable)
+            except log_cluster.ClusterAppendError as exc:
+                raise LogWriteError(f"decision log append failed: {exc}") from exc
+        replies = run_pipeline(self.client, [*commands, *durable])
         split = len(replies) - len(durable)
-        replies, confirmations = replies[:split], replies[split:]
+        return replies[:split], [(durable, replies[split:])]
+
+    async def _send_async(self, commands: list[Command],
+                          durable: Sequence[Command]) -> tuple[list[Any], Confirmations]:
+        """:meth:`_send` over the asyncio client."""
+        if is_cluster_client(self.aclient):
+            try:
+                return await log_cluster.send_async(self.aclient, commands, durable)
+            except log_cluster.ClusterAppendError as exc:
+                raise LogWriteError(f"decision log append failed: {exc}") from exc
+        replies = await run_pipeline_async(self.aclient, [*commands, *durable])
+        split = len(replies) - len(durable)
+        return replies[:split], [(durable, replies[split:])]
+
+    def _settle_durable(self, replies: list[Any], confirmations: Confirmations, new_head: str) -> str | None:
+        """:meth:`_settle`, then the durability confirmation of a record that was written (from
+        every connection that wrote part of the append)."""
         stream_id = self._settle(replies, new_head)
-        if stream_id is not None and durable:
-            confirm(durable, confirmations)
+        if stream_id is not None:
+            for durable, got in confirmations:
+                if durable:
+                    confirm(durable, got)
         return stream_id
 
     def decision_index_commands(self, record: LogRecord, attempt: bool) -> list[Command]:

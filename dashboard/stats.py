@@ -164,7 +164,10 @@ def daily(log: Any, client: redis.Redis, zone_name: str, days: int = 30,
     now = now or datetime.now(UTC)
     today = now.astimezone(zone).date()
     wanted = [today - timedelta(days=offset) for offset in range(days - 1, -1, -1)]
-    cached = dict(zip(wanted, client.mget([_key(zone_name, d) for d in wanted]), strict=True))
+    pipe = client.pipeline(transaction=False)  # not MGET: in a cluster the days' keys are in many slots
+    for day in wanted:
+        pipe.get(_key(zone_name, day))
+    cached = dict(zip(wanted, pipe.execute(), strict=True))
     counted = count_days(log, client, [day for day, raw in cached.items() if raw is None], zone)
     out = []
     for day, raw in cached.items():

@@ -6,12 +6,12 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
-import redis
-import redis.asyncio
 
 from callscreen.decision_log import HEADS, STREAM, TRIM_BATCH, DecisionLog, LogRecord, LogWriteError
 from callscreen.store import StoreError, connect, number_key, run_pipeline
-from tests_support import LOG_FAULTS, TEST_LOG_KEY, refusing_log_writes
+from tests_support import LOG_FAULTS, TEST_LOG_KEY, on_every_primary, refusing_log_writes, store_client
+
+pytestmark = pytest.mark.also_cluster
 
 
 def record(n: int, at: datetime | None = None) -> LogRecord:
@@ -76,9 +76,9 @@ def test_a_forged_record_without_the_key_does_not_verify(log, redis_client):
     assert any("MAC does not match" in p for p in log.verify().problems)
 
 
-def test_concurrent_writers_keep_every_chain_intact(valkey_server, redis_client):
+def test_concurrent_writers_keep_every_chain_intact(store_url, redis_client):
     def write(count: int) -> None:
-        client = redis.Redis.from_url(valkey_server.url)
+        client = store_client(store_url)
         writer = DecisionLog(client, TEST_LOG_KEY)
         writer._ensure_chain()
         writer._chain += f":{threading.get_ident()}"
@@ -116,7 +116,7 @@ def test_purge_keeps_the_chain_verifiable_from_where_it_was_cut(log):
     assert log.verify().ok
 
 
-def test_an_unreachable_store_raises_log_write_error(valkey_server):
+def test_an_unreachable_store_raises_log_write_error(store_url):
     dead = connect("redis://127.0.0.1:1/0")
     with pytest.raises(StoreError):
         DecisionLog(dead, TEST_LOG_KEY).append(record(1))
@@ -136,13 +136,13 @@ def test_summary_and_outcome_records_join_the_chain(log):
 # --- an append reports every failure ------------------------------------------------------------
 
 
-def _append_both_ways(log: DecisionLog, valkey_server, entry: LogRecord, extra=()) -> None:
+def _append_both_ways(log: DecisionLog, store_url, entry: LogRecord, extra=()) -> None:
     """Append with the sync client, then with an asyncio client: each must raise on its own."""
     with pytest.raises(LogWriteError):
         log.append(entry, list(extra))
 
     async def appended_async() -> None:
-        log.aclient = redis.asyncio.Redis.from_url(valkey_server.url)
+        log.aclient = store_client(store_url, asyncio=True)
         try:
             await log.append_async(entry, list(extra))
         finally:
@@ -153,30 +153,30 @@ def _append_both_ways(log: DecisionLog, valkey_server, entry: LogRecord, extra=(
 
 
 @pytest.mark.parametrize("fault", LOG_FAULTS)
-def test_an_append_the_store_refuses_raises_and_writes_nothing(log, redis_client, valkey_server, fault):
+def test_an_append_the_store_refuses_raises_and_writes_nothing(log, redis_client, store_url, fault):
     log.append(record(1))
     with refusing_log_writes(redis_client, fault):
-        _append_both_ways(log, valkey_server, record(2))
+        _append_both_ways(log, store_url, record(2))
     assert redis_client.xlen(STREAM) == 1 and log.get("d-2") is None
     log.append(record(3))  # the writer re-chains once the store takes writes again
     assert log.verify().ok
 
 
-def test_a_failed_index_write_in_the_same_round_trip_fails_the_append(log, redis_client, valkey_server):
+def test_a_failed_index_write_in_the_same_round_trip_fails_the_append(log, redis_client, store_url):
     entry = record(1)
     index = log.decision_index_commands(entry, attempt=True)
     redis_client.set(index[0][3], "not a sorted set")  # the number's decisions key has the wrong type
-    _append_both_ways(log, valkey_server, entry, index)
+    _append_both_ways(log, store_url, entry, index)
 
 
-def test_an_append_that_times_out_raises(log, redis_client, valkey_server):
-    log.client = connect(valkey_server.url, timeout=0.2)
-    redis_client.execute_command("CLIENT", "PAUSE", 10_000, "WRITE")  # reads answer, writes wait (until UNPAUSE)
+def test_an_append_that_times_out_raises(log, redis_client, store_url):
+    log.client = connect(store_url, timeout=0.2)
+    on_every_primary(redis_client, "CLIENT", "PAUSE", 10_000, "WRITE")  # reads answer, writes wait (until UNPAUSE)
     try:
         with pytest.raises(StoreError):
             log.append(record(1))
     finally:
-        redis_client.execute_command("CLIENT", "UNPAUSE")
+        on_every_primary(redis_client, "CLIENT", "UNPAUSE")
     log.client = redis_client
     log.append(record(2))
     assert log.verify().ok

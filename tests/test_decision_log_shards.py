@@ -7,12 +7,13 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
-import redis.asyncio
 
 from callscreen.decision_log import STREAM, DecisionLog, LogRecord, chain_mac
 from callscreen.keys import Keyring
 from callscreen.log_shards import REGISTRY, LogShard, shard_of
-from tests_support import TEST_LOG_KEY, writer_on
+from tests_support import TEST_LOG_KEY, store_client, writer_on
+
+pytestmark = pytest.mark.also_cluster
 
 SHARDS = 4
 OLD_KEY, NEW_KEY = ("old", bytes(range(64, 96))), ("new", bytes(range(96, 128)))
@@ -63,11 +64,11 @@ def test_records_spread_over_shards_read_back_as_one_log_in_time_order(redis_cli
     assert (report.records, report.chains, report.shards) == (12, 3, 3)
 
 
-def test_async_reads_find_a_record_in_any_shard(valkey_server, redis_client, writers):
+def test_async_reads_find_a_record_in_any_shard(store_url, redis_client, writers):
     fill(writers, 6)
 
     async def read() -> tuple[str, int]:
-        aclient = redis.asyncio.Redis.from_url(valkey_server.url)
+        aclient = store_client(store_url, asyncio=True)
         try:
             found = await DecisionLog(redis_client, TEST_LOG_KEY, aclient=aclient).get_async("d-5")
             return found.id, found.shard
@@ -247,11 +248,11 @@ def test_the_registry_is_joined_once_per_writer_not_per_decision(redis_client):
     assert redis_client.smembers(REGISTRY) == set()
 
 
-def test_an_asyncio_writer_joins_its_shard_and_appends_there(valkey_server, redis_client):
+def test_an_asyncio_writer_joins_its_shard_and_appends_there(store_url, redis_client):
     writer = writer_on(redis_client, 3)
 
     async def write() -> None:
-        writer.aclient = redis.asyncio.Redis.from_url(valkey_server.url)
+        writer.aclient = store_client(store_url, asyncio=True)
         try:
             for n in range(3):
                 await writer.append_async(record(f"d-{n}"))

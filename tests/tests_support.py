@@ -53,11 +53,21 @@ LOG_FAULTS = ("oom", "lua_error")
 KEPT_HEADS = HEADS + ":kept-by-test"  # same hash tag, so RENAME stays in the slot
 
 
+def on_every_primary(client: Any, *command: Any) -> None:
+    """Run ``command`` on the one server, or on every primary of a cluster."""
+    from callscreen.cluster import is_cluster_client
+
+    if is_cluster_client(client):
+        client.execute_command(*command, target_nodes=client.PRIMARIES)
+    else:
+        client.execute_command(*command)
+
+
 @contextmanager
 def refusing_log_writes(client: redis.Redis, fault: str) -> Iterator[None]:
-    """Make the store refuse decision-log appends for the duration of the block."""
+    """Make the store (every primary of a cluster) refuse decision-log appends for the duration of the block."""
     if fault == "oom":
-        client.config_set("maxmemory", "1")
+        on_every_primary(client, "CONFIG", "SET", "maxmemory", "1")
     elif fault == "lua_error":
         if client.exists(HEADS):
             client.rename(HEADS, KEPT_HEADS)
@@ -68,7 +78,7 @@ def refusing_log_writes(client: redis.Redis, fault: str) -> Iterator[None]:
         yield
     finally:
         if fault == "oom":
-            client.config_set("maxmemory", "0")
+            on_every_primary(client, "CONFIG", "SET", "maxmemory", "0")
         else:
             client.delete(HEADS)
             if client.exists(KEPT_HEADS):

@@ -12,6 +12,8 @@ from callscreen.log_shards import LogShard
 from dashboard import stats
 from tests_support import TEST_LOG_KEY, writer_on
 
+pytestmark = pytest.mark.also_cluster
+
 ZONES = ("UTC", "Asia/Kolkata", "Asia/Kathmandu", "America/St_Johns", "Australia/Eucla", "Europe/Moscow")
 OUTCOMES = (("ALLOW", "consent"), ("BLOCK", "no_basis"), ("BLOCK", "dnc_registry"), ("BLOCK", "no_basis"))
 
