@@ -155,6 +155,10 @@ async def _send_group_async(node: Any, commands: list[Command]) -> list[Any]:
 async def send_async(client: Any, commands: Sequence[Command],
                      durable: Sequence[Command]) -> tuple[list[Any], list[tuple[Sequence[Command], list[Any]]]]:
     """:func:`send` for ``redis.asyncio.cluster.RedisCluster``."""
+    try:
+        await client.initialize()  # the slot map, if nothing has used this client yet (else a no-op)
+    except (*STORE_ERRORS, OSError) as exc:
+        raise ClusterAppendError(f"the cluster's layout cannot be read: {exc}") from exc
     planned = groups(client, commands)
     batches = [[commands[i] for i in positions] + list(durable) for _node, positions in planned]
     try:

@@ -193,3 +193,17 @@ def test_an_unreachable_node_fails_the_append_closed(cluster_client):
         writer.append(record("d-1", "ab" * 16))
     writer.append(record("d-2", "ab" * 16))
     assert DecisionLog(cluster_client, TEST_LOG_KEY).get("d-2") is not None
+
+
+def test_a_fresh_asyncio_client_can_append_first_thing(valkey_cluster, cluster_client):
+    writer = writer_on(cluster_client, 0, shards=SHARDS)  # shard 0: no registration before the append
+
+    async def run() -> None:
+        writer.aclient = connect(valkey_cluster.url, asyncio=True, timeout=10)
+        try:
+            await writer.append_async(record("d-0", "ab" * 16))
+        finally:
+            await writer.aclient.aclose()
+
+    asyncio.run(run())
+    assert DecisionLog(cluster_client, TEST_LOG_KEY).get("d-0") is not None
