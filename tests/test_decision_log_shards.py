@@ -262,3 +262,20 @@ def test_an_asyncio_writer_joins_its_shard_and_appends_there(store_url, redis_cl
     asyncio.run(write())
     assert redis_client.smembers(REGISTRY) == {b"3"} and redis_client.xlen(LogShard(3).stream) == 3
     assert DecisionLog(redis_client, TEST_LOG_KEY).verify().ok
+
+
+def test_keys_status_names_shards_behind_on_a_rotation_and_rotating_again_finishes_it(cli, redis_client,
+                                                                                     monkeypatch):
+    monkeypatch.setenv("CALLSCREEN_LOG_KEY", ",".join(f"{kid}:{key.hex()}" for kid, key in RING))
+    writers = [writer_on(redis_client, shard, RING) for shard in (0, 2)]
+    fill(writers, 4)
+    DecisionLog(redis_client, RING)._move_epoch(LogShard(0), "new")  # a rotation cut short after shard 0
+    code, out, _ = cli("keys", "status")
+    log_line = next(line for line in out.splitlines() if line.startswith("log "))
+    assert code == 0 and "in force old" in log_line and "rotation unfinished: shards 2 still on it" in log_line
+    code, out, _ = cli("keys", "rotate", "log")
+    assert code == 0 and "log key new is in force (was old)" in out
+    code, out, _ = cli("keys", "status", "--json")
+    assert json.loads(out)["log"] == {"configured": ["old", "new"], "in_force": "new",
+                                      "shards": {"0": "new", "2": "new"}}
+    assert cli("log", "verify")[0] == 0
