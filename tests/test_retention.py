@@ -10,14 +10,14 @@ import pytest
 
 from callscreen import retention
 from callscreen.complaints import ComplaintBook, Status
-from callscreen.decision_log import PURGED, STREAM, TRIMMED
+from callscreen.decision_log import PURGED, STREAM, TRIMMED, LogRecord
 from callscreen.journal import AccessJournal
 from callscreen.models import Campaign, Consent, Contact, LegalBasis, Reason, Result
 from callscreen.numbers import normalize
 from callscreen.retention import LOCK_KEY, RetentionBusy, RetentionJob, due, last_run
 from callscreen.screening import build_screener
 from callscreen.store import consent_pointer_key, number_key
-from tests_support import TEST_LOG_KEY
+from tests_support import TEST_LOG_KEY, writer_on
 
 RU_NUMBER, US_NUMBER = "+79991234567", "+12025550123"
 NOW = datetime.now(UTC)
@@ -234,3 +234,15 @@ def test_the_command_reports_per_kind_deletes_and_refuses_a_second_run(settings,
     redis_client.set(LOCK_KEY, "another-host", px=60_000)
     assert main(["retention", "run"]) == 7
     assert "holds the lock" in capsys.readouterr().err
+
+
+def test_every_shard_of_the_log_is_walked_with_its_own_cursor(screener, job, redis_client):
+    other = writer_on(redis_client, 2)  # another process, writing to shard 2
+    ru = screener.screen(RU_NUMBER, "ru-promo")
+    other.append(LogRecord(id="d-other", at=NOW, campaign_id="ru-promo", result="BLOCK", reason="no_basis"))
+    report = job.run(days(1096))
+    assert report.by_jurisdiction[("decisions", "RU")] == 2
+    assert screener.log.get(ru.id) is None and screener.log.get("d-other") is None
+    names = {name.decode() for name in redis_client.hkeys(retention.CURSORS_KEY)}
+    assert any(name.endswith(" shard 2") for name in names) and any("shard" not in name for name in names)
+    assert screener.log.verify().ok, screener.log.verify().problems
