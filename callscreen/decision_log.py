@@ -46,7 +46,7 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -510,6 +510,40 @@ class DecisionLog:
     async def shards_async(self) -> list[LogShard]:
         return _shard_list(self.shard_count, await self.aclient.smembers(REGISTRY))
 
+    def _per_shard(self, read: Callable[[Any, LogShard], Any]) -> list[tuple[LogShard, Any]]:
+        """``read(pipe, shard)`` on every shard, with each shard's reply: one round trip with
+        the registry read for the configured shards, a second only for shards the registry
+        alone names."""
+        configured = [LogShard(i) for i in range(self.shard_count)]
+        pipe = self.client.pipeline(transaction=False)
+        pipe.smembers(REGISTRY)
+        for shard in configured:
+            read(pipe, shard)
+        registry, *replies = pipe.execute()
+        more = [shard for shard in _shard_list(self.shard_count, registry) if shard.index >= self.shard_count]
+        if more:
+            pipe = self.client.pipeline(transaction=False)
+            for shard in more:
+                read(pipe, shard)
+            replies += pipe.execute()
+        return list(zip(configured + more, replies, strict=True))
+
+    async def _per_shard_async(self, read: Callable[[Any, LogShard], Any]) -> list[tuple[LogShard, Any]]:
+        """:meth:`_per_shard` over the asyncio client."""
+        configured = [LogShard(i) for i in range(self.shard_count)]
+        pipe = self.aclient.pipeline(transaction=False)
+        pipe.smembers(REGISTRY)
+        for shard in configured:
+            read(pipe, shard)
+        registry, *replies = await pipe.execute()
+        more = [shard for shard in _shard_list(self.shard_count, registry) if shard.index >= self.shard_count]
+        if more:
+            pipe = self.aclient.pipeline(transaction=False)
+            for shard in more:
+                read(pipe, shard)
+            replies += await pipe.execute()
+        return list(zip(configured + more, replies, strict=True))
+
     @property
     def shard(self) -> LogShard:
         """The shard this process writes to."""
@@ -799,10 +833,8 @@ class DecisionLog:
         return record
 
     def outcome_of(self, decision_id: str) -> dict[str, Any] | None:
-        pipe = self.client.pipeline(transaction=False)
-        for shard in self.shards():
-            pipe.hget(shard.outcomes, decision_id)
-        raw = next((found for found in pipe.execute() if found is not None), None)
+        found = self._per_shard(lambda pipe, shard: pipe.hget(shard.outcomes, decision_id))
+        raw = next((raw for _shard, raw in found if raw is not None), None)
         return None if raw is None else json.loads(raw)
 
     def append_summary(self, kind: str, extra: dict[str, Any], campaign_id: str = "",
@@ -818,22 +850,14 @@ class DecisionLog:
     # records that can be read, and `verify`, `tail` and `export` name the others as tampered.
 
     def get(self, record_id: str) -> LogRecord | None:
-        """The record ``record_id``, from whichever shard holds it."""
-        shards = self.shards()
-        pipe = self.client.pipeline(transaction=False)
-        for shard in shards:
-            pipe.hget(shard.ids, record_id)
-        for shard, stream_id in zip(shards, pipe.execute(), strict=True):
+        """The record ``record_id``, from whichever shard holds it (two round trips)."""
+        for shard, stream_id in self._per_shard(lambda pipe, shard: pipe.hget(shard.ids, record_id)):
             if stream_id is not None:
                 return _only_record(self.client.xrange(shard.stream, stream_id, stream_id), shard)
         return None
 
     async def get_async(self, record_id: str) -> LogRecord | None:
-        shards = await self.shards_async()
-        pipe = self.aclient.pipeline(transaction=False)
-        for shard in shards:
-            pipe.hget(shard.ids, record_id)
-        for shard, stream_id in zip(shards, await pipe.execute(), strict=True):
+        for shard, stream_id in await self._per_shard_async(lambda pipe, shard: pipe.hget(shard.ids, record_id)):
             if stream_id is not None:
                 return _only_record(await self.aclient.xrange(shard.stream, stream_id, stream_id), shard)
         return None
@@ -842,12 +866,8 @@ class DecisionLog:
         """The records of ``record_ids`` that exist, in that order, from whichever shards hold them."""
         if not record_ids:
             return []
-        shards = self.shards()
-        pipe = self.client.pipeline(transaction=False)
-        for shard in shards:
-            pipe.hmget(shard.ids, record_ids)
         located: dict[str, tuple[LogShard, Any]] = {}
-        for shard, stream_ids in zip(shards, pipe.execute(), strict=True):
+        for shard, stream_ids in self._per_shard(lambda pipe, shard: pipe.hmget(shard.ids, record_ids)):
             for record_id, stream_id in zip(record_ids, stream_ids, strict=True):
                 if stream_id is not None:
                     located.setdefault(record_id, (shard, stream_id))
@@ -923,12 +943,8 @@ class DecisionLog:
 
     def tail(self, count: int = 20) -> list[LogEntry]:
         """The newest ``count`` entries of the whole log, oldest first, damaged ones included."""
-        shards = self.shards()
-        pipe = self.client.pipeline(transaction=False)
-        for shard in shards:
-            pipe.xrevrange(shard.stream, count=count)
-        entries = [read_entry(*entry, shard.index)
-                   for shard, newest in zip(shards, pipe.execute(), strict=True) for entry in newest]
+        newest = self._per_shard(lambda pipe, shard: pipe.xrevrange(shard.stream, count=count))
+        entries = [read_entry(*entry, shard.index) for shard, found in newest for entry in found]
         return sorted(entries, key=_position)[-count:]
 
     # --- verification and retention ---------------------------------------------------------
