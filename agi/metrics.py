@@ -12,7 +12,7 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05
 ERROR_KINDS = (
     "bad_header", "header_too_large", "header_timeout", "reply_timeout", "asterisk_error",
     "connection_lost", "unknown_script", "bad_arguments", "deadline", "screener", "unsafe_value",
-    "evicted", "outcome_rejected", "outcome_store", "internal",
+    "evicted", "outcome_rejected", "outcome_store", "queued_too_long", "internal",
 )
 
 
@@ -53,6 +53,14 @@ class AGIMetrics:
         )
         self.connections = Gauge(
             "callscreen_agi_connections", "Open AGI connections", registry=r, multiprocess_mode="livesum"
+        )
+        self.deciding = Gauge(
+            "callscreen_agi_decisions_in_progress", "Screenings being decided (at most agi_max_deciding a worker)",
+            registry=r, multiprocess_mode="livesum",
+        )
+        self.queued = Gauge(
+            "callscreen_agi_decisions_queued", "Screenings waiting for a decision slot (their deadline not started)",
+            registry=r, multiprocess_mode="livesum",
         )
         # Present from the start at 0, so the first fail-closed answer after a restart is an
         # increase an alert can see (a counter born at 1 shows none).

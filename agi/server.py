@@ -225,6 +225,8 @@ class FastAGIServer:
         self.read_timeout = settings.agi_read_timeout
         self.reply_timeout = settings.agi_reply_timeout
         self.deadline = settings.agi_decision_deadline_ms / 1000
+        self.queue_timeout = settings.agi_decision_queue_timeout
+        self._slots_free = asyncio.Semaphore(settings.agi_max_deciding)  # decision slots
         self.slots = SlotTable(settings.agi_max_connections, settings.agi_max_connections_per_peer,
                                settings.agi_stalled_reply_after)
         self.on_unavailable = on_unavailable
@@ -266,7 +268,8 @@ class FastAGIServer:
         if self._server is not None:
             self._server.close()
         if grace is None:
-            grace = self.read_timeout + self.deadline + HARD_STOP_MARGIN + 4 * self.reply_timeout + 1.0
+            grace = (self.read_timeout + self.queue_timeout + self.deadline + HARD_STOP_MARGIN
+                     + 4 * self.reply_timeout + 1.0)
         pending = list(self._sessions) + list(self._background)
         if pending:
             _done, still = await asyncio.wait(pending, timeout=grace)
@@ -421,6 +424,35 @@ class FastAGIServer:
         return campaign_id if cached and campaign is not None else "_unknown"
 
     async def _decide(self, number: str, campaign: str) -> Answer:
+        """Wait for a decision slot, then decide (see :meth:`_decide_now`).
+
+        At most ``agi_max_deciding`` screenings are decided at once; the rest wait here, before
+        their decision deadline starts, so a burst of calls is decided a slot at a time within the
+        budget instead of all at once past it (each decision's store round trips would otherwise
+        share the event loop with hundreds of others). A call that waits longer than
+        ``agi_decision_queue_timeout`` is answered BLOCK ``screening_unavailable``, logged in the
+        background: the worker is overloaded, and the dialer should hear so rather than wait on.
+        """
+        self.metrics.queued.inc()
+        try:
+            async with asyncio.timeout(self.queue_timeout):
+                await self._slots_free.acquire()
+        except TimeoutError:
+            self.metrics.error("queued_too_long")
+            self._warnings.note("a screening waited %.1f s for a decision slot (%d in progress): answering BLOCK",
+                                self.queue_timeout, self.settings.agi_max_deciding)
+            self._track(self._after_deadline(number, campaign, "no decision slot free in time: worker overloaded"))
+            return Answer.unavailable()
+        finally:
+            self.metrics.queued.dec()
+        self.metrics.deciding.inc()
+        try:
+            return await self._decide_now(number, campaign)
+        finally:
+            self.metrics.deciding.dec()
+            self._slots_free.release()
+
+    async def _decide_now(self, number: str, campaign: str) -> Answer:
         """Ask the screener; it answers within the decision deadline (facts, log append and
         durability confirmation included), BLOCK when the store cannot keep it.
 

@@ -51,6 +51,10 @@ class Settings:
     agi_stalled_reply_after: float = 0.5  # a reply this late marks the session stalled (evictable)
     agi_decision_deadline_ms: int = 250  # the whole decision: facts, log append, durability confirmation
     agi_max_connections: int = 512  # per worker
+    # decisions one worker runs at once; more calls wait for a slot, before their deadline starts,
+    # at most agi_decision_queue_timeout seconds (then BLOCK screening_unavailable)
+    agi_max_deciding: int = 2
+    agi_decision_queue_timeout: float = 5.0
     agi_max_connections_per_peer: int = 384  # one address's share once the server is full
     agi_backlog: int = 4096
     agi_event_loop: str = "auto"  # "uvloop", "asyncio", or "auto": uvloop where it is installed
@@ -246,6 +250,8 @@ def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | N
         raise ConfigError("agi_workers and agi_decision_deadline_ms must be positive")
     if settings.agi_max_connections < 1 or settings.agi_max_connections_per_peer < 1:
         raise ConfigError("agi_max_connections and agi_max_connections_per_peer must be positive")
+    if settings.agi_max_deciding < 1 or not settings.agi_decision_queue_timeout > 0:
+        raise ConfigError("agi_max_deciding and agi_decision_queue_timeout must be positive")
     if not (settings.agi_read_timeout > 0 and settings.agi_reply_timeout > 0):
         raise ConfigError("agi_read_timeout and agi_reply_timeout must be positive")
     if settings.agi_stalled_reply_after < 0:

@@ -46,6 +46,12 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--deadline-ms", type=_positive, help="decision deadline (agi_decision_deadline_ms)")
     parser.add_argument("--max-connections", type=_positive, help="open connections per worker "
                                                                    "(agi_max_connections)")
+    parser.add_argument("--max-deciding", type=_positive,
+                        help="screenings one worker decides at once; more wait for a slot before their deadline "
+                             "starts (agi_max_deciding)")
+    parser.add_argument("--decision-queue-timeout", type=_seconds,
+                        help="seconds a screening may wait for a decision slot before it is answered BLOCK "
+                             "(agi_decision_queue_timeout)")
     parser.add_argument("--max-connections-per-peer", type=_positive,
                         help="one address's share of the connections once the server is full "
                              "(agi_max_connections_per_peer)")
@@ -83,6 +89,7 @@ def effective_settings(args: argparse.Namespace, settings: Settings) -> Settings
                          ("read_timeout", "agi_read_timeout"), ("reply_timeout", "agi_reply_timeout"),
                          ("stalled_reply_after", "agi_stalled_reply_after"),
                          ("deadline_ms", "agi_decision_deadline_ms"), ("max_connections", "agi_max_connections"),
+                         ("max_deciding", "agi_max_deciding"), ("decision_queue_timeout", "agi_decision_queue_timeout"),
                          ("max_connections_per_peer", "agi_max_connections_per_peer"), ("backlog", "agi_backlog"),
                          ("metrics_port", "metrics_port")):
         value = getattr(args, option, None)
