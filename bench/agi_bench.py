@@ -235,6 +235,8 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=1000.0)
     parser.add_argument("--script-runs", type=int, default=30)
     parser.add_argument("--workers", type=int, default=1, help="callscreen serve --workers")
+    parser.add_argument("--serve-option", action="append", default=[], metavar="OPTION",
+                        help="one more option for callscreen serve, e.g. --serve-option=--max-deciding=8")
     parser.add_argument("--skip", action="append", default=[], choices=["server", "floor", "script"])
     args = parser.parse_args()
     with EmbeddedServer() as valkey:  # appendfsync always: every ALLOW is confirmed on disk
@@ -246,7 +248,7 @@ def main() -> None:
             port = free_port()
             rows["callscreen"] = measure_server(
                 "callscreen", [str(BIN / "callscreen"), "serve", "--port", str(port), "--metrics-port", "0",
-                 "--workers", str(args.workers)],
+                 "--workers", str(args.workers), *args.serve_option],
                 port, env, args.rate, args.seconds)
         if "floor" not in args.skip:
             port = free_port()
