@@ -8,8 +8,11 @@ dialed call ended. Nothing is ever read back from the channel: the header and th
 arguments carry everything, so a screening costs four command round trips.
 
 Invariants: the server never answers ALLOW unless the screener returned ALLOW (which it only
-does after logging the decision and the store confirming the record on disk); the answer
-leaves within the decision deadline whatever the store does; every failure answers BLOCK ``screening_unavailable`` or
+does after logging the decision and the store confirming the record on disk); at most
+``agi_max_deciding`` screenings are decided at once and the rest wait for a slot at most
+``agi_decision_queue_timeout`` (then BLOCK), so a burst does not push every decision past its
+budget; once started, the answer leaves within the decision deadline whatever the store does;
+every failure answers BLOCK ``screening_unavailable`` or
 closes the connection (which the dialplan also reads as BLOCK). Connections are bounded in
 number (in total and per peer), time and size; a session waiting on its peer (for the header
 or for a reply) can be evicted to make room, a session being decided cannot (see
