@@ -31,6 +31,7 @@ import redis
 from blocklists import storage
 from blocklists.formats import BadLine, Batch, Source, read_batches
 from blocklists.numbering import Scheme, scheme_for_country
+from callscreen.cluster import mget, write_pipeline
 
 KINDS = ("national", "industry", "internal")
 LOCK_SECONDS = 600  # renewed while an import progresses
@@ -169,7 +170,7 @@ class RegistryManager:
         ids = sorted(_text(i) for i in self.client.smembers(storage.INDEX_KEY))
         if not ids:
             return []
-        raws = self.client.mget([storage.current_key(i) for i in ids])
+        raws = mget(self.client, [storage.current_key(i) for i in ids])
         return [RegistryInfo.from_json(r) for r in raws if r is not None]
 
     def history(self, registry_id: str) -> list[dict[str, Any]]:
@@ -211,7 +212,7 @@ class RegistryManager:
         bitmaps = {}
         for start in range(0, len(names), 64):
             part = names[start:start + 64]
-            values = self.client.mget([storage.shard_key(registry_id, info.generation, n) for n in part])
+            values = mget(self.client, [storage.shard_key(registry_id, info.generation, n) for n in part])
             bitmaps.update({n: v for n, v in zip(part, values, strict=True) if v})
         return info, bitmaps
 
@@ -310,7 +311,7 @@ class RegistryManager:
         old_names = []
         if live is not None:
             old_names = [_text(n) for n in self.client.smembers(storage.shards_key(info.id, live.generation))]
-        pipe = self.client.pipeline(transaction=True)
+        pipe = write_pipeline(self.client)
         pipe.set(storage.current_key(info.id), info.to_json())
         pipe.sadd(storage.INDEX_KEY, info.id)
         self._remember(pipe, info, "import")
@@ -349,7 +350,7 @@ class RegistryManager:
             generation = int(text.rsplit(":v", 1)[1].split(":", 1)[0])
             if (live is None or generation != live.generation) and self.client.ttl(text) == -1:
                 names = [_text(n) for n in self.client.smembers(text)]
-                pipe = self.client.pipeline(transaction=True)
+                pipe = write_pipeline(self.client)
                 self._retire(pipe, registry_id, generation, names)
                 pipe.execute()
 
@@ -387,7 +388,7 @@ class RegistryManager:
                 records=live.records + report.added - report.removed,
                 changes_applied=live.changes_applied + 1, shards=live.shards + new_shards,
             )
-            pipe = self.client.pipeline(transaction=True)
+            pipe = write_pipeline(self.client)
             pipe.set(storage.current_key(registry_id), info.to_json())
             self._remember(pipe, info, "changes", added=report.added, removed=report.removed,
                            bad_lines=report.bad_count, checksum=file.checksum, source=file.path.name)
@@ -446,7 +447,7 @@ class RegistryManager:
         with self._locked(registry_id):
             live = self._require(registry_id)
             names = [_text(n) for n in self.client.smembers(storage.shards_key(registry_id, live.generation))]
-            pipe = self.client.pipeline(transaction=True)
+            pipe = write_pipeline(self.client)
             pipe.delete(storage.current_key(registry_id))
             pipe.srem(storage.INDEX_KEY, registry_id)
             self._remember(pipe, live, "drop")

@@ -41,6 +41,7 @@ import redis
 from blocklists import storage
 from blocklists.lookup import RedisRegistryLookup
 from blocklists.numbering import NANP, locate_e164
+from callscreen.cluster import is_cluster_client
 from callscreen.crypto import NumberVault
 from callscreen.decision import ScreeningRequest, decide
 from callscreen.keys import Keyring
@@ -231,7 +232,11 @@ class RegistryBits:
 
 def bulk(client: redis.Redis, commands: Sequence[Command]) -> list[Any]:
     """Send many commands in one write and read every reply: the pipeline without its per-command
-    Python bookkeeping (hiredis packs the commands). Errors come back as exceptions in the list."""
+    Python bookkeeping (hiredis packs the commands). Errors come back as exceptions in the list.
+    A cluster client has no single connection: its commands go through :func:`run_pipeline`,
+    which sends each node its share."""
+    if is_cluster_client(client):
+        return run_pipeline(client, commands)
     connection = client.connection_pool.get_connection()
     try:
         connection.send_packed_command([b"".join(map(hiredis.pack_command, commands))], check_health=False)

@@ -97,3 +97,22 @@ def is_cluster_client(client: Any) -> bool:
 def scan_keys(client: Any, match: str, count: int = 1000) -> Iterator[bytes]:
     """Every key matching ``match``: on a cluster, every primary is scanned (a key is listed once)."""
     yield from client.scan_iter(match=match, count=count)
+
+
+def write_pipeline(client: Any) -> Any:
+    """A pipeline for writes that belong together, sent in one round trip.
+
+    On one server it is a MULTI/EXEC transaction. On a cluster the keys usually lie in several
+    slots, which no transaction spans: it is then a plain pipeline (each node gets its share in
+    order; an error still raises on ``execute``). Use it only where a reader copes with seeing
+    part of the writes — an index entry whose record is missing is skipped, a record missing
+    from an index is listed again by the next write — never where one state must replace another
+    at once (that is one key's write, or one slot's transaction)."""
+    return client.pipeline(transaction=not is_cluster_client(client))
+
+
+def mget(client: Any, keys: list[str]) -> list[Any]:
+    """MGET of keys in any slots: one command on one server, one per slot on a cluster."""
+    if not keys:
+        return []
+    return client.mget_nonatomic(keys) if is_cluster_client(client) else client.mget(keys)

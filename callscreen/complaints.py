@@ -26,6 +26,7 @@ from typing import Any, Protocol
 import redis
 
 from callscreen import codec
+from callscreen.cluster import mget, write_pipeline
 from callscreen.models import Suppression
 from callscreen.numbers import PhoneNumber, mask
 from callscreen.store import PREFIX, Store, Subject, new_id, number_key
@@ -236,7 +237,7 @@ class ComplaintBook:
             campaign_id=str(_attr(linked[0], "campaign_id", "") or "") if linked else "",
             history=(StatusChange(at=received, by=filed_by, from_status="", to_status=Status.NEW.value),),
         )
-        pipe = self.client.pipeline(transaction=True)
+        pipe = write_pipeline(self.client)
         self.store.remember_number(number, pipe, subject)
         pipe.set(complaint_key(complaint_id), encode(complaint, subject))
         pipe.zadd(COMPLAINTS_KEY, {complaint_id: int(received.timestamp() * 1000)})
@@ -282,7 +283,7 @@ class ComplaintBook:
     def _many(self, ids: Sequence[Any]) -> list[Complaint]:
         if not ids:
             return []
-        raws = [r for r in self.client.mget([complaint_key(codec_text(i)) for i in ids]) if r is not None]
+        raws = [r for r in mget(self.client, [complaint_key(codec_text(i)) for i in ids]) if r is not None]
         datas = [json.loads(r) for r in raws]
         subjects = self.store.subjects([d["number_digest"] for d in datas])
         return [decode(r, subjects[d["number_digest"]]) for r, d in zip(raws, datas, strict=True)]
@@ -374,7 +375,7 @@ class ComplaintBook:
             regulator_reference=reference if target is Status.ESCALATED else complaint.regulator_reference,
             history=(*complaint.history, change),
         )
-        pipe = self.client.pipeline(transaction=True)
+        pipe = write_pipeline(self.client)
         pipe.set(complaint_key(complaint_id), encode(updated, self.store.subject(complaint.number_digest)))
         if updated.open:
             pipe.sadd(OPEN_KEY, complaint_id)

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 import redis
 
 from callscreen import codec
+from callscreen.cluster import mget, write_pipeline
 from callscreen.store import PREFIX, new_id
 
 DEADLINE = timedelta(days=30)
@@ -64,7 +65,7 @@ class RequestBook:
                 received_at: datetime | None = None) -> SubjectRequest:
         received = received_at or datetime.now(UTC)
         request = SubjectRequest(new_id("dsr"), kind, digest, reference, received, received + DEADLINE, by)
-        pipe = self.client.pipeline(transaction=True)
+        pipe = write_pipeline(self.client)
         pipe.set(request_key(request.id), codec.dumps(request))
         pipe.zadd(OPEN_KEY, {request.id: int(request.due_at.timestamp() * 1000)})
         pipe.zadd(ALL_KEY, {request.id: int(received.timestamp() * 1000)})
@@ -78,12 +79,12 @@ class RequestBook:
     def open_requests(self) -> list[SubjectRequest]:
         """Open requests, soonest deadline first."""
         ids = [i.decode() for i in self.client.zrange(OPEN_KEY, 0, -1)]
-        raws = self.client.mget([request_key(i) for i in ids]) if ids else []
+        raws = mget(self.client, [request_key(i) for i in ids])
         return [_load(r) for r in raws if r is not None]
 
     def recent(self, count: int = 50) -> list[SubjectRequest]:
         ids = [i.decode() for i in self.client.zrevrange(ALL_KEY, 0, count - 1)]
-        raws = self.client.mget([request_key(i) for i in ids]) if ids else []
+        raws = mget(self.client, [request_key(i) for i in ids])
         return [_load(r) for r in raws if r is not None]
 
     def close(self, request_id: str, by: str, outcome: str) -> SubjectRequest:
@@ -91,7 +92,7 @@ class RequestBook:
         if request is None:
             raise KeyError(request_id)
         closed = replace(request, closed_at=datetime.now(UTC), closed_by=by, outcome=outcome)
-        pipe = self.client.pipeline(transaction=True)
+        pipe = write_pipeline(self.client)
         pipe.set(request_key(request_id), codec.dumps(closed))
         pipe.zrem(OPEN_KEY, request_id)
         pipe.execute()

@@ -34,6 +34,7 @@ from typing import Any
 import redis
 
 from callscreen import codec
+from callscreen.cluster import is_cluster_client, scan_keys, write_pipeline
 from callscreen.complaints import ComplaintBook
 from callscreen.consent_import import derived_id, legacy_derived_id
 from callscreen.crypto import SealError, is_subject_sealed
@@ -97,7 +98,18 @@ class Migration:
     # --- the steps ---------------------------------------------------------------------------
 
     def _scan(self, step: str, match: str) -> Any:
-        """SCAN ``match``, saving the cursor after each batch so an interrupted run resumes."""
+        """SCAN ``match``, saving the cursor after each batch so an interrupted run resumes. A cluster
+        is scanned node by node without a saved cursor: an interrupted step starts over (every
+        step skips what it already changed)."""
+        if is_cluster_client(self.client):
+            batch: list[str] = []
+            for key in scan_keys(self.client, match, count=BATCH):
+                batch.append(_text(key))
+                if len(batch) >= BATCH:
+                    yield batch
+                    batch = []
+            yield batch
+            return
         saved = self.client.hget(PROGRESS_KEY, step)
         cursor = int(saved) if saved and _text(saved).isdigit() else 0
         while True:
@@ -164,14 +176,18 @@ class Migration:
                                                                      consent.captured_at):
                 new_id = derived_id(self.vault, phone, consent.purposes, consent.source, consent.captured_at)
         updated = replace(consent, id=new_id, number_sealed=subject.seal("number", number) if number else "")
-        pipe = self.client.pipeline(transaction=True)
+        if new_id != consent_id:  # first the ways to the new id, so a crash loses no consent
+            pipe = write_pipeline(self.client)
+            pipe.set(consent_alias_key(self.vault.alias(consent_id)), new_id)
+            pipe.set(consent_pointer_key(new_id), digest)
+            pipe.execute()
+        pipe = self.client.pipeline(transaction=True)  # the number's keys: one slot
         pipe.hset(number_key(digest, "consents"), new_id, dump_consent(updated, subject))
         if new_id != consent_id:
             pipe.hdel(number_key(digest, "consents"), consent_id)
-            pipe.set(consent_alias_key(self.vault.alias(consent_id)), new_id)
-            pipe.delete(consent_pointer_key(consent_id))
-            pipe.set(consent_pointer_key(new_id), digest)
         pipe.execute()
+        if new_id != consent_id:
+            self.client.delete(consent_pointer_key(consent_id))
         return True
 
     def _complaints(self, report: MigrationReport) -> None:

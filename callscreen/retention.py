@@ -40,6 +40,7 @@ import redis
 from redis.exceptions import LockError
 
 from callscreen import codec
+from callscreen.cluster import mget, scan_keys
 from callscreen.complaints import COMPLAINTS_KEY, ComplaintBook, decode
 from callscreen.crypto import SealError
 from callscreen.decision_log import DecisionLog, LogRecord, read_entry
@@ -252,7 +253,7 @@ class RetentionJob:
 
     def _consents(self, now: datetime, report: RetentionReport, dry_run: bool, keep_going: Any) -> None:
         batch: list[bytes] = []
-        for key in self.client.scan_iter(match=PREFIX + "n:*:consents", count=BATCH):
+        for key in scan_keys(self.client, PREFIX + "n:*:consents", count=BATCH):
             batch.append(key)
             if len(batch) >= BATCH:
                 self._consent_batch(batch, now, report, dry_run)
@@ -288,7 +289,7 @@ class RetentionJob:
             ids = self.client.zrangebyscore(COMPLAINTS_KEY, "-inf", newest, start=offset, num=BATCH)
             if not ids:
                 return
-            raws = self.client.mget([PREFIX + "complaint:" + i.decode() for i in ids])
+            raws = mget(self.client, [PREFIX + "complaint:" + i.decode() for i in ids])
             for raw in raws:
                 if raw is None:
                     continue

@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import redis
 
+from callscreen.cluster import is_cluster_client, mget, scan_keys
 from callscreen.crypto import SealError, key_id, wrapped_key_id
 from callscreen.keys import Keyring, KeyringError
 from callscreen.store import PREFIX, SUBJECT_KEY_PATTERN, subject_digest
@@ -253,13 +254,20 @@ class EncryptionRotation:
         return progress
 
     def _pass(self, new_id: str, cursor: int, stop: threading.Event | None) -> tuple[int, int]:
-        """One SCAN over every wrapped data key; returns how many were re-wrapped."""
+        """One SCAN over every wrapped data key; returns how many were re-wrapped. On a cluster
+        every master is scanned and no cursor is kept (a pass cut short starts over: re-wrapping
+        skips what is already under the new key)."""
         moved = 0
+        scan = _cluster_scan(self.client, SUBJECT_KEY_PATTERN) if is_cluster_client(self.client) else None
         while True:
             before = moved
-            cursor, keys = self.client.scan(cursor, match=SUBJECT_KEY_PATTERN, count=BATCH)
+            if scan is None:
+                cursor, keys = self.client.scan(cursor, match=SUBJECT_KEY_PATTERN, count=BATCH)
+            else:
+                keys = next(scan, [])
+                cursor = 1 if keys else 0
             if keys:
-                for key, wrapped in zip(keys, self.client.mget(keys), strict=True):
+                for key, wrapped in zip(keys, mget(self.client, keys), strict=True):
                     if wrapped is None or wrapped_key_id(_text(wrapped)) == new_id:
                         continue
                     name = _text(key)
@@ -268,10 +276,22 @@ class EncryptionRotation:
                     except SealError as exc:
                         raise RotationError(f"{name}: cannot be unwrapped ({exc})") from exc
                     moved += int(self.client.eval(SWAP_IF_UNCHANGED, 1, name, wrapped, fresh))
-            self.client.hset(state_key(self.kind), mapping={"cursor": str(cursor)})
+            self.client.hset(state_key(self.kind), mapping={"cursor": str(cursor if scan is None else 0)})
             self.client.hincrby(state_key(self.kind), "moved", moved - before)
             if cursor == 0 or (stop is not None and stop.is_set()):
-                return moved, cursor
+                return moved, cursor if scan is None else 0
+
+
+def _cluster_scan(client: Any, match: str) -> Iterator[list[Any]]:
+    """Batches of the keys matching ``match`` on every master of a cluster."""
+    batch: list[Any] = []
+    for key in scan_keys(client, match, count=BATCH):
+        batch.append(key)
+        if len(batch) >= BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def build_vault(settings: Any, client: Any) -> Any:
@@ -339,7 +359,13 @@ class HashRotation:
 
     def start(self, target: str | None = None) -> RotationProgress:
         """Put ``target`` (default: the newest key of the ring) in force, facts read under both
-        keys; resumes a rotation to the same key that was cut short."""
+        keys; resumes a rotation to the same key that was cut short. Refused on a cluster: a
+        person moves from one digest's keys to another's in one transaction, and the two digests
+        lie in different slots."""
+        if is_cluster_client(self.client):
+            raise RotationError("the hash key cannot be rotated on a Redis Cluster: moving a person "
+                                "between two digests is one transaction, and their keys lie in different "
+                                "slots (see docs/privacy.md); the encryption and log keys can be rotated")
         return _begin(self.client, self.state, self.kind, target, "rekeying", keep_erasure=True)
 
     def run(self, progress: RotationProgress, stop: threading.Event | None = None) -> RotationProgress:

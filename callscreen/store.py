@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import redis
 
 from callscreen import codec
+from callscreen.cluster import mget, write_pipeline
 from callscreen.crypto import NumberVault, SealError, is_subject_sealed
 from callscreen.models import (
     Campaign,
@@ -570,7 +571,7 @@ class Store:
     def put_campaign(self, campaign: Campaign) -> Campaign:
         if campaign.created_at is None:
             campaign = replace(campaign, created_at=datetime.now(UTC))
-        pipe = self.client.pipeline(transaction=True)
+        pipe = write_pipeline(self.client)
         pipe.set(campaign_key(campaign.id), codec.dumps(campaign))
         pipe.sadd(CAMPAIGNS_KEY, campaign.id)
         pipe.execute()
@@ -584,7 +585,7 @@ class Store:
         ids = sorted(_text(i) for i in self.client.smembers(CAMPAIGNS_KEY))
         if not ids:
             return []
-        raws = self.client.mget([campaign_key(i) for i in ids])
+        raws = mget(self.client, [campaign_key(i) for i in ids])
         return [codec.campaign_from(json.loads(r)) for r in raws if r is not None]
 
     # subjects and their data keys
@@ -665,7 +666,7 @@ class Store:
         if erased:
             raise ErasedSubject(f"{len(erased)} of these numbers had their personal data erased; "
                                 "a new consent for an erased number cannot be recorded")
-        pipe = self.client.pipeline(transaction=True)
+        pipe = write_pipeline(self.client)  # on a cluster: each number's keys, then the id pointers
         saved = []
         for number, consent, contact in items:
             digest = self.vault.digest(number.e164)

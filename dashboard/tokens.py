@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 
 import redis
 
+from callscreen.cluster import write_pipeline
+
 TOKENS_KEY = "cs:apitokens"
 TOKEN_PREFIX = "cst_"
 _CLIENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -59,7 +61,7 @@ class TokenStore:
         token_id = "tok-" + secrets.token_hex(4)
         digest = _hash(secret)
         record = ApiToken(id=token_id, client=client_name, created_at=datetime.now(UTC).isoformat())
-        pipe = self.client.pipeline(transaction=True)
+        pipe = write_pipeline(self.client)  # the token's record, then the list's entry
         pipe.hset(token_key(digest), mapping={"id": record.id, "client": record.client,
                                               "created_at": record.created_at})
         pipe.hset(TOKENS_KEY, token_id, digest)
@@ -95,7 +97,7 @@ class TokenStore:
         if digest is None:
             raise TokenError(f"no token {token_id!r}")
         record = next((t for t in self.list() if t.id == token_id), None)
-        pipe = self.client.pipeline(transaction=True)
+        pipe = write_pipeline(self.client)
         pipe.delete(token_key(_text(digest)))
         pipe.hdel(TOKENS_KEY, token_id)
         pipe.execute()

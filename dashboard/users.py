@@ -19,6 +19,8 @@ import redis
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from callscreen.cluster import write_pipeline
+
 USERS_KEY = "cs:users"
 ROLES = ("supervisor", "compliance", "admin")
 LOCALES = ("en", "ru")
@@ -117,7 +119,7 @@ class UserStore:
         }
         if not self.client.hsetnx(user_key(name), "role", role):
             raise UserError(f"user {name!r} already exists")
-        pipe = self.client.pipeline(transaction=True)
+        pipe = write_pipeline(self.client)
         pipe.hset(user_key(name), mapping=fields)
         pipe.sadd(USERS_KEY, name)
         pipe.execute()

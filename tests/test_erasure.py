@@ -27,6 +27,8 @@ from callscreen.screening import Screener, build_screener
 from callscreen.store import subject_key_key
 from tests_support import TEST_ENCRYPTION_KEY, TEST_HASH_KEY, TEST_LOG_KEY
 
+pytestmark = pytest.mark.also_cluster
+
 NUMBER, OTHER = "+79991234567", "+79997654321"
 AT = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)  # 11:00 in Moscow
 PROOF = Proof(ip="203.0.113.77", user_agent="Mozilla/5.0 (erasure-test)", form_text="Call me about dental offers",

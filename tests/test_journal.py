@@ -8,6 +8,8 @@ import pytest
 from callscreen.journal import EPOCH_KEY, HEAD_KEY, JOURNAL_KEY, AccessJournal
 from callscreen.keys import Keyring
 
+pytestmark = pytest.mark.also_cluster
+
 OLD, NEW = ("2026a", b"a" * 32), ("2026b", b"b" * 32)
 DIGEST = "ab" * 16
 

@@ -19,6 +19,8 @@ from callscreen.screening import build_screener
 from callscreen.store import consent_pointer_key, number_key
 from tests_support import TEST_LOG_KEY, writer_on
 
+pytestmark = pytest.mark.also_cluster
+
 RU_NUMBER, US_NUMBER = "+79991234567", "+12025550123"
 NOW = datetime.now(UTC)
 

@@ -13,6 +13,8 @@ from callscreen.numbers import normalize
 from callscreen.screening import build_screener
 from callscreen.store import connect, ms, number_key
 
+pytestmark = pytest.mark.also_cluster
+
 AT = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)  # 13:00 in Moscow, a Friday
 
 

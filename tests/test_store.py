@@ -1,8 +1,12 @@
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from callscreen.models import Consent, Contact, LegalBasis, Objection, OptOut, Suppression
 from callscreen.numbers import normalize
 from callscreen.store import ATTEMPT_HISTORY, ms, number_key
+
+pytestmark = pytest.mark.also_cluster
 
 
 def test_consent_is_stored_under_keyed_digest_with_number_sealed(store, redis_client):

@@ -6,9 +6,13 @@ from __future__ import annotations
 import gzip
 from datetime import UTC, datetime
 
+import pytest
+
 from blocklists.disconnects import import_disconnects, last_import
 from callscreen.numbers import normalize
 from callscreen.store import FactQuery, run_pipeline
+
+pytestmark = pytest.mark.also_cluster
 
 
 def disconnected_at(store, raw: str) -> datetime | None:

@@ -10,6 +10,8 @@ from blocklists.formats import FormatError, Source, read_batches
 from blocklists.numbering import GB, NANP, BadNumber, locate_e164, scheme_for_country, split_e164
 from blocklists.storage import BitmapBuilder, pack
 
+pytestmark = pytest.mark.also_cluster
+
 
 def read_all(path, fmt, scheme=NANP, **options):
     keys, deletions, bad, bad_count, lines = [], [], [], 0, 0

@@ -13,6 +13,8 @@ from blocklists.registry import RegistryError, RegistryManager
 from callscreen.numbers import PhoneNumber
 from callscreen.policy import PolicyBook
 
+pytestmark = pytest.mark.also_cluster
+
 
 def numbers_file(path, numbers, sep=""):
     path.write_text("".join(f"{n[:3]}{sep}{n[3:]}\n" for n in numbers))

@@ -18,6 +18,8 @@ from callscreen.policy import PolicyBook
 from callscreen.screening import build_screener
 from callscreen.store import FactQuery, run_pipeline
 
+pytestmark = pytest.mark.also_cluster
+
 AT = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)  # a Friday, 12:00 in London
 
 

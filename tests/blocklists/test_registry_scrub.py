@@ -25,6 +25,8 @@ from callscreen.screening import build_screener
 from callscreen.store import number_key
 from tests_support import TEST_ENCRYPTION_KEY, TEST_HASH_KEY, TEST_LOG_KEY
 
+pytestmark = pytest.mark.also_cluster
+
 AT = datetime(2026, 11, 20, 14, 0, tzinfo=UTC)  # Friday: 09:00 in New York, 14:00 in London
 
 

@@ -9,6 +9,8 @@ from callscreen.numbers import normalize
 from dashboard.api import bp as api_blueprint
 from tests.dashboard.conftest import NUMBER, build, calling_time
 
+pytestmark = pytest.mark.also_cluster
+
 CONSENT = {
     "number": "+7 999 123-45-67",
     "purposes": ["promotions"],

@@ -7,6 +7,8 @@ from dashboard import create_app
 from dashboard.login_guard import Backoff
 from tests.dashboard.conftest import FAST_HASHER, PASSWORD, build, csrf_from, login, post_form
 
+pytestmark = pytest.mark.also_cluster
+
 PAGES_BY_PERMISSION = {
     "/": ("supervisor", "compliance", "admin"),
     "/blocked": ("supervisor", "compliance", "admin"),

@@ -10,6 +10,8 @@ from callscreen.complaints import ComplaintError, Status, near_call
 from callscreen.numbers import normalize
 from tests.dashboard.conftest import NUMBER, calling_time, post_form
 
+pytestmark = pytest.mark.also_cluster
+
 MASKED = "+7 999 ***-**-67"
 MOSCOW = ZoneInfo("Europe/Moscow")
 

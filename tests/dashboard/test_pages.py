@@ -3,9 +3,13 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
+
 from callscreen.journal import JOURNAL_KEY
 from callscreen.numbers import normalize
 from tests.dashboard.conftest import NUMBER, build, calling_time, post_form
+
+pytestmark = pytest.mark.also_cluster
 
 MASKED = "+7 999 ***-**-67"
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
+import pytest
 from privacy_support import hash_hits, keyspace_text, plain_hashes, spellings
 
 from callscreen.consent_import import legacy_derived_id, parse_row
@@ -14,6 +15,8 @@ from callscreen.erasure import MIGRATED_KEY
 from callscreen.journal import JOURNAL_KEY
 from callscreen.numbers import normalize
 from tests.dashboard.conftest import NUMBER, calling_time, post_form
+
+pytestmark = pytest.mark.also_cluster
 
 GB_NUMBER = "+442079460123"
 CAPTURED = "2026-03-01T10:00:00Z"

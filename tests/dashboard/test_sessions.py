@@ -15,6 +15,8 @@ from dashboard.login_guard import PER_ACCOUNT, Backoff, LoginGuard
 from dashboard.sessions import SESSION_LIFETIME, session_key
 from tests.dashboard.conftest import login, post_form
 
+pytestmark = pytest.mark.also_cluster
+
 
 def session_cookie(client) -> str:
     return client.get_cookie("callscreen_session").value
