@@ -34,7 +34,6 @@ import redis
 from blocklists import storage
 from blocklists.numbering import locate_e164
 from blocklists.registry import GRACE_SECONDS, RegistryInfo
-from callscreen.cluster import mget
 from callscreen.models import RegistryStatus
 from callscreen.numbers import PhoneNumber
 from callscreen.store import STORE_ERRORS, Command, StoreError
@@ -72,7 +71,7 @@ class RedisRegistryLookup:
         """Read every registry pointer (two short commands) and replace the snapshot."""
         taken = self._clock()
         ids = sorted(_text(i) for i in self.client.smembers(storage.INDEX_KEY))
-        raws = mget(self.client, [storage.current_key(i) for i in ids])
+        raws = self.client.mget([storage.current_key(i) for i in ids]) if ids else []
         found = {}
         for raw in raws:
             if raw is not None:

@@ -31,7 +31,7 @@ import redis
 from blocklists import storage
 from blocklists.formats import BadLine, Batch, Source, read_batches
 from blocklists.numbering import Scheme, scheme_for_country
-from callscreen.cluster import mget, write_pipeline
+from callscreen.cluster import write_pipeline
 
 KINDS = ("national", "industry", "internal")
 LOCK_SECONDS = 600  # renewed while an import progresses
@@ -170,7 +170,7 @@ class RegistryManager:
         ids = sorted(_text(i) for i in self.client.smembers(storage.INDEX_KEY))
         if not ids:
             return []
-        raws = mget(self.client, [storage.current_key(i) for i in ids])
+        raws = self.client.mget([storage.current_key(i) for i in ids])
         return [RegistryInfo.from_json(r) for r in raws if r is not None]
 
     def history(self, registry_id: str) -> list[dict[str, Any]]:
@@ -212,7 +212,7 @@ class RegistryManager:
         bitmaps = {}
         for start in range(0, len(names), 64):
             part = names[start:start + 64]
-            values = mget(self.client, [storage.shard_key(registry_id, info.generation, n) for n in part])
+            values = self.client.mget([storage.shard_key(registry_id, info.generation, n) for n in part])
             bitmaps.update({n: v for n, v in zip(part, values, strict=True) if v})
         return info, bitmaps
 

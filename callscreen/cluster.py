@@ -11,9 +11,13 @@ connect to, and its error names what is wrong; a single-server URL is passed to 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+from redis.cluster import RedisCluster
+from redis.exceptions import ResponseError
 
 SINGLE_SCHEMES = ("redis", "rediss", "unix")
 CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
@@ -86,11 +90,24 @@ def _safe(url: str) -> str:
     return url
 
 
+class StoreCluster(RedisCluster):
+    """redis-py's cluster client whose MGET takes keys in any slots, as on one server: one MGET per
+    slot, answers in the order asked (not atomic across slots, like redis-py's DEL and EXISTS of
+    several keys on a cluster). Campaigns, complaints, requests and registry pointers are read so."""
+
+    def mget(self, keys: Any, *args: Any) -> list[Any]:
+        return self.mget_nonatomic(keys, *args)
+
+
+class AsyncStoreCluster(AsyncRedisCluster):
+    """The asyncio twin of :class:`StoreCluster`."""
+
+    async def mget(self, keys: Any, *args: Any) -> list[Any]:  # type: ignore[override]
+        return await self.mget_nonatomic(keys, *args)
+
+
 def is_cluster_client(client: Any) -> bool:
     """Whether ``client`` (sync or asyncio) talks to a Redis Cluster."""
-    from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
-    from redis.cluster import RedisCluster
-
     return isinstance(client, RedisCluster | AsyncRedisCluster)
 
 
@@ -111,8 +128,33 @@ def write_pipeline(client: Any) -> Any:
     return client.pipeline(transaction=not is_cluster_client(client))
 
 
-def mget(client: Any, keys: list[str]) -> list[Any]:
-    """MGET of keys in any slots: one command on one server, one per slot on a cluster."""
-    if not keys:
-        return []
-    return client.mget_nonatomic(keys) if is_cluster_client(client) else client.mget(keys)
+def masters_run(client: Any, commands: Sequence[tuple[Any, ...]]) -> dict[str, list[Any]]:
+    """Keyless commands (CONFIG GET, INFO, …) run on every master of a cluster, one pipeline per
+    master: ``{"host:port": replies}``; a failed command's reply is its exception."""
+    from callscreen.store import run_pipeline
+
+    return {node.name: run_pipeline(client.get_redis_connection(node), commands) for node in client.get_primaries()}
+
+
+async def masters_run_async(client: Any, commands: Sequence[tuple[Any, ...]]) -> dict[str, list[Any]]:
+    """:func:`masters_run` with an asyncio cluster client (the masters are asked at once)."""
+    import asyncio
+
+    from callscreen.store import STORE_ERRORS, StoreError
+
+    async def one(node: Any, command: tuple[Any, ...]) -> Any:
+        try:
+            return await client.execute_command(*command, target_nodes=node)
+        except ResponseError as exc:
+            return exc
+        except STORE_ERRORS as exc:
+            raise StoreError(f"store unavailable: {exc}") from exc
+
+    try:
+        await client.initialize()  # an asyncio cluster client learns its nodes on first use
+    except STORE_ERRORS as exc:
+        raise StoreError(f"store unavailable: {exc}") from exc
+    nodes = client.get_primaries()
+    replies = await asyncio.gather(*(one(node, command) for node in nodes for command in commands))
+    width = len(commands)
+    return {node.name: list(replies[i * width:(i + 1) * width]) for i, node in enumerate(nodes)}

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 import redis
 
 from callscreen import codec
-from callscreen.cluster import mget, write_pipeline
+from callscreen.cluster import write_pipeline
 from callscreen.models import Suppression
 from callscreen.numbers import PhoneNumber, mask
 from callscreen.store import PREFIX, Store, Subject, new_id, number_key
@@ -283,7 +283,7 @@ class ComplaintBook:
     def _many(self, ids: Sequence[Any]) -> list[Complaint]:
         if not ids:
             return []
-        raws = [r for r in mget(self.client, [complaint_key(codec_text(i)) for i in ids]) if r is not None]
+        raws = [r for r in self.client.mget([complaint_key(codec_text(i)) for i in ids]) if r is not None]
         datas = [json.loads(r) for r in raws]
         subjects = self.store.subjects([d["number_digest"] for d in datas])
         return [decode(r, subjects[d["number_digest"]]) for r, d in zip(raws, datas, strict=True)]

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 import redis
 
 from callscreen import codec
-from callscreen.cluster import mget, write_pipeline
+from callscreen.cluster import write_pipeline
 from callscreen.store import PREFIX, new_id
 
 DEADLINE = timedelta(days=30)
@@ -79,12 +79,12 @@ class RequestBook:
     def open_requests(self) -> list[SubjectRequest]:
         """Open requests, soonest deadline first."""
         ids = [i.decode() for i in self.client.zrange(OPEN_KEY, 0, -1)]
-        raws = mget(self.client, [request_key(i) for i in ids])
+        raws = self.client.mget([request_key(i) for i in ids]) if ids else []
         return [_load(r) for r in raws if r is not None]
 
     def recent(self, count: int = 50) -> list[SubjectRequest]:
         ids = [i.decode() for i in self.client.zrevrange(ALL_KEY, 0, count - 1)]
-        raws = mget(self.client, [request_key(i) for i in ids])
+        raws = self.client.mget([request_key(i) for i in ids]) if ids else []
         return [_load(r) for r in raws if r is not None]
 
     def close(self, request_id: str, by: str, outcome: str) -> SubjectRequest:

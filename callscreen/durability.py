@@ -18,6 +18,8 @@ guarantee (no append-only file, ``appendfsync no``, or settings callscreen may n
 some managed services) every ALLOW is refused up front with a clear detail, a loud log line and
 the ``callscreen_log_durability{state="refused"}`` gauge, unless the operator set
 ``allow_without_durability``: then ALLOWs are answered without any confirmation (``waived``).
+On a Redis Cluster every master is read and the verdict is the weakest of theirs: a record may be
+appended on any of them.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from callscreen.cluster import is_cluster_client, masters_run, masters_run_async
 from callscreen.store import Command, StoreError, run_pipeline, run_pipeline_async
 
 if TYPE_CHECKING:  # prometheus_client is not imported on the classic script's path
@@ -171,6 +174,8 @@ class DurabilityGate:
         if self.waived:
             return self.verdict
         try:
+            if is_cluster_client(client):
+                return self._settle_masters(masters_run(client, CHECK_COMMANDS))
             replies = run_pipeline(client, CHECK_COMMANDS)
         except StoreError as exc:
             return self._unreachable(exc)
@@ -181,6 +186,8 @@ class DurabilityGate:
         if self.waived:
             return self.verdict
         try:
+            if is_cluster_client(client):
+                return self._settle_masters(await masters_run_async(client, CHECK_COMMANDS))
             replies = await run_pipeline_async(client, CHECK_COMMANDS)
         except StoreError as exc:
             return self._unreachable(exc)
@@ -217,6 +224,21 @@ class DurabilityGate:
         self._checked_at = self._clock()
         config, persistence, replication = replies
         return self._set(judge(config, persistence, replication, self.replicas))
+
+    def _settle_masters(self, replies: Mapping[str, Sequence[Any]]) -> Verdict:
+        """A cluster's verdict: the first master that refuses (named), else confirmed with every
+        master's warnings."""
+        self._checked_at = self._clock()
+        verdicts = {node: judge(*node_replies, self.replicas) for node, node_replies in sorted(replies.items())}
+        if not verdicts:
+            return self._unreachable(StoreError("the cluster named no master"))
+        refused = [(node, v) for node, v in verdicts.items() if v.state != CONFIRMED]
+        if refused:
+            node, verdict = refused[0]
+            return self._set(Verdict(verdict.state, f"cluster master {node}: {verdict.detail}"))
+        warnings = tuple(dict.fromkeys(w for v in verdicts.values() for w in v.warnings))
+        first = next(iter(verdicts.values()))
+        return self._set(Verdict(CONFIRMED, f"{len(verdicts)} cluster masters: {first.detail}", warnings))
 
     def _unreachable(self, exc: Exception) -> Verdict:
         self._checked_at = self._clock()

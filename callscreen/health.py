@@ -23,7 +23,6 @@ from typing import Any
 
 import redis
 
-from callscreen.cluster import mget
 from callscreen.store import CAMPAIGNS_KEY, STORE_ERRORS, campaign_key
 
 JSON = [  # copied per response: wsgiref adds Content-Length to the list it is given
@@ -84,7 +83,7 @@ class Readiness:
 
     def _jurisdictions_in_use(self) -> set[str]:
         ids = sorted(_text(i) for i in self.client.smembers(CAMPAIGNS_KEY))
-        raw = mget(self.client, [campaign_key(i) for i in ids])
+        raw = self.client.mget([campaign_key(i) for i in ids]) if ids else []
         return {str(json.loads(r).get("jurisdiction", "")).upper() for r in raw if r}
 
     def _registries(self) -> Check:

@@ -40,7 +40,7 @@ import redis
 from redis.exceptions import LockError
 
 from callscreen import codec
-from callscreen.cluster import mget, scan_keys
+from callscreen.cluster import scan_keys
 from callscreen.complaints import COMPLAINTS_KEY, ComplaintBook, decode
 from callscreen.crypto import SealError
 from callscreen.decision_log import DecisionLog, LogRecord, read_entry
@@ -289,7 +289,7 @@ class RetentionJob:
             ids = self.client.zrangebyscore(COMPLAINTS_KEY, "-inf", newest, start=offset, num=BATCH)
             if not ids:
                 return
-            raws = mget(self.client, [PREFIX + "complaint:" + i.decode() for i in ids])
+            raws = self.client.mget([PREFIX + "complaint:" + i.decode() for i in ids])
             for raw in raws:
                 if raw is None:
                     continue

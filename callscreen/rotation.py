@@ -30,7 +30,7 @@ from typing import Any
 
 import redis
 
-from callscreen.cluster import is_cluster_client, mget, scan_keys
+from callscreen.cluster import is_cluster_client, scan_keys
 from callscreen.crypto import SealError, key_id, wrapped_key_id
 from callscreen.keys import Keyring, KeyringError
 from callscreen.store import PREFIX, SUBJECT_KEY_PATTERN, subject_digest
@@ -267,7 +267,7 @@ class EncryptionRotation:
                 keys = next(scan, [])
                 cursor = 1 if keys else 0
             if keys:
-                for key, wrapped in zip(keys, mget(self.client, keys), strict=True):
+                for key, wrapped in zip(keys, self.client.mget(keys), strict=True):
                     if wrapped is None or wrapped_key_id(_text(wrapped)) == new_id:
                         continue
                     name = _text(key)

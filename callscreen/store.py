@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import redis
 
 from callscreen import codec
-from callscreen.cluster import mget, write_pipeline
+from callscreen.cluster import write_pipeline
 from callscreen.crypto import NumberVault, SealError, is_subject_sealed
 from callscreen.models import (
     Campaign,
@@ -158,16 +158,17 @@ def connect(url: str, *, asyncio: bool = False, timeout: float = 2.0, connect_ti
 
 def _connect_cluster(nodes: Sequence[tuple[str, int]], options: dict[str, Any], retry: Any, asyncio: bool,
                      max_connections: int | None) -> Any:
+    from callscreen.cluster import AsyncStoreCluster, StoreCluster
+
     if asyncio:
         from redis.asyncio.cluster import ClusterNode as AsyncNode
-        from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 
-        return AsyncRedisCluster(startup_nodes=[AsyncNode(h, p) for h, p in nodes], retry=retry,
+        return AsyncStoreCluster(startup_nodes=[AsyncNode(h, p) for h, p in nodes], retry=retry,
                                  max_connections=max(max_connections or 0, CLUSTER_NODE_CONNECTIONS), **options)
-    from redis.cluster import ClusterNode, RedisCluster
+    from redis.cluster import ClusterNode
 
     try:  # unlike every other client, this one asks a seed node for the cluster's layout at once
-        return RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in nodes], retry=retry, **options)
+        return StoreCluster(startup_nodes=[ClusterNode(h, p) for h, p in nodes], retry=retry, **options)
     except STORE_ERRORS as exc:
         raise StoreError(f"store unavailable: {exc}") from exc
 
@@ -585,7 +586,7 @@ class Store:
         ids = sorted(_text(i) for i in self.client.smembers(CAMPAIGNS_KEY))
         if not ids:
             return []
-        raws = mget(self.client, [campaign_key(i) for i in ids])
+        raws = self.client.mget([campaign_key(i) for i in ids])
         return [codec.campaign_from(json.loads(r)) for r in raws if r is not None]
 
     # subjects and their data keys

@@ -104,3 +104,38 @@ def test_an_unreachable_cluster_is_a_store_error() -> None:
 
     with pytest.raises(StoreError, match="store unavailable"):
         asyncio.run(screen())
+
+
+def test_mget_reads_keys_of_every_slot_in_the_order_asked(valkey_cluster) -> None:
+    client = connect(valkey_cluster.url)
+    keys = [f"campaign:{i}" for i in range(30)]
+    client.mset_nonatomic({k: k.upper() for k in keys[::2]})
+    assert client.mget(keys) == [k.upper().encode() if i % 2 == 0 else None for i, k in enumerate(keys)]
+    client.flushall()
+    client.close()
+
+
+def test_the_durability_gate_reads_every_master_and_names_one_that_refuses(valkey_cluster) -> None:
+    from callscreen.durability import CONFIRMED, REFUSED, DurabilityGate
+
+    client = connect(valkey_cluster.url)
+    assert DurabilityGate().check(client).state == CONFIRMED
+    weak = redis.Redis(port=valkey_cluster.masters[1].port)
+    weak.config_set("appendfsync", "no")
+    try:
+        verdict = DurabilityGate().check(client)
+
+        async def check_async() -> object:
+            aclient = connect(valkey_cluster.url, asyncio=True)
+            try:
+                return await DurabilityGate().check_async(aclient)
+            finally:
+                await aclient.aclose()
+
+        verdict_async = asyncio.run(check_async())
+    finally:
+        weak.config_set("appendfsync", "always")
+    for seen in (verdict, verdict_async):
+        assert seen.state == REFUSED
+        assert f"cluster master 127.0.0.1:{valkey_cluster.masters[1].port}: appendfsync no" in seen.detail
+    client.close()

@@ -13,8 +13,6 @@ from tests_support import LOG_FAULTS, TEST_LOG_KEY, on_every_primary, refusing_l
 
 pytestmark = pytest.mark.also_cluster
 
-pytestmark = pytest.mark.also_cluster
-
 
 def record(n: int, at: datetime | None = None) -> LogRecord:
     return LogRecord(id=f"d-{n}", at=at or datetime(2026, 11, 20, 10, 0, tzinfo=UTC), campaign_id="spring",

@@ -4,14 +4,13 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
-import redis
-import redis.asyncio
 
 from callscreen.config import Settings
 from callscreen.models import Campaign, Consent, Contact, LegalBasis, Proof, Reason, Result, Suppression
 from callscreen.numbers import normalize
 from callscreen.screening import build_screener
 from callscreen.store import connect, ms, number_key
+from tests_support import on_every_primary, store_client
 
 pytestmark = pytest.mark.also_cluster
 
@@ -100,24 +99,24 @@ def test_a_store_that_cannot_be_reached_blocks_with_screening_unavailable(settin
 
 def test_a_log_write_failure_never_lets_an_allow_through(screener, redis_client):
     give_consent(screener)
-    redis_client.config_set("maxmemory", "1")  # the store refuses writes (OOM) but still answers reads
+    on_every_primary(redis_client, "CONFIG", "SET", "maxmemory", "1")  # writes refused (OOM), reads answered
     try:
         decision = screener.screen("+79991234567", "spring", AT)
     finally:
-        redis_client.config_set("maxmemory", "0")
+        on_every_primary(redis_client, "CONFIG", "SET", "maxmemory", "0")
     assert (decision.result, decision.reason) == (Result.BLOCK, Reason.SCREENING_UNAVAILABLE)
 
 
 def test_async_screening_blocks_at_the_deadline_and_the_block_can_be_logged_afterwards(settings, redis_client,
-                                                                                       valkey_server):
+                                                                                       store_url):
     async def scenario():
-        aclient = redis.asyncio.Redis.from_url(valkey_server.url)
+        aclient = store_client(store_url, asyncio=True)
         screener = build_screener(settings, redis_client, aclient=aclient)
         screener.store.put_campaign(Campaign("spring", "promotions", "RU", "RU", "Europe/Moscow"))
         give_consent(screener)
         allowed = await screener.screen_async("+79991234567", "spring", AT)
         screener.campaigns.ttl = 0  # force a store round trip for the campaign as well
-        redis_client.execute_command("CLIENT", "PAUSE", 400, "ALL")
+        on_every_primary(redis_client, "CLIENT", "PAUSE", 400, "ALL")
         slow = await screener.screen_async("+79991234567", "spring", AT, deadline=0.1)
         logged = await screener.log_unavailable_async("+79991234567", "spring", slow.checks[0].detail)
         await aclient.aclose()

@@ -5,6 +5,7 @@ import pytest
 from callscreen.models import Consent, Contact, LegalBasis, Objection, OptOut, Suppression
 from callscreen.numbers import normalize
 from callscreen.store import ATTEMPT_HISTORY, ms, number_key
+from tests_support import all_keys
 
 pytestmark = pytest.mark.also_cluster
 
@@ -16,9 +17,9 @@ def test_consent_is_stored_under_keyed_digest_with_number_sealed(store, redis_cl
         source="web_form", captured_at=datetime(2026, 5, 1, tzinfo=UTC),
     )
     stored = store.add_consent(number, consent)
-    dump = b"".join(redis_client.dump(k) or b"" for k in redis_client.keys("*"))
+    dump = b"".join(redis_client.dump(k) or b"" for k in all_keys(redis_client, "*"))
     assert b"79991234567" not in dump
-    assert b"79991234567" not in b"".join(redis_client.keys("*"))
+    assert b"79991234567" not in b"".join(all_keys(redis_client, "*"))
     assert store.get_consent("c-1") == stored
     assert store.reveal(stored.number_digest) == "+79991234567"
 
@@ -54,12 +55,15 @@ def test_attempts_older_than_the_history_are_not_read(store, redis_client):
 CONNECTION_SETUP = {"HELLO", "CLIENT", "AUTH", "SELECT"}  # a new pooled connection's handshake
 
 
-def _commands_sent(client, action) -> list[str]:
-    """The commands clients sent the server while ``action`` ran, as MONITOR saw them (the
-    commands a script runs inside the server are left out)."""
-    with client.monitor() as monitor:
+def _commands_sent(client, action, key: str) -> list[str]:
+    """The commands clients sent the server holding ``key`` while ``action`` ran, as MONITOR saw
+    them (the commands a script runs inside the server are left out)."""
+    from callscreen.cluster import is_cluster_client
+
+    server = client.get_redis_connection(client.get_node_from_key(key)) if is_cluster_client(client) else client
+    with server.monitor() as monitor:
         action()
-        client.echo("end-of-action")
+        server.echo("end-of-action")
         sent = []
         for entry in monitor.listen():
             if "end-of-action" in entry["command"]:
@@ -82,7 +86,8 @@ def test_facts_are_gathered_in_one_round_trip(store, redis_client):
     redis_client.zadd(number_key(digest, "attempts"), {"d-1": int(now.timestamp() * 1000) - 60_000})
     store.facts(number, now, attempt_limit=4)  # loads the script once (a restarted server has none)
     gathered = []
-    sent = _commands_sent(redis_client, lambda: gathered.append(store.facts(number, now, attempt_limit=4)))
+    sent = _commands_sent(redis_client, lambda: gathered.append(store.facts(number, now, attempt_limit=4)),
+                          number_key(digest, "consents"))
     assert sent == ["EVALSHA"]
     facts = gathered[0]  # every kind of fact, from one command in one round trip
     assert [c.id for c in facts.consents] == ["c-1"] and facts.contact.timezone == "Europe/Moscow"
@@ -103,7 +108,7 @@ def test_personal_fields_are_sealed_under_a_per_number_data_key_wrapped_by_the_m
     digest = store.vault.digest(number.e164)
     wrapped = redis_client.get(subject_key_key(digest)).decode()
     assert wrapped.startswith(f"w1.{store.vault.key_id}.")
-    dump = b"".join(redis_client.dump(k) or b"" for k in redis_client.keys("*"))
+    dump = b"".join(redis_client.dump(k) or b"" for k in all_keys(redis_client, "*"))
     assert b"203.0.113.9" not in dump and b"call me about offers" not in dump
     assert store.get_consent("c-1").proof == proof
     redis_client.delete(subject_key_key(digest))  # shredding the key ...

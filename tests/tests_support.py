@@ -53,6 +53,13 @@ LOG_FAULTS = ("oom", "lua_error")
 KEPT_HEADS = HEADS + ":kept-by-test"  # same hash tag, so RENAME stays in the slot
 
 
+def all_keys(client: Any, pattern: str = "*") -> list[bytes]:
+    """Every key matching ``pattern``, on every master of a cluster (KEYS asks one node only)."""
+    from callscreen.cluster import scan_keys
+
+    return sorted(set(scan_keys(client, pattern)))
+
+
 def on_every_primary(client: Any, *command: Any) -> None:
     """Run ``command`` on the one server, or on every primary of a cluster."""
     from callscreen.cluster import is_cluster_client

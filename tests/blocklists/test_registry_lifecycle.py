@@ -12,6 +12,7 @@ from blocklists.numbering import locate_e164
 from blocklists.registry import RegistryError, RegistryManager
 from callscreen.numbers import PhoneNumber
 from callscreen.policy import PolicyBook
+from tests_support import all_keys
 
 pytestmark = pytest.mark.also_cluster
 
@@ -119,7 +120,7 @@ def test_a_file_without_numbers_or_a_much_smaller_list_is_not_switched_to(manage
                             country="US")
     info = manager.get("us-dnc")
     assert (info.generation, info.records) == (1, 100)
-    assert not manager.client.keys("cs:reg:us-dnc:v2:*") and not manager.client.keys("cs:reg:us-dnc:v3:*")
+    assert not all_keys(manager.client, "cs:reg:us-dnc:v2:*") and not all_keys(manager.client, "cs:reg:us-dnc:v3:*")
     forced = manager.import_file("us-dnc", tmp_path / "b.txt", fmt="lines", country="US", force=True)
     assert forced.info.records == 10
 

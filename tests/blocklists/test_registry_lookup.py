@@ -17,6 +17,7 @@ from callscreen.numbers import normalize
 from callscreen.policy import PolicyBook
 from callscreen.screening import build_screener
 from callscreen.store import FactQuery, run_pipeline
+from tests_support import store_client
 
 pytestmark = pytest.mark.also_cluster
 
@@ -71,13 +72,13 @@ def test_screening_blocks_listed_numbers_as_national_dnc_and_missing_registries_
 
 
 def test_the_async_screening_path_reads_the_registry_in_its_pipeline_with_a_background_refresher(
-        manager, settings, redis_client, valkey_server, tmp_path):
+        manager, settings, redis_client, store_url, tmp_path):
     load(manager, "gb-tps", "02079460958\n", tmp_path)
     load(manager, "gb-ctps", "01212345678\n", tmp_path)
     lookup = registry_lookup_for(redis_client, background=True)
 
     async def scenario():
-        aclient = redis.asyncio.Redis.from_url(valkey_server.url)
+        aclient = store_client(store_url, asyncio=True)
         screener = build_screener(settings, redis_client, aclient=aclient, registries=lookup)
         screener.store.put_campaign(Campaign("uk-promo", "promotions", "GB", "GB", "Europe/London"))
         screener.store.add_consent(normalize("+442079460958"), Consent(

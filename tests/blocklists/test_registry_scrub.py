@@ -167,9 +167,9 @@ def test_the_exchange_cache_agrees_with_full_normalization():
 # --- the command line ---------------------------------------------------------------------------
 
 @pytest.fixture
-def cli(valkey_server, redis_client, tmp_path, monkeypatch, capsys):
+def cli(store_url, redis_client, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("CALLSCREEN_REDIS_URL", valkey_server.url)
+    monkeypatch.setenv("CALLSCREEN_REDIS_URL", store_url)
     monkeypatch.setenv("CALLSCREEN_HASH_KEY", TEST_HASH_KEY.hex())
     monkeypatch.setenv("CALLSCREEN_ENCRYPTION_KEY", TEST_ENCRYPTION_KEY.hex())
     monkeypatch.setenv("CALLSCREEN_LOG_KEY", TEST_LOG_KEY.hex())

@@ -6,6 +6,7 @@ from callscreen.config import ConfigError, Settings
 from dashboard import create_app
 from dashboard.login_guard import Backoff
 from tests.dashboard.conftest import FAST_HASHER, PASSWORD, build, csrf_from, login, post_form
+from tests_support import all_keys
 
 pytestmark = pytest.mark.also_cluster
 
@@ -60,7 +61,7 @@ def test_failed_logins_are_throttled_for_that_account_from_that_address(app, use
 
 def test_login_failures_are_kept_in_the_shared_store(app, users, redis_client):
     login(app.test_client(), "supervisor", "wrong password")
-    assert any(key.startswith(b"cs:{login}:") for key in redis_client.keys("*"))
+    assert any(key.startswith(b"cs:{login}:") for key in all_keys(redis_client, "*"))
 
 
 def test_session_cookie_is_secure_httponly_and_samesite_lax(settings, redis_client, users):

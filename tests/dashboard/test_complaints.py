@@ -9,6 +9,7 @@ import pytest
 from callscreen.complaints import ComplaintError, Status, near_call
 from callscreen.numbers import normalize
 from tests.dashboard.conftest import NUMBER, calling_time, post_form
+from tests_support import all_keys
 
 pytestmark = pytest.mark.also_cluster
 
@@ -55,7 +56,7 @@ def test_intake_form_rejects_bad_fields_and_suppresses_nothing(as_role, svc, cam
         assert f'id="err-{field}"' in html, field
     assert "not a number" in html  # what was typed is kept for correction
     assert svc.complaints.open_count() == 0
-    assert not svc.client.keys("cs:n:*:suppressions")
+    assert not all_keys(svc.client, "cs:n:*:suppressions")
 
 
 def test_matching_decisions_are_linked_and_the_consent_proof_answers_where_the_number_came_from(

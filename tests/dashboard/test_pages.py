@@ -8,6 +8,7 @@ import pytest
 from callscreen.journal import JOURNAL_KEY
 from callscreen.numbers import normalize
 from tests.dashboard.conftest import NUMBER, build, calling_time, post_form
+from tests_support import all_keys
 
 pytestmark = pytest.mark.also_cluster
 
@@ -46,7 +47,7 @@ def test_finished_days_are_counted_once_and_kept(svc, campaign, redis_client):
     svc.screener.screen("12", "spring", origin="test")
     again = stats.daily(svc.log, redis_client, "Europe/Moscow", days=3, now=now)
     assert [d.decisions for d in again][:2] == [0, 0]
-    keys = sorted(redis_client.keys("cs:dashboard:day:*"))
+    keys = sorted(all_keys(redis_client, "cs:dashboard:day:*"))
     ttls = [redis_client.ttl(k) for k in keys]
     assert len(keys) == 3
     assert sorted(ttls)[0] <= stats.TODAY_TTL  # today's counts are short-lived
