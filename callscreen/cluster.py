@@ -158,3 +158,65 @@ async def masters_run_async(client: Any, commands: Sequence[tuple[Any, ...]]) ->
     replies = await asyncio.gather(*(one(node, command) for node in nodes for command in commands))
     width = len(commands)
     return {node.name: list(replies[i * width:(i + 1) * width]) for i, node in enumerate(nodes)}
+
+
+# Commands that confirm the writes made before them on the same connection (callscreen.durability).
+CONFIRMATIONS = frozenset({"WAITAOF", "WAIT"})
+_KEYLESS = frozenset({"CONFIG", "INFO", "PING", "ECHO", "SCRIPT", "CLIENT", "CLUSTER", "TIME", *CONFIRMATIONS})
+
+
+@dataclass(frozen=True)
+class ConfirmationPlan:
+    """A cluster pipeline with each confirmation sent to every node written to before it.
+
+    On one server ``WAITAOF``/``WAIT`` behind the writes confirms them all: one connection. On a
+    cluster the writes of one pipeline go to several nodes, each over its own connection, and a
+    keyless command would go to an arbitrary node: so each confirmation is sent, as a copy, to
+    every node a command before it went to, and its reply is the weakest of the copies' (an error
+    if any copy failed). A slot that moves while the pipeline runs can still leave a copy on the
+    node it left: the confirmation then counts that node's fsync, not the new one's."""
+
+    commands: list[tuple[tuple[Any, ...], Any]]  # (command, target node or None)
+    groups: list[list[int]]  # per original command: the indexes of the commands sent for it
+
+    def replies(self, sent: Sequence[Any]) -> list[Any]:
+        return [_weakest([sent[i] for i in group]) for group in self.groups]
+
+
+def plan_confirmations(client: Any, commands: Sequence[tuple[Any, ...]]) -> ConfirmationPlan | None:
+    """The routing of ``commands`` on a cluster when they hold a confirmation; None when they don't.
+    An asyncio client must have learnt the cluster's layout first (``await client.initialize()``)."""
+    if not any(str(c[0]).upper() in CONFIRMATIONS for c in commands):
+        return None
+    nodes: dict[str, Any] = {}
+    planned: list[tuple[tuple[Any, ...], Any]] = []
+    groups: list[list[int]] = []
+    for command in commands:
+        name = str(command[0]).upper()
+        if name in CONFIRMATIONS:
+            targets = list(nodes.values()) or [None]
+            groups.append(list(range(len(planned), len(planned) + len(targets))))
+            planned.extend((command, node) for node in targets)
+            continue
+        key = _first_key(name, command)
+        if key is not None:
+            node = client.nodes_manager.get_node_from_slot(client.keyslot(key))
+            nodes.setdefault(node.name, node)
+        groups.append([len(planned)])
+        planned.append((command, None))
+    return ConfirmationPlan(planned, groups)
+
+
+def _first_key(name: str, command: tuple[Any, ...]) -> Any:
+    if name in ("EVALSHA", "EVAL"):
+        return command[3] if len(command) > 3 and int(command[2]) > 0 else None
+    return None if name in _KEYLESS or len(command) < 2 else command[1]
+
+
+def _weakest(replies: list[Any]) -> Any:
+    failed = next((r for r in replies if isinstance(r, Exception)), None)
+    if failed is not None or len(replies) == 1:
+        return failed if failed is not None else replies[0]
+    if all(isinstance(r, list | tuple) for r in replies):  # WAITAOF: [local fsyncs, replica fsyncs]
+        return [min(int(r[i]) for r in replies) for i in range(len(replies[0]))]
+    return min(int(r) for r in replies)  # WAIT: replicas that received the writes

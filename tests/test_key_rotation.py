@@ -275,6 +275,7 @@ def test_a_process_without_the_key_in_force_fails_closed(settings, redis_client)
     assert screener.screen(CONSENTED, "spring", AT).result is Result.ALLOW
 
 
+@pytest.mark.also_cluster
 def test_an_interrupted_encryption_rotation_resumes(settings, redis_client):
     from callscreen.crypto import key_id, wrapped_key_id
     from callscreen.rotation import EncryptionRotation, RotationError
@@ -316,6 +317,17 @@ def hash_rotation_setup(settings, redis_client, monkeypatch):
                                                verified_at=AT - timedelta(days=30)), Contact("Europe/Moscow", ""))
     screener.store.withdraw_consent("c-withdrawn", "sms", at=AT - timedelta(days=1))
     return settings, screener
+
+
+@pytest.mark.parametrize("store_mode", ["cluster"], indirect=True)
+def test_the_hash_key_is_not_rotated_on_a_cluster_and_the_refusal_says_why(settings, redis_client, cli_env,
+                                                                            monkeypatch, capsys):
+    settings, screener = hash_rotation_setup(settings, redis_client, monkeypatch)
+    digests = per_number_digests(redis_client)
+    assert main(["keys", "rotate", "hash"]) != 0
+    assert "cannot be rotated on a Redis Cluster" in capsys.readouterr().err
+    assert per_number_digests(redis_client) == digests  # nothing moved, nothing half-done
+    assert screener.screen(CONSENTED, "spring", AT).result is Result.ALLOW
 
 
 def per_number_digests(redis_client) -> set[str]:
