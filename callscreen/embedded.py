@@ -220,6 +220,8 @@ class EmbeddedCluster:
                        lambda: all(c.cluster("INFO")["cluster_state"] == "ok" for c in clients))
             self._wait(deadline, "every replica in sync",
                        lambda: all(_replica_synced(c) for c in clients[self.master_count:]))
+            self._wait(deadline, "every node to see every node online (clients learn replicas only then)",
+                       lambda: all(_all_online(c, len(clients)) for c in clients))
         finally:
             for client in clients:
                 client.close()
@@ -247,6 +249,20 @@ class EmbeddedCluster:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _all_online(client: redis.Redis, count: int) -> bool:
+    shards = client.execute_command("CLUSTER", "SHARDS")
+    health = [_pairs(node)["health"] for shard in shards for node in _pairs(shard)["nodes"]]
+    return len(health) == count and all(h == "online" for h in health)
+
+
+def _pairs(value: object) -> dict:
+    """A CLUSTER SHARDS entry as a dict (RESP2 gives flat lists, some parsers dicts)."""
+    if isinstance(value, dict):
+        return value
+    items = list(value)  # type: ignore[call-overload]
+    return dict(zip(items[::2], items[1::2], strict=True))
 
 
 def _replica_synced(client: redis.Redis) -> bool:

@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from callscreen import codec
+from callscreen.cluster import is_cluster_client
 from callscreen.crypto import is_subject_sealed
 from callscreen.dsr import RequestBook
 from callscreen.numbers import PhoneNumber
@@ -117,10 +118,12 @@ class Eraser:
         """Have the server rewrite its append-only file and snapshot from the current data, so the
         erased person's wrapped key is no longer in any file the server keeps (older backups are
         dealt with by rotating the master key). False if the server refused (e.g. a managed
-        service that disables these commands): the operator must then compact by hand."""
+        service that disables these commands): the operator must then compact by hand. On a
+        cluster every node does, replicas too (each keeps its own files)."""
+        nodes = {"target_nodes": self.client.get_nodes()} if is_cluster_client(self.client) else {}
         try:
-            self.client.bgrewriteaof()
-            self.client.execute_command("BGSAVE", "SCHEDULE")
+            self.client.execute_command("BGREWRITEAOF", **nodes)
+            self.client.execute_command("BGSAVE", "SCHEDULE", **nodes)
         except STORE_ERRORS:
             return False
         return True

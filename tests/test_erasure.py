@@ -79,6 +79,7 @@ def test_personal_fields_become_unreadable_and_what_remains_names_no_one(screene
     logged = screener.log.for_number(digest)
     report = eraser(screener, book).erase(normalize(NUMBER), reason="DSR-2", by="dpo")
     assert (report.consents, report.complaints, report.decisions) == (1, 1, 1)
+    assert report.persistence_rewritten  # every node (on a cluster) was asked to rewrite its files
     store = screener.store
     assert store.reveal(digest) is None and not redis_client.exists(subject_key_key(digest))
     consent = store.consents_for(digest)[0]
