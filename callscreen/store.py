@@ -243,8 +243,8 @@ def _missing_scripts(commands: Sequence[Command], replies: list[Any]) -> list[in
 
 def run_pipeline(client: redis.Redis, commands: Sequence[Command]) -> list[Any]:
     """Send ``commands`` in one round trip; a failed command's reply is its exception. On a
-    cluster each node gets its share at once, and a ``WAITAOF``/``WAIT`` confirms the writes of
-    every node written to before it (:class:`callscreen.cluster.ConfirmationPlan`).
+    cluster each node gets its share at once (keyless commands go to any node: a durability
+    confirmation needs :mod:`callscreen.log_cluster`).
 
     After a server restart the scripts are gone: the commands that failed with NOSCRIPT are
     sent again, in order, once the scripts are loaded (a second round trip, once)."""
@@ -262,17 +262,10 @@ def run_pipeline(client: redis.Redis, commands: Sequence[Command]) -> list[Any]:
 
 
 def _execute(client: redis.Redis, commands: Sequence[Command]) -> list[Any]:
-    from callscreen.cluster import is_cluster_client, plan_confirmations
-
-    plan = plan_confirmations(client, commands) if is_cluster_client(client) else None
     pipe = client.pipeline(transaction=False)
-    if plan is None:
-        for command in commands:
-            pipe.execute_command(*command)
-        return pipe.execute(raise_on_error=False)
-    for command, node in plan.commands:
-        pipe.execute_command(*command, **({"target_nodes": node} if node is not None else {}))
-    return plan.replies(pipe.execute(raise_on_error=False))
+    for command in commands:
+        pipe.execute_command(*command)
+    return pipe.execute(raise_on_error=False)
 
 
 async def run_pipeline_async(client: Any, commands: Sequence[Command]) -> list[Any]:
@@ -292,20 +285,10 @@ async def run_pipeline_async(client: Any, commands: Sequence[Command]) -> list[A
 
 
 async def _execute_async(client: Any, commands: Sequence[Command]) -> list[Any]:
-    from callscreen.cluster import is_cluster_client, plan_confirmations
-
-    plan = None
-    if is_cluster_client(client):
-        await client.initialize()  # learns the layout on first use only
-        plan = plan_confirmations(client, commands)
     pipe = client.pipeline(transaction=False)
-    if plan is None:
-        for command in commands:
-            pipe.execute_command(*command)
-        return await pipe.execute(raise_on_error=False)
-    for command, node in plan.commands:
-        pipe.execute_command(*command, **({"target_nodes": node} if node is not None else {}))
-    return plan.replies(await pipe.execute(raise_on_error=False))
+    for command in commands:
+        pipe.execute_command(*command)
+    return await pipe.execute(raise_on_error=False)
 
 
 def _check(reply: Any) -> Any:

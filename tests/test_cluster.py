@@ -139,34 +139,3 @@ def test_the_durability_gate_reads_every_master_and_names_one_that_refuses(valke
         assert seen.state == REFUSED
         assert f"cluster master 127.0.0.1:{valkey_cluster.masters[1].port}: appendfsync no" in seen.detail
     client.close()
-
-
-def test_a_confirmation_in_a_pipeline_confirms_every_node_written_to_before_it(valkey_cluster) -> None:
-    """WAITAOF behind writes to two masters goes to both; one master without an append-only file
-    fails the confirmation whichever node redis-py would have picked for a keyless command."""
-    client = connect(valkey_cluster.url)
-    good, bad = valkey_cluster.masters[0], valkey_cluster.masters[1]
-    on = {node.port: next(f"k{i}" for i in range(1000) if client.get_node_from_key(f"k{i}").port == node.port)
-          for node in (good, bad)}
-    confirm = ("WAITAOF", 1, 0, 1000)
-    unfsynced = redis.Redis(port=bad.port)
-    unfsynced.config_set("appendonly", "no")
-    try:
-        for run in (run_pipeline, lambda c, cmds: asyncio.run(_async_pipeline(valkey_cluster.url, cmds))):
-            assert run(client, [("SET", on[good.port], 1), confirm]) == [True, [1, 0]]
-            _set, refused = run(client, [("SET", on[bad.port], 1), confirm])
-            assert isinstance(refused, redis.ResponseError)
-            _one, _two, refused = run(client, [("SET", on[good.port], 1), ("SET", on[bad.port], 1), confirm])
-            assert isinstance(refused, redis.ResponseError)
-    finally:
-        unfsynced.config_set("appendonly", "yes")
-    client.flushall()
-    client.close()
-
-
-async def _async_pipeline(url: str, commands: list) -> list:
-    aclient = connect(url, asyncio=True)
-    try:
-        return await run_pipeline_async(aclient, commands)
-    finally:
-        await aclient.aclose()
