@@ -31,7 +31,8 @@ import redis
 from blocklists import storage
 from blocklists.formats import BadLine, Batch, Source, read_batches
 from blocklists.numbering import Scheme, scheme_for_country
-from callscreen.cluster import write_pipeline
+from callscreen.cluster import is_cluster_client, write_pipeline
+from callscreen.store import STORE_ERRORS
 
 KINDS = ("national", "industry", "internal")
 LOCK_SECONDS = 600  # renewed while an import progresses
@@ -262,7 +263,8 @@ class RegistryManager:
                 self._guard(live, info, force)
                 self._switch(live, info)
             except BaseException:
-                self._delete_generation(registry_id, generation)
+                if not self._is_live(registry_id, generation):  # never the generation readers use
+                    self._delete_generation(registry_id, generation)
                 raise
         report.info = info
         report.switched = True
@@ -311,14 +313,40 @@ class RegistryManager:
         old_names = []
         if live is not None:
             old_names = [_text(n) for n in self.client.smembers(storage.shards_key(info.id, live.generation))]
-        pipe = write_pipeline(self.client)
-        pipe.set(storage.current_key(info.id), info.to_json())
+        pipe = self._pointing(storage.current_key(info.id), info.to_json())
         pipe.sadd(storage.INDEX_KEY, info.id)
         self._remember(pipe, info, "import")
         if live is not None:
             self._retire(pipe, info.id, live.generation, old_names)
         pipe.execute()
         self.client.publish(storage.EVENTS_CHANNEL, info.id)
+
+    def _pointing(self, pointer: str, value: str | None) -> Any:
+        """A write pipeline that starts by setting (or, for None, deleting) a registry's pointer.
+
+        On one server the pointer and the bookkeeping queued after it (index, history, the TTL of
+        the generation it no longer names) are one MULTI/EXEC. On a cluster they lie in several
+        slots: the pointer is written first, alone, so no generation is retired while the pointer
+        still names it — the bookkeeping follows once readers have moved."""
+        pipe = write_pipeline(self.client)
+        if is_cluster_client(self.client):
+            target: Any = self.client
+        else:
+            target = pipe
+        if value is None:
+            target.delete(pointer)
+        else:
+            target.set(pointer, value)
+        return pipe
+
+    def _is_live(self, registry_id: str, generation: int) -> bool:
+        """Whether the pointer names ``generation``; when the store cannot say, it is kept (the next
+        import retires it if nothing points at it)."""
+        try:
+            live = self.get(registry_id)
+        except STORE_ERRORS:
+            return True
+        return live is not None and live.generation == generation
 
     def _remember(self, pipe: Any, info: RegistryInfo, action: str, **extra: Any) -> None:
         entry = {"action": action, "at": _iso(self.clock()), "version": info.version,
@@ -447,8 +475,7 @@ class RegistryManager:
         with self._locked(registry_id):
             live = self._require(registry_id)
             names = [_text(n) for n in self.client.smembers(storage.shards_key(registry_id, live.generation))]
-            pipe = write_pipeline(self.client)
-            pipe.delete(storage.current_key(registry_id))
+            pipe = self._pointing(storage.current_key(registry_id), None)
             pipe.srem(storage.INDEX_KEY, registry_id)
             self._remember(pipe, live, "drop")
             self._retire(pipe, registry_id, live.generation, names)

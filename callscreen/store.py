@@ -669,7 +669,7 @@ class Store:
         if erased:
             raise ErasedSubject(f"{len(erased)} of these numbers had their personal data erased; "
                                 "a new consent for an erased number cannot be recorded")
-        pipe = write_pipeline(self.client)  # on a cluster: each number's keys, then the id pointers
+        pipe = write_pipeline(self.client)
         saved = []
         for number, consent, contact in items:
             digest = self.vault.digest(number.e164)
