@@ -6,8 +6,7 @@ loopback port; every test gets an empty database.
 Store modes: a test module (or test) marked ``@pytest.mark.also_cluster`` runs twice, as
 ``[single]`` against ``valkey_server`` and as ``[cluster]`` against ``valkey_cluster`` (three
 masters, three replicas). The fixtures ``store_url``, ``redis_client``, ``settings``, ``store``
-and ``cli`` follow the mode (``store_mode``); unmarked tests use the single server only. A test
-marked ``@pytest.mark.cluster_pending("reason")`` is expected to fail in the cluster mode only.
+and ``cli`` follow the mode (``store_mode``); unmarked tests use the single server only.
 """
 
 from __future__ import annotations
@@ -48,10 +47,7 @@ STORE_MODES = ("single", "cluster")
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Tests marked ``also_cluster`` that use the store fixtures run in both store modes."""
     if "store_mode" in metafunc.fixturenames and metafunc.definition.get_closest_marker("also_cluster"):
-        pending = metafunc.definition.get_closest_marker("cluster_pending")
-        cluster = pytest.param("cluster", marks=pytest.mark.xfail(
-            reason=pending.args[0], strict=False)) if pending else "cluster"
-        metafunc.parametrize("store_mode", ["single", cluster], indirect=True)
+        metafunc.parametrize("store_mode", STORE_MODES, indirect=True)
 
 
 @pytest.fixture

@@ -172,10 +172,11 @@ async def _serve(settings: Settings, redis_url: str, reuse_port: bool,
 
     from agi.metrics import AGIMetrics
     from agi.server import FastAGIServer
+    from callscreen.cluster import is_cluster_client
     from callscreen.health import start_metrics_server
     from callscreen.metrics import RetentionCollector, ScreeningMetrics
     from callscreen.screening import build_screener
-    from callscreen.store import connect
+    from callscreen.store import STORE_ERRORS, connect
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -190,6 +191,9 @@ async def _serve(settings: Settings, redis_url: str, reuse_port: bool,
         screener = build_screener(settings, client, aclient, registries=registries,
                                   metrics=ScreeningMetrics(registry))
         screener.durability.check(client)  # says at once, loudly, if ALLOWs will be refused
+        if is_cluster_client(aclient):  # learn the slot map now, not inside the first call's budget
+            with contextlib.suppress(*STORE_ERRORS):
+                await aclient.initialize()
         if metrics is not None:  # single process: this one serves /metrics
             _registry_metrics(client, registry, screener.policies)
             RetentionCollector(client, registry)
