@@ -558,10 +558,7 @@ class DecisionLog:
     def _joined_with(self, replies: list[Any]) -> Command | None:
         """After :meth:`_join_commands`: the command that gives a shard without an epoch
         shard 0's, so it never accepts a key retired elsewhere; None when there is nothing to do."""
-        for reply in replies:
-            if isinstance(reply, Exception):
-                raise LogWriteError(f"decision log shard registration failed: {reply}")
-        self._joined = self._pid
+        _no_errors(replies, "decision log shard registration failed")
         if replies[1] is None or replies[2] is not None:
             return None
         kid = _text(replies[1])
@@ -569,18 +566,22 @@ class DecisionLog:
         return ("EVAL", ADOPT_EPOCH_SCRIPT, 3, shard.epoch, shard.epochs, shard.stream, kid)
 
     def _join(self) -> None:
+        """Before a process's first append to a shard other than 0 (see :mod:`callscreen.log_shards`)."""
         if self._shard.index == 0 or self._joined == self._pid:
             return
         adopt = self._joined_with(run_pipeline(self.client, self._join_commands()))
         if adopt is not None:
-            run_pipeline(self.client, [adopt])
+            _no_errors(run_pipeline(self.client, [adopt]), "decision log shard could not adopt the log key epoch")
+        self._joined = self._pid
 
     async def _join_async(self) -> None:
         if self._shard.index == 0 or self._joined == self._pid:
             return
         adopt = self._joined_with(await run_pipeline_async(self.aclient, self._join_commands()))
         if adopt is not None:
-            await run_pipeline_async(self.aclient, [adopt])
+            _no_errors(await run_pipeline_async(self.aclient, [adopt]),
+                       "decision log shard could not adopt the log key epoch")
+        self._joined = self._pid
 
     # --- appending ------------------------------------------------------------------------
 
@@ -672,12 +673,22 @@ class DecisionLog:
         return self._kid
 
     def epochs(self) -> dict[int, str]:
-        """The log key epoch in force in each shard (the ring's oldest before any rotation)."""
+        """The log key epoch in force in each shard: its own, else (before any rotation reached
+        it) the ring's oldest key for a shard holding records, and for an empty shard shard 0's,
+        which it adopts with its first writer."""
+        def read(pipe: Any, shard: LogShard) -> None:
+            pipe.get(shard.epoch)
+            pipe.xlen(shard.stream)
+
         shards = self.shards()
         pipe = self.client.pipeline(transaction=False)
         for shard in shards:
-            pipe.get(shard.epoch)
-        return {shard.index: _text(kid or self.ring.oldest) for shard, kid in zip(shards, pipe.execute(), strict=True)}
+            read(pipe, shard)
+        replies = pipe.execute()
+        own = {shard.index: (replies[2 * n], replies[2 * n + 1]) for n, shard in enumerate(shards)}
+        first = _text(own[0][0] or self.ring.oldest)
+        return {index: _text(kid) if kid else (self.ring.oldest if length else first)
+                for index, (kid, length) in own.items()}
 
     def epoch(self) -> str:
         """The log key epoch in force: the oldest key still in force in any shard (so a rotation
@@ -1109,6 +1120,12 @@ class DecisionLog:
                 pipe.hset(shard.trimmed, chain, f"{seq}:{mac}")
                 pipe.hdel(shard.purged, *folded)
                 pipe.execute()
+
+
+def _no_errors(replies: list[Any], what: str) -> None:
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise LogWriteError(f"{what}: {reply}")
 
 
 def _shard_list(configured: int, registered: Any) -> list[LogShard]:

@@ -279,3 +279,10 @@ def test_keys_status_names_shards_behind_on_a_rotation_and_rotating_again_finish
     assert json.loads(out)["log"] == {"configured": ["old", "new"], "in_force": "new",
                                       "shards": {"0": "new", "2": "new"}}
     assert cli("log", "verify")[0] == 0
+
+
+def test_a_configured_shard_never_written_reads_as_on_shard_0s_key(redis_client):
+    writer_on(redis_client, 0, RING).append(record("d-0"))
+    DecisionLog(redis_client, RING).rotate_key("new")  # configured with 1 shard: shards 1-3 untouched
+    wide = DecisionLog(redis_client, RING, shards=SHARDS)
+    assert wide.epochs() == dict.fromkeys(range(SHARDS), "new") and wide.epoch() == "new"
