@@ -500,6 +500,7 @@ class DecisionLog:
         self._seq = 0
         self._prev = GENESIS
         self._floor = (0, 0)  # the newest stream id this writer knows of: the next must be above it
+        self._lost = 0  # races for a stream id lost in a row (see _next_stream_id)
 
     # --- shards -----------------------------------------------------------------------------
 
@@ -596,7 +597,10 @@ class DecisionLog:
     def _next_stream_id(self) -> str:
         """This writer's clock as ``ms-ns`` (nanoseconds within the millisecond, so writers
         rarely propose the same id), kept above every id it has seen in the stream."""
-        now = divmod(time.time_ns(), 1_000_000)
+        millis, within = divmod(time.time_ns(), 1_000_000)
+        # a writer that keeps losing the race (its clock read, then others' appends landing before
+        # its own) reaches a millisecond further ahead per loss after the third, so it gets through
+        now = (millis + max(0, self._lost - 3), within)
         chosen = now if now > self._floor else (self._floor[0], self._floor[1] + 1)
         return f"{chosen[0]}-{chosen[1]}"
 
@@ -644,9 +648,11 @@ class DecisionLog:
         if ok:
             seq, mac = new_head.split(":", 1)
             self._raise_floor(value)
+            self._lost = 0
         elif status == 3:  # the stream's last id is above ours: same chain position, a higher id
             seq, mac = str(self._seq), self._prev
             self._raise_floor(value)
+            self._lost += 1
         elif value:  # the stored head differs from ours: re-chain from it
             seq, mac = value.split(":", 1)
         else:
