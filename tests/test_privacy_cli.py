@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
+import pytest
 from privacy_support import keyspace_text, spellings
 
 from callscreen import codec
@@ -18,6 +19,8 @@ from callscreen.models import Consent, LegalBasis, Proof
 from callscreen.numbers import normalize
 from callscreen.store import Store, consent_pointer_key, number_key
 from tests_support import TEST_ENCRYPTION_KEY, TEST_HASH_KEY, TEST_LOG_KEY
+
+pytestmark = pytest.mark.also_cluster
 
 NUMBER = "+79991234567"
 CAPTURED = datetime(2026, 5, 1, 10, 0, tzinfo=UTC)
