@@ -15,7 +15,9 @@ header, and understands Asterisk's bare ``HANGUP`` line. Fails closed: any error
 BLOCK ``screening_unavailable`` while the channel is still there.
 
 Start-up time is this script's main cost, so modules are imported only on the path that
-needs them, and phonenumbers' geocoder data (used only for US state lookups) loads lazily.
+needs them, only the campaign's policy pack is built, and public-holiday calendars are read
+from ``<data_dir>/cache/calendars`` once a first call has computed them (the ``holidays``
+library imports every country's table to compute one).
 """
 
 from __future__ import annotations
@@ -147,13 +149,19 @@ def decide(header: protocol.Header, environ: dict[str, str] | os._Environ[str]) 
     if target is None:
         print("callscreen-agi: usage: AGI(callscreen-agi,CAMPAIGN[,NUMBER])", file=sys.stderr)
         return Answer.unavailable()
+    from callscreen import calendars
     from callscreen.config import load_settings
+    from callscreen.policy import PolicyBook
     from callscreen.screening import build_screener
 
     settings = load_settings(environ=environ)
+    calendars.use_cache(settings.data_dir / "cache" / "calendars")
     client = _store_client(settings)
     try:
-        screener = build_screener(settings, client, registries=_LazyRegistries(client))
+        # One call needs one pack: the others are read but neither built nor validated here
+        # (`callscreen serve` validates them all when it starts).
+        policies = PolicyBook.load_lazily(settings.policy_dir)
+        screener = build_screener(settings, client, registries=_LazyRegistries(client), policies=policies)
         decision = screener.screen(*target, origin=ORIGIN)
         if decision.allowed and not decision.id:
             raise RuntimeError("ALLOW without a decision log id")

@@ -11,12 +11,12 @@ import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from dateutil.relativedelta import relativedelta
 
+from callscreen import calendars
 from callscreen.models import DOUBLE_OPT_IN_SOURCES, PROOF_FIELDS, Campaign, LegalBasis
 
 BUILTIN_DIR = Path(__file__).with_name("policy") / "packs"
@@ -46,29 +46,12 @@ class Window:
         return f"{self.start:%H:%M}-{self.end:%H:%M}"
 
 
-def _calendar_parts(code: str) -> tuple[str, str | None]:
-    country, _, subdivision = code.partition("-")
-    return country, subdivision or None
-
-
-@lru_cache(maxsize=256)
-def _calendar_year(code: str, year: int) -> frozenset[date]:
-    import holidays  # the maintained public-holiday calendars (moving feasts, decreed transfers)
-
-    country, subdivision = _calendar_parts(code)
-    return frozenset(holidays.country_holidays(country, subdiv=subdivision, years=year))
-
-
 def check_calendar(code: str) -> str:
     """``code`` names a calendar of the ``holidays`` library (``RU``, ``GB-ENG``…) or PolicyError."""
-    import holidays
-
-    country, subdivision = _calendar_parts(code)
     try:
-        holidays.country_holidays(country, subdiv=subdivision)
-    except NotImplementedError as exc:
+        return calendars.check(code)
+    except calendars.UnknownCalendar as exc:
         raise PolicyError(f"{code!r} is not a holiday calendar the holidays library knows: {exc}") from exc
-    return code
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +70,7 @@ class CallingHours:
     def is_holiday(self, day: date) -> bool:
         if day.strftime("%m-%d") in self.holidays or day.isoformat() in self.holidays:
             return True
-        return bool(self.calendar) and day in _calendar_year(self.calendar, day.year)
+        return bool(self.calendar) and day in calendars.holidays_in(self.calendar, day.year)
 
     def window_for(self, day: date) -> tuple[Window | None, str]:
         if self.is_holiday(day):
@@ -440,32 +423,53 @@ def _resolved(stem: str, raw: dict[str, tuple[dict[str, Any], str]],
     return _merge(parent, data), source
 
 
-class PolicyBook:
-    """All loaded packs, by jurisdiction code (``RU``, ``US``, ``GB``, ``EU``, ``BG``…)."""
+_Source = tuple[dict[str, Any], str]  # a pack's TOML data (ancestors merged in) and its file
 
-    def __init__(self, packs: Iterable[PolicyPack]) -> None:
+
+class PolicyBook:
+    """All loaded packs, by jurisdiction code (``RU``, ``US``, ``GB``, ``EU``, ``BG``…).
+
+    :meth:`load` validates every pack at once (the server, the CLI). :meth:`load_lazily` reads
+    every file (so a TOML error or an ``extends`` cycle still fails at once) but builds and
+    validates a pack only when it is first asked for: a process that decides one call (the
+    classic AGI script) pays for its campaign's pack alone, and imports a holiday calendar only
+    if that pack names one. Either way a pack, once built, is the same object for the same files.
+    """
+
+    def __init__(self, packs: Iterable[PolicyPack], pending: dict[str, _Source] | None = None) -> None:
         self._by_jurisdiction = {p.jurisdiction: p for p in packs}
+        self._pending = pending or {}  # jurisdiction -> (resolved data, source), built on first use
 
     @classmethod
     def load(cls, override_dir: Path | None = None) -> PolicyBook:
-        raw: dict[str, tuple[dict[str, Any], str]] = {}
-        dirs = [BUILTIN_DIR] + ([override_dir] if override_dir else [])
-        for folder in dirs:
-            if not folder.is_dir():
-                raise PolicyError(f"policy folder {folder} does not exist")
-            for path in sorted(folder.glob("*.toml")):
-                try:
-                    raw[path.stem] = (tomllib.loads(path.read_text(encoding="utf-8")), str(path))
-                except tomllib.TOMLDecodeError as exc:
-                    raise PolicyError(f"{path}: {exc}") from exc
+        raw = _read_packs(override_dir)
         packs = [parse_pack(*_resolved(stem, raw, ())) for stem in raw]
         return cls(packs)
 
+    @classmethod
+    def load_lazily(cls, override_dir: Path | None = None) -> PolicyBook:
+        """Like :meth:`load`, but each pack is built (and validated) on its first :meth:`get`."""
+        raw = _read_packs(override_dir)
+        pending: dict[str, _Source] = {}
+        for stem in raw:  # same order as load(): a later file of the same jurisdiction wins
+            data, source = _resolved(stem, raw, ())
+            pack_table = data.get("pack")
+            jurisdiction = pack_table.get("jurisdiction") if isinstance(pack_table, dict) else None
+            if jurisdiction is None:
+                parse_pack(data, source)  # raises the PolicyError load() would
+            pending[str(jurisdiction).upper()] = (data, source)
+        return cls((), pending)
+
     def jurisdictions(self) -> list[str]:
-        return sorted(self._by_jurisdiction)
+        return sorted({*self._by_jurisdiction, *self._pending})
 
     def get(self, jurisdiction: str) -> PolicyPack | None:
-        return self._by_jurisdiction.get(jurisdiction.upper())
+        key = jurisdiction.upper()
+        pack = self._by_jurisdiction.get(key)
+        if pack is None and key in self._pending:
+            pack = self._by_jurisdiction[key] = parse_pack(*self._pending[key])
+            del self._pending[key]
+        return pack
 
     def for_campaign(self, campaign: Campaign) -> PolicyPack | None:
         return self.get(campaign.jurisdiction)
@@ -476,4 +480,20 @@ class PolicyBook:
             self.get("EU") if region.upper() in EU_MEMBERS else None)
 
     def packs(self) -> list[PolicyPack]:
-        return [self._by_jurisdiction[j] for j in self.jurisdictions()]
+        return [pack for pack in map(self.get, self.jurisdictions()) if pack is not None]
+
+
+def _read_packs(override_dir: Path | None) -> dict[str, tuple[dict[str, Any], str]]:
+    """Every pack file's TOML by file stem: the built-in ones, then the override folder's (a file
+    of the same stem replaces the built-in one in place)."""
+    raw: dict[str, tuple[dict[str, Any], str]] = {}
+    dirs = [BUILTIN_DIR] + ([override_dir] if override_dir else [])
+    for folder in dirs:
+        if not folder.is_dir():
+            raise PolicyError(f"policy folder {folder} does not exist")
+        for path in sorted(folder.glob("*.toml")):
+            try:
+                raw[path.stem] = (tomllib.loads(path.read_text(encoding="utf-8")), str(path))
+            except tomllib.TOMLDecodeError as exc:
+                raise PolicyError(f"{path}: {exc}") from exc
+    return raw

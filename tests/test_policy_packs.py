@@ -330,3 +330,34 @@ def test_state_registries_apply_to_their_state_or_to_every_state_when_unknown(tm
     assert xx.registries_for("XX-A") == ("xx-dnc", "xx-a-dnc")
     assert xx.registries_for("XX-C") == ("xx-dnc",)
     assert xx.registries_for(None) == ("xx-dnc", "xx-a-dnc", "xx-b-dnc") == xx.all_registries()
+
+
+# --- loading lazily (the classic AGI script) -----------------------------------------------------
+
+def test_a_lazy_book_builds_the_same_packs_as_a_full_load() -> None:
+    full, lazy = PolicyBook.load(), PolicyBook.load_lazily()
+    assert lazy.jurisdictions() == full.jurisdictions()
+    assert all(lazy.get(j) == full.get(j) for j in full.jurisdictions())
+    assert lazy.packs() == full.packs()
+
+
+def test_a_lazy_book_builds_and_checks_only_the_packs_asked_for(tmp_path: Path) -> None:
+    write_pack(tmp_path, variant('advertising = "forbidden"', 'advertising = "sometimes"'))
+    with pytest.raises(PolicyError, match="automatic_dialing"):
+        PolicyBook.load(tmp_path)
+    lazy = PolicyBook.load_lazily(tmp_path)
+    assert lazy.get("RU") is not None and "XX" in lazy.jurisdictions()
+    with pytest.raises(PolicyError, match="automatic_dialing"):
+        lazy.get("XX")
+
+
+def test_a_lazy_book_still_refuses_at_once_a_file_that_is_not_toml(tmp_path: Path) -> None:
+    write_pack(tmp_path, "[pack\nid = 1")
+    with pytest.raises(PolicyError, match="xx.toml"):
+        PolicyBook.load_lazily(tmp_path)
+
+
+def test_a_lazy_book_lets_a_local_pack_replace_a_shipped_one_as_a_full_load_does(tmp_path: Path) -> None:
+    write_pack(tmp_path, variant('jurisdiction = "xx"', 'jurisdiction = "ru"'), name="local-ru.toml")
+    assert PolicyBook.load_lazily(tmp_path).get("RU") == PolicyBook.load(tmp_path).get("RU")
+    assert PolicyBook.load_lazily(tmp_path).get("RU").id == "xx"

@@ -165,3 +165,13 @@ def test_script_withholds_a_stored_value_with_a_line_break_instead_of_sending_it
     assert session.violations == [] and len(session.commands) == 4, session.commands
     assert session.variables["SCREEN_BASIS"] == "withheld"
     assert all(source not in c for c in session.commands)
+
+
+def test_script_keeps_the_holiday_calendar_it_computed_in_its_data_dir_for_the_next_call(
+        store: Store, script_env: dict[str, str], tmp_path: Path) -> None:
+    _ready(store, "+79990000001")
+    first = run_script(SCRIPT, classic_header(["spring", "+79990000001"]), script_env)
+    cached = list((tmp_path / "cache" / "calendars").glob("holidays-*/RU-*.json"))
+    assert first.returncode == 0 and len(cached) == 1, first.stderr
+    second = run_script(SCRIPT, classic_header(["spring", "+79990000001"]), script_env)
+    assert second.returncode == 0 and second.reason == first.reason, second.stderr
