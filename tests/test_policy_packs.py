@@ -353,7 +353,7 @@ def test_a_lazy_book_builds_and_checks_only_the_packs_asked_for(tmp_path: Path) 
 
 def test_a_lazy_book_still_refuses_at_once_a_file_that_is_not_toml(tmp_path: Path) -> None:
     write_pack(tmp_path, "[pack\nid = 1")
-    with pytest.raises(PolicyError, match="xx.toml"):
+    with pytest.raises(PolicyError, match=r"xx\.toml"):
         PolicyBook.load_lazily(tmp_path)
 
 
