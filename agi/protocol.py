@@ -124,6 +124,17 @@ def parse_header_bytes(data: bytes) -> Header:
     return parse_header(block.split("\n"))
 
 
+def parse_header_block(block: bytes) -> Header:
+    """Parse the block :meth:`agi.stream.HeaderStreamReader.read_header` returns: header lines
+    (LF or CRLF ends, mixed too) and the blank line that ends them, nothing before or after."""
+    if len(block) > MAX_HEADER_BYTES:
+        raise HeaderTooLarge(f"header larger than {MAX_HEADER_BYTES} bytes")
+    lines = block.decode("utf-8", errors="replace").split("\n")
+    if len(lines) < 3 or lines[-1] != "" or lines[-2].strip("\r") != "":
+        raise AGIProtocolError("header not terminated by a blank line")
+    return parse_header(lines[:-2])
+
+
 class HeaderReader:
     """Incremental, bounded header assembly: feed lines until :attr:`done`."""
 

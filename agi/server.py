@@ -33,10 +33,19 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from agi import protocol
+from agi import protocol, stream
 from agi.answer import SCREEN_VARIABLES, WITHHELD, Answer, screen_target
 from agi.metrics import AGIMetrics
-from agi.protocol import AGIProtocolError, Header, HeaderReader, HeaderTooLarge, Reply, ReplyReader, UnsafeValue
+from agi.protocol import (
+    AGIProtocolError,
+    Header,
+    HeaderReader,
+    HeaderTooLarge,
+    Reply,
+    ReplyReader,
+    UnsafeValue,
+    parse_header_block,
+)
 from agi.slots import REPLY, Slot, SlotTable, peer_of
 from callscreen.config import Settings
 from callscreen.models import Decision, Reason, Result
@@ -245,14 +254,22 @@ class FastAGIServer:
 
     async def start(self) -> None:
         """Bind and listen; :attr:`port` holds the real port (useful with port 0)."""
-        self._server = await asyncio.start_server(
-            self._on_connect,
-            host=self.host,
-            port=self.port,
-            backlog=self.settings.agi_backlog,
-            reuse_port=self.reuse_port or None,
-            limit=STREAM_LIMIT,
-        )
+        if stream.supported():  # asyncio.start_server, with a reader that takes the header at once
+            loop = asyncio.get_running_loop()
+
+            def connection() -> asyncio.StreamReaderProtocol:
+                reader = stream.HeaderStreamReader(limit=STREAM_LIMIT, loop=loop)
+                return asyncio.StreamReaderProtocol(reader, self._on_connect, loop=loop)
+
+            self._server = await loop.create_server(
+                connection, host=self.host, port=self.port, backlog=self.settings.agi_backlog,
+                reuse_port=self.reuse_port or None,
+            )
+        else:
+            self._server = await asyncio.start_server(
+                self._on_connect, host=self.host, port=self.port, backlog=self.settings.agi_backlog,
+                reuse_port=self.reuse_port or None, limit=STREAM_LIMIT,
+            )
         sockets = self._server.sockets
         self.port = int(sockets[0].getsockname()[1])
         log.info("FastAGI listening on %s:%d", self.host, self.port)
@@ -338,16 +355,21 @@ class FastAGIServer:
     async def _read_header(self, reader: asyncio.StreamReader) -> Header:
         """The whole header, ending with its blank line, within one read timeout (no slowloris).
 
-        Lines may end in LF or CRLF (mixed too); the blank line ends the header either way."""
-        lines = HeaderReader()
+        Lines may end in LF or CRLF (mixed too); the blank line ends the header either way. The
+        block is taken in one read where the reader can (:mod:`agi.stream`), else line by line."""
         try:
             async with asyncio.timeout(self.read_timeout):
+                if isinstance(reader, stream.HeaderStreamReader):
+                    return parse_header_block(await reader.read_header(protocol.MAX_HEADER_BYTES))
+                lines = HeaderReader()
                 while not lines.done:
                     raw = await reader.readline()
                     if not raw.endswith(b"\n"):
                         raise SessionError("connection_lost", "closed before the header ended")
                     lines.feed(raw)
             return lines.header()
+        except asyncio.IncompleteReadError:
+            raise SessionError("connection_lost", "closed before the header ended") from None
         except TimeoutError:
             raise SessionError("header_timeout", f"no complete header in {self.read_timeout}s") from None
         except HeaderTooLarge as exc:
