@@ -155,7 +155,8 @@ def decide(header: protocol.Header, environ: dict[str, str] | os._Environ[str]) 
     from callscreen.screening import build_screener
 
     settings = load_settings(environ=environ)
-    calendars.use_cache(settings.data_dir / "cache" / "calendars")
+    if settings.data_dir.is_absolute():  # a relative one would land wherever Asterisk runs us from
+        calendars.use_cache(settings.data_dir / "cache" / "calendars")
     client = _store_client(settings)
     try:
         # One call needs one pack: the others are read but neither built nor validated here
