@@ -28,25 +28,15 @@ import redis
 
 from callscreen.decision_log import DecisionLog, LogRecord
 from callscreen.embedded import EmbeddedServer
-from callscreen.log_shards import LogShard, shard_of
 from dashboard import stats
+from harness.decision_log import writer_on
 
 KEY = bytes(range(64, 96))
 REASONS = ("no_basis", "dnc_registry", "opt_out", "outside_hours")
 
 
-def writer(client: redis.Redis, shard: int, shards: int) -> DecisionLog:
-    log = DecisionLog(client, KEY, shards=shards)
-    log._ensure_chain()
-    n = 0
-    while shard_of(f"bench-{shard}-{n}", shards) != shard:
-        n += 1
-    log._chain, log._shard = f"bench-{shard}-{n}", LogShard(shard)
-    return log
-
-
 def fill(client: redis.Redis, per_day: int, days: int, shards: int) -> int:
-    writers = [writer(client, shard, shards) for shard in range(shards)]
+    writers = [writer_on(client, shard, KEY, shards) for shard in range(shards)]
     first = datetime.combine(datetime.now(UTC).date() - timedelta(days=days - 1), day_time(0), UTC)
     step = timedelta(days=1) / per_day
     total = per_day * days

@@ -19,7 +19,7 @@ import redis.asyncio
 
 from callscreen.decision_log import HEADS, DecisionLog
 from callscreen.keys import Keyring
-from callscreen.log_shards import LogShard, shard_of
+from harness.decision_log import writer_on as harness_writer_on
 from harness.processes import (
     CALLSCREEN,
     TEST_ENCRYPTION_KEY,
@@ -93,13 +93,6 @@ def refusing_log_writes(client: redis.Redis, fault: str) -> Iterator[None]:
 
 
 def writer_on(client: redis.Redis, shard: int, key: bytes | Keyring = TEST_LOG_KEY, shards: int = 4) -> DecisionLog:
-    """A decision-log writer whose chain lands in ``shard`` of ``shards`` (a chain picks its
-    shard by a hash of its name: names are tried until one lands there)."""
-    log = DecisionLog(client, key, shards=shards)
-    log._ensure_chain()
-    n = 0
-    while shard_of(f"writer-{shard}-{n}", shards) != shard:
-        n += 1
-    log._chain, log._shard = f"writer-{shard}-{n}", LogShard(shard)
-    return log
+    """:func:`harness.decision_log.writer_on` with the tests' log key by default."""
+    return harness_writer_on(client, shard, key, shards)
 
