@@ -22,9 +22,12 @@ remain: ``callscreen migrate`` must have finished, or the shredding would not re
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
+
+import redis
 
 from callscreen import codec
 from callscreen.cluster import is_cluster_client
@@ -34,6 +37,32 @@ from callscreen.numbers import PhoneNumber
 from callscreen.store import STORE_ERRORS, Store, new_id, number_key, subject_key_key
 
 MIGRATED_KEY = "cs:migrated"  # set by ``callscreen migrate`` once no legacy seal remains
+
+REWRITE_WAIT_SECONDS = 30.0  # how long an erasure waits for a rewrite that was already running
+
+
+def rewrite_files(server: Any, wait: float = REWRITE_WAIT_SECONDS) -> bool:
+    """``BGREWRITEAOF`` then ``BGSAVE SCHEDULE`` on one server; False if it refuses.
+
+    A rewrite already running started before the erasure and may still copy the erased key, and
+    the server refuses a second one meanwhile: wait (at most ``wait`` seconds) for it to end, then
+    start ours."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            server.execute_command("BGREWRITEAOF")
+            break
+        except redis.ResponseError as exc:
+            if "in progress" not in str(exc) or time.monotonic() > deadline:
+                return False
+        except STORE_ERRORS:
+            return False
+        time.sleep(0.05)
+    try:
+        server.execute_command("BGSAVE", "SCHEDULE")  # runs once the rewrite ends
+    except STORE_ERRORS:
+        return False
+    return True
 
 
 class ErasureError(RuntimeError):
@@ -120,13 +149,11 @@ class Eraser:
         dealt with by rotating the master key). False if the server refused (e.g. a managed
         service that disables these commands): the operator must then compact by hand. On a
         cluster every node does, replicas too (each keeps its own files)."""
-        nodes = {"target_nodes": self.client.get_nodes()} if is_cluster_client(self.client) else {}
-        try:
-            self.client.execute_command("BGREWRITEAOF", **nodes)
-            self.client.execute_command("BGSAVE", "SCHEDULE", **nodes)
-        except STORE_ERRORS:
-            return False
-        return True
+        if is_cluster_client(self.client):
+            servers = [self.client.get_redis_connection(node) for node in self.client.get_nodes()]
+        else:
+            servers = [self.client]
+        return all([rewrite_files(server) for server in servers])
 
     def _redact_consents(self, digest: str) -> int:
         key = number_key(digest, "consents")

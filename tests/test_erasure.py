@@ -19,7 +19,7 @@ from callscreen.config import Settings
 from callscreen.crypto import SealError
 from callscreen.dsr import RequestBook
 from callscreen.embedded import EmbeddedServer
-from callscreen.erasure import MIGRATED_KEY, Eraser, ErasureError
+from callscreen.erasure import MIGRATED_KEY, Eraser, ErasureError, rewrite_files
 from callscreen.journal import AccessJournal
 from callscreen.models import Campaign, Consent, LegalBasis, OptOut, Proof, Reason
 from callscreen.numbers import normalize
@@ -152,6 +152,28 @@ def test_an_open_request_is_closed_by_the_erasure(screener, redis_client):
     report = eraser(screener, book).erase(normalize(NUMBER), reason="DSR-7", by="dpo")
     closed = requests.get(request.id)
     assert not closed.open and closed.outcome == report.erasure_id and requests.open_requests() == []
+
+
+def test_an_erasure_during_a_running_rewrite_waits_for_it_and_then_rewrites_the_files_again(own_store):
+    server = own_store()
+    client = redis.Redis.from_url(server.url)
+    for n in range(8):
+        client.set(f"filler:{n}", "x")
+    _wait_for_persistence(client, -1)  # the server's own start-up rewrite, if any, is over
+    rewrites = client.info("persistence")["aof_rewrites"]
+    client.config_set("rdb-key-save-delay", 100_000)  # 0.1 s per key: the rewrite below runs ~1 s
+    client.execute_command("BGREWRITEAOF")
+    with pytest.raises(redis.ResponseError, match="in progress"):
+        client.execute_command("BGREWRITEAOF")  # what a naive erasure would have been told
+    client.config_set("rdb-key-save-delay", 0)  # the running rewrite keeps its delay; ours won't
+
+    started = time.monotonic()
+    assert rewrite_files(client)
+    assert time.monotonic() - started > 0.2, "it waited for the running rewrite"
+    deadline = time.monotonic() + 30
+    while client.info("persistence")["aof_rewrites"] < rewrites + 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert client.info("persistence")["aof_rewrites"] >= rewrites + 2  # the running one, then ours
 
 
 def _wait_for_persistence(client: redis.Redis, saves_before: int) -> None:
