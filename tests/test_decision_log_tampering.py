@@ -13,9 +13,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from callscreen.cli.context import EXIT_OK, EXIT_TAMPERED
-from callscreen.cli.main import main
 from callscreen.decision_log import HEADS, IDS, STREAM, DamagedEntry, DecisionLog, LogRecord, chain_mac
-from tests_support import TEST_ENCRYPTION_KEY, TEST_HASH_KEY, TEST_LOG_KEY
+from tests_support import TEST_LOG_KEY
 
 pytestmark = pytest.mark.also_cluster
 
@@ -56,22 +55,6 @@ def mixed_log(log, redis_client):
     log.append(decision(4))
     assert log.verify().ok, log.verify().problems
     return log
-
-
-@pytest.fixture
-def cli(store_url, tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("CALLSCREEN_REDIS_URL", store_url)
-    monkeypatch.setenv("CALLSCREEN_HASH_KEY", TEST_HASH_KEY.hex())
-    monkeypatch.setenv("CALLSCREEN_ENCRYPTION_KEY", TEST_ENCRYPTION_KEY.hex())
-    monkeypatch.setenv("CALLSCREEN_LOG_KEY", TEST_LOG_KEY.hex())
-
-    def run(*args: str) -> tuple[int, str, str]:
-        code = main(list(args))
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
 
 
 def rewrite(client, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
