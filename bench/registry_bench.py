@@ -31,6 +31,7 @@ from itertools import islice
 from pathlib import Path
 from typing import BinaryIO
 
+import numpy as np
 import phonenumbers
 import redis
 
@@ -61,20 +62,27 @@ def area_codes(count: int, rng: random.Random) -> list[int]:
 
 
 class Templates:
-    """A pool of sorted line-number sets; an exchange's block is one bytes.replace away."""
+    """A pool of sorted line-number sets, each as rows of ``NPA,NXXXXXX\n`` bytes to fill in."""
 
     def __init__(self, per_exchange: float, rng: random.Random, pool: int = 64) -> None:
         self.per_exchange = per_exchange
         low, high = int(per_exchange * 0.94), int(per_exchange * 1.06)
-        self.blocks = []
+        self.rows = []
         for _ in range(pool):
             lines = sorted(rng.sample(range(10000), rng.randint(low, high)))
-            self.blocks.append(("\n".join(f"{n:04d}" for n in lines)).encode())
-        self.counts = [b.count(b"\n") + 1 for b in self.blocks]
+            text = "".join(f"000,000{n:04d}\n" for n in lines).encode()
+            self.rows.append(np.frombuffer(text, np.uint8).reshape(-1, 12))
+        self.counts = [len(rows) for rows in self.rows]
+
+
+def _words(texts: list[str]) -> np.ndarray:
+    """Each 4-character text as the little-endian uint32 of its bytes (a column of a row view)."""
+    return np.frombuffer("".join(texts).encode(), "<u4")
 
 
 class GeneratedStream(io.RawIOBase):
-    """The FTC full list of a synthetic registry, produced while it is read."""
+    """The FTC full list of a synthetic registry, produced while it is read (one area code at a
+    time: template rows copied with numpy, area code and exchange written into their columns)."""
 
     def __init__(self, npas: list[int], templates: Templates, rng: random.Random) -> None:
         self._blocks = self._generate(npas, templates, rng)
@@ -84,14 +92,16 @@ class GeneratedStream(io.RawIOBase):
         self.numbers = 0
 
     def _generate(self, npas: list[int], templates: Templates, rng: random.Random) -> Iterator[bytes]:
+        exchanges = _words([f"{e}\0" for e in EXCHANGES])  # bytes 4-6 of a row; byte 7 is the line's
         for npa in npas:
-            parts = []
-            for exchange in EXCHANGES:
-                choice = rng.randrange(len(templates.blocks))
-                prefix = f"{npa},{exchange}".encode()
-                parts.append(prefix + templates.blocks[choice].replace(b"\n", b"\n" + prefix) + b"\n")
-                self.numbers += templates.counts[choice]
-            yield b"".join(parts)
+            choices = [rng.randrange(len(templates.rows)) for _exchange in EXCHANGES]
+            rows = np.concatenate([templates.rows[c] for c in choices])
+            words = rows.view("<u4")  # three 4-byte columns: "NPA,", "NXX" + line digit, 3 line digits + "\n"
+            words[:, 0] = _words([f"{npa},"])[0]
+            words[:, 1] &= 0xFF000000
+            words[:, 1] |= np.repeat(exchanges, [templates.counts[c] for c in choices])
+            self.numbers += len(rows)
+            yield rows.tobytes()
 
     def readable(self) -> bool:
         return True

@@ -14,9 +14,11 @@ A reader yields :class:`Batch` objects: keys to add (and, for change lists, to d
 registry's :class:`~blocklists.numbering.Scheme`, and the bad lines with their line numbers.
 A bad line is reported and skipped; it never stops the read.
 
-Speed: for NANP lists in ``lines``/``ftc`` format a chunk of ~8 MB is parsed with bytes
-operations implemented in C (translate, split, ``int``); a chunk with anything unusual falls
-back to the line-by-line parser, which is slower but reports each bad line precisely.
+Speed: for NANP lists in ``lines``/``ftc`` format the lines of a ~8 MB chunk in the FTC's own
+spellings are read with numpy (:mod:`blocklists.nanp_bulk`); the other lines of the chunk go to
+the line-by-line parser, which is slower but reports each bad line precisely (for ``lines``,
+a clean rest in other spellings — ``(212) 555-0100`` — is first tried with C-level bytes
+operations). Either way the result is the line parser's.
 """
 
 from __future__ import annotations
@@ -28,19 +30,23 @@ import io
 import re
 import zipfile
 from bisect import bisect_left
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
 from operator import add
 from pathlib import Path
 from typing import BinaryIO
 
+import numpy as np
+
+from blocklists.nanp_bulk import nanp_keys
 from blocklists.numbering import BadNumber, Scheme
 
 FORMATS = ("lines", "csv", "ftc", "ftc-changes", "tps")
 CHUNK_BYTES = 8 << 20
 MAX_LINE_BYTES = 4096
-_PUNCT = b" \t\r-.()/,\xa0"  # deleted in the fast path (and "+" is handled below)
+_PUNCT = b" \t\r-.()/,"  # deleted in the bytes fast path ("+" and others go to the line parser)
+_BLANKS = b" \t\r"  # what bytes.strip() removes of a line made of _PUNCT and digits
 _DIGITS_NL = b"0123456789\n"
 _SEPARATORS = re.compile(r"[\s\-.()/,\u00a0\u2010-\u2015]+")
 _ADD_FLAGS = {"A", "ADD", "ADDED", "ADDITION", "I", "INSERT"}
@@ -63,9 +69,13 @@ class BadLine:
         return f"{place}: {self.reason}: {self.text!r}"
 
 
+def _no_keys() -> np.ndarray:
+    return np.empty(0, np.int64)
+
+
 @dataclass(slots=True)
 class Batch:
-    keys: list[int] = field(default_factory=list)  # numbers to add / that are listed
+    keys: np.ndarray = field(default_factory=_no_keys)  # int64 keys of numbers to add / that are listed
     deletions: list[int] = field(default_factory=list)  # change lists only
     lines: int = 0
     bad: list[BadLine] = field(default_factory=list)  # the first ``bad_limit`` bad lines
@@ -226,10 +236,12 @@ def _decode(raw: bytes) -> str:
     return raw.decode("utf-8")
 
 
-def _slow_chunk(chunk: bytes, first_line: int, where: str, parse: LineParser, batch: Batch,
+def _slow_lines(lines: Iterable[tuple[int, bytes]], where: str, parse: LineParser, batch: Batch,
                 bad_limit: int) -> None:
+    """Parse ``(line number, raw line)`` pairs one by one into ``batch``."""
     key = parse.scheme.key
-    for number, raw in enumerate(chunk.split(b"\n"), start=first_line):
+    keys: list[int] = []
+    for number, raw in lines:
         if not raw.strip():
             continue
         try:
@@ -248,18 +260,43 @@ def _slow_chunk(chunk: bytes, first_line: int, where: str, parse: LineParser, ba
         if parsed is None:
             continue
         action, nsn = parsed
-        (batch.keys if action == "add" else batch.deletions).append(key(nsn))
+        (keys if action == "add" else batch.deletions).append(key(nsn))
+    _add_keys(batch, keys)
+
+
+def _add_keys(batch: Batch, keys: Sequence[int] | np.ndarray) -> None:
+    if len(keys):
+        batch.keys = np.concatenate([batch.keys, np.asarray(keys, np.int64)]) if len(batch.keys) else \
+            np.asarray(keys, np.int64)
+
+
+def _nanp_chunk(chunk: bytes, first_line: int, where: str, parse: LineParser, batch: Batch,
+                bad_limit: int) -> None:
+    """The numpy reader for the canonical lines; the rest as the line parser says (see module doc)."""
+    keys, others = nanp_keys(chunk)
+    _add_keys(batch, keys)
+    if not others:
+        return
+    if parse.fmt == "lines":
+        rest = _fast_nanp_chunk(b"\n".join(raw for _index, raw in others))
+        if rest is not None:
+            _add_keys(batch, rest)
+            return
+    _slow_lines(((first_line + index, raw) for index, raw in others), where, parse, batch, bad_limit)
 
 
 def _fast_nanp_chunk(chunk: bytes) -> list[int] | None:
-    """Keys of a chunk of clean NANP lines, or None if anything needs the careful parser."""
+    """Keys of a chunk of clean NANP lines in any ``lines`` spelling, or None if anything needs
+    the careful parser (which then decides every line as it always would)."""
     digits = chunk.translate(None, _PUNCT)
     if digits.translate(None, _DIGITS_NL):
         return None  # letters, "+" or other symbols: let the line parser judge each line
-    try:
-        numbers = list(map(int, filter(None, digits.split(b"\n"))))
-    except ValueError:
+    lines = digits.split(b"\n")
+    if lines.count(b"") != chunk.translate(None, _BLANKS).split(b"\n").count(b""):
+        return None  # a line of separators only: the line parser reports it as empty
+    if len(chunk) > MAX_LINE_BYTES and max(map(len, chunk.split(b"\n"))) > MAX_LINE_BYTES:
         return None
+    numbers = list(map(int, filter(None, lines)))
     if not numbers:
         return []
     numbers.sort()
@@ -321,11 +358,10 @@ def _line_batches(source: Source, fmt: str, scheme: Scheme, chunk_bytes: int, ba
         for chunk in _chunks(stream, chunk_bytes):
             count = chunk.count(b"\n") + (0 if chunk.endswith(b"\n") else 1)
             batch = Batch(lines=count)
-            keys = _fast_nanp_chunk(chunk) if fast else None
-            if keys is None:
-                _slow_chunk(chunk, line, where, parse, batch, bad_limit)
+            if fast:
+                _nanp_chunk(chunk, line, where, parse, batch, bad_limit)
             else:
-                batch.keys = keys
+                _slow_lines(enumerate(chunk.split(b"\n"), start=line), where, parse, batch, bad_limit)
             line += count
             batch.position = source.position()
             yield batch
@@ -338,7 +374,7 @@ def _csv_batches(source: Source, scheme: Scheme, column: str | None, bad_limit: 
         text = io.TextIOWrapper(stream, encoding="utf-8", errors="replace", newline="")
         reader = csv.reader(text)
         index = _csv_column(reader, column)
-        batch = Batch(lines=1 if index[1] else 0)
+        batch, keys = Batch(lines=1 if index[1] else 0), []
         for row in reader:
             batch.lines += 1
             if not any(cell.strip() for cell in row):
@@ -346,15 +382,17 @@ def _csv_batches(source: Source, scheme: Scheme, column: str | None, bad_limit: 
             try:
                 if index[0] >= len(row):
                     raise BadNumber(f"row has {len(row)} columns; the number is in column {index[0] + 1}")
-                batch.keys.append(key(_spelled_nsn(row[index[0]], scheme)))
+                keys.append(key(_spelled_nsn(row[index[0]], scheme)))
             except BadNumber as exc:
                 batch.bad_count += 1
                 if len(batch.bad) < bad_limit:
                     batch.bad.append(BadLine(where, reader.line_num, str(exc), ",".join(row)[:80]))
             if batch.lines >= rows_per_batch:
+                _add_keys(batch, keys)
                 batch.position = source.position()
                 yield batch
-                batch = Batch()
+                batch, keys = Batch(), []
+        _add_keys(batch, keys)
         batch.position = source.position()
         yield batch
         text.detach()

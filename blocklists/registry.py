@@ -402,7 +402,7 @@ class RegistryManager:
             deletions: set[int] = set()
             for batch in read_batches(file, fmt, scheme, column=column, bad_limit=bad_limit):
                 self._count(report, batch, bad_limit)
-                additions.update(batch.keys)
+                additions.update(batch.keys.tolist())
                 deletions.update(batch.deletions)
                 lock.renew()
                 if progress:

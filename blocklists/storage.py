@@ -14,20 +14,20 @@ Bitmaps use Redis bit order (offset 0 is the most significant bit of byte 0) so 
 ``GETBIT <shard key> <offset>``. A shard is trimmed after its last set byte: Redis answers 0
 for bits past the end of a string.
 
-Building: a shard with few numbers keeps a list of offsets and sets their bits one by one;
-a dense shard marks numbers in a *byte* map (one byte per possible number; setting many bytes
-is a C-level loop), then packs it 8:1 into the bitmap with a few big-integer shifts. Byte maps
-are kept for at most ``memory_bytes``; beyond that the least recently used is packed and
-merged (OR) into its bitmap — as is any shard the last batches did not touch.
+Building (numpy): a shard with few numbers keeps arrays of offsets and packs them when folded;
+a dense shard marks numbers in a *byte* map (one byte per possible number, one fancy
+assignment per batch), then packs it 8:1 into the bitmap (``np.packbits``). Byte maps are kept
+for at most ``memory_bytes``; beyond that the least recently used is packed and merged (OR)
+into its bitmap — as is any shard the last batches did not touch.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_left
-from collections import OrderedDict, deque
-from collections.abc import Iterator
-from itertools import islice, repeat
-from operator import sub
+import itertools
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+
+import numpy as np
 
 from blocklists.numbering import Scheme
 
@@ -62,32 +62,14 @@ def shard_key(registry_id: str, generation: int, shard: str) -> str:
 
 # --- packing -----------------------------------------------------------------------------------
 
-def pack(bytemap: bytes | bytearray) -> bytes:
-    """Byte map (each byte 0 or 1, length a multiple of 8) -> bitmap in Redis bit order.
-
-    Byte ``i`` holds its flag in bit 0; shifting the whole map right by 7, 14, 28 bits and
-    OR-ing gathers the 8 flags of each aligned group into the group's last byte, flag ``k``
-    of the group at bit ``7 - k`` — exactly GETBIT's order. No carries can occur because
-    every (byte, bit) position receives at most one flag.
-    """
-    size = len(bytemap)
-    if size % 8:
+def pack(bytemap: bytes | bytearray | np.ndarray) -> bytes:
+    """Byte map (each byte 0 or 1, length a multiple of 8) -> bitmap in Redis bit order
+    (byte ``i`` of the map is bit ``i``: the most significant bit of byte ``i // 8`` first,
+    exactly GETBIT's order); ``b""`` when no byte is set."""
+    if len(bytemap) % 8:
         raise ValueError("byte map length must be a multiple of 8")
-    value = int.from_bytes(bytemap, "big")
-    if not value:
-        return b""
-    value |= value >> 7
-    value |= value >> 14
-    value |= value >> 28
-    return value.to_bytes(size, "big")[7::8]
-
-
-def merge(left: bytes, right: bytes) -> bytes:
-    """Bitwise OR of two bitmaps of possibly different lengths (Redis bit order)."""
-    size = max(len(left), len(right))
-    a = int.from_bytes(left.ljust(size, b"\0"), "big")
-    b = int.from_bytes(right.ljust(size, b"\0"), "big")
-    return (a | b).to_bytes(size, "big")
+    bits = np.packbits(np.frombuffer(bytemap, np.uint8) != 0)
+    return bits.tobytes() if bits.any() else b""
 
 
 def popcount(bitmap: bytes) -> int:
@@ -110,49 +92,73 @@ def offsets(bitmap: bytes, limit: int | None = None) -> Iterator[int]:
 
 # --- building -------------------------------------------------------------------------------------
 
+def _packed(offsets: np.ndarray, size: int) -> np.ndarray:
+    """Bitmap (uint8, Redis bit order) of ``size`` bits with the bits at ``offsets`` set."""
+    flags = np.zeros(size, np.bool_)
+    flags[offsets] = True
+    return np.packbits(flags)  # big-endian bit order: offset 0 is the most significant bit
+
+
+def _or(left: np.ndarray | None, right: np.ndarray) -> np.ndarray:
+    """Bitwise OR of two bitmaps of possibly different lengths (the longer one is reused)."""
+    if left is None:
+        return right
+    if len(left) < len(right):
+        left, right = right, left
+    left[:len(right)] |= right
+    return left
+
+
 class BitmapBuilder:
     """Collects registry keys (see :class:`~blocklists.numbering.Scheme`) into shard bitmaps.
 
-    A shard starts *sparse* (a list of offsets, set bit by bit when folded — cheap for a few
-    thousand numbers) and turns into a byte map once it holds more than ``1/128`` of its
-    possible numbers (where the C-level byte map and 8:1 packing win).
+    A shard starts *sparse* (arrays of offsets, packed into a bitmap when folded — cheap for a
+    few thousand numbers) and turns into a byte map (one byte per possible number, marked with
+    one numpy fancy assignment, packed 8:1 with ``np.packbits``) once it holds more than
+    ``1/128`` of its possible numbers.
     """
 
     def __init__(self, scheme: Scheme, memory_bytes: int = 4 << 30) -> None:
         self.scheme = scheme
         self._unit = 10**scheme.tail
-        self._sparse_limit = self._unit // 128
-        self._sparse: dict[int, list[int]] = {}
-        self._maps: OrderedDict[int, bytearray] = OrderedDict()
-        self._max_maps = max(1, memory_bytes // self._unit)
-        self._packed: dict[int, bytes] = {}
+        self._size = scheme.shard_bits  # possible numbers (bits) per shard
+        self._sparse_limit = self._size // 128
+        self._sparse: dict[int, list[np.ndarray]] = {}
+        self._sparse_counts: dict[int, int] = {}
+        self._maps: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._max_maps = max(1, memory_bytes // self._size)
+        self._packed: dict[int, np.ndarray] = {}
         self._touched: dict[int, int] = {}  # shard id -> number of the last batch that marked it
         self._batch = 0
         self.accepted = 0  # keys added, duplicates included
 
-    def add(self, keys: list[int]) -> None:
-        """Mark ``keys`` (any order; the list is sorted in place)."""
-        if not keys:
+    def add(self, keys: np.ndarray | Sequence[int]) -> None:
+        """Mark ``keys`` (any order; sorted input is cheapest)."""
+        keys = np.asarray(keys, np.int64)
+        if not len(keys):
             return
-        keys.sort()
+        if len(keys) > 1 and (keys[1:] < keys[:-1]).any():
+            keys = np.sort(keys)
         self.accepted += len(keys)
-        unit, start, size = self._unit, 0, len(keys)
-        while start < size:
-            shard_id = keys[start] // unit
-            end = bisect_left(keys, (shard_id + 1) * unit, start)
-            offsets = map(sub, islice(keys, start, end), repeat(shard_id * unit))
+        shard_ids = keys // self._unit
+        cuts = [0, *(np.flatnonzero(shard_ids[1:] != shard_ids[:-1]) + 1).tolist(), len(keys)]
+        for start, end in itertools.pairwise(cuts):
+            shard_id = int(shard_ids[start])
+            offsets = keys[start:end] - (shard_id * self._unit + self.scheme.base)
+            if offsets[0] < 0:  # below the scheme's base: no number of the scheme
+                offsets = offsets[np.searchsorted(offsets, 0):]
             bytemap = self._maps.get(shard_id)
             if bytemap is None:
-                sparse = self._sparse.setdefault(shard_id, [])
-                sparse.extend(offsets)
-                if len(sparse) > self._sparse_limit:
+                self._sparse.setdefault(shard_id, []).append(offsets)
+                count = self._sparse_counts[shard_id] = self._sparse_counts.get(shard_id, 0) + len(offsets)
+                if count > self._sparse_limit:
                     bytemap = self._bytemap(shard_id)
-                    offsets = iter(self._sparse.pop(shard_id))
+                    offsets = np.concatenate(self._sparse.pop(shard_id))
+                    del self._sparse_counts[shard_id]
             if bytemap is not None:
                 self._maps.move_to_end(shard_id)
-                deque(map(bytemap.__setitem__, offsets, repeat(1)), maxlen=0)
+                bytemap[offsets] = True
             self._touched[shard_id] = self._batch
-            start = end
         self._batch += 1
         # Sorted input (the FTC delivers per area code) never returns to a shard: fold what the
         # last batches did not touch, so memory stays at a few shards. Unsorted input touches
@@ -160,35 +166,22 @@ class BitmapBuilder:
         for shard_id in [s for s in self._maps if self._touched[s] < self._batch - 2]:
             self._fold(shard_id, self._maps.pop(shard_id))
         for shard_id in [s for s in self._sparse if self._touched[s] < self._batch - 2]:
-            self._fold_sparse(shard_id, self._sparse.pop(shard_id))
+            self._fold_sparse(shard_id)
 
-    def _bytemap(self, shard_id: int) -> bytearray:
+    def _bytemap(self, shard_id: int) -> np.ndarray:
         while len(self._maps) >= self._max_maps:
             self._fold(*self._maps.popitem(last=False))
-        bytemap = self._maps[shard_id] = bytearray(self._unit)
+        bytemap = self._maps[shard_id] = np.zeros(self._size, np.bool_)
         return bytemap
 
-    def _keep(self, shard_id: int, bits: bytes) -> None:
-        previous = self._packed.get(shard_id)
-        self._packed[shard_id] = merge(previous, bits) if previous else bits
+    def _fold(self, shard_id: int, bytemap: np.ndarray) -> None:
+        self._packed[shard_id] = _or(self._packed.get(shard_id), np.packbits(bytemap))
 
-    def _fold(self, shard_id: int, bytemap: bytearray) -> None:
-        base = self.scheme.base
-        last = bytemap.rfind(1)  # pack only up to the last marked number
-        if last < base:
-            return
-        end = base + ((last - base) // 8 + 1) * 8
-        self._keep(shard_id, pack(memoryview(bytemap)[base:end]))
-
-    def _fold_sparse(self, shard_id: int, offsets: list[int]) -> None:
-        base = self.scheme.base
-        valid = [o - base for o in offsets if o >= base]
-        if not valid:
-            return
-        bits = bytearray(max(valid) // 8 + 1)
-        for offset in valid:
-            bits[offset >> 3] |= 0x80 >> (offset & 7)
-        self._keep(shard_id, bytes(bits))
+    def _fold_sparse(self, shard_id: int) -> None:
+        offsets = np.concatenate(self._sparse.pop(shard_id))
+        del self._sparse_counts[shard_id]
+        if len(offsets):
+            self._packed[shard_id] = _or(self._packed.get(shard_id), _packed(offsets, int(offsets.max()) + 1))
 
     def shards(self) -> Iterator[tuple[int, bytes]]:
         """Every non-empty shard as (shard id, bitmap trimmed after its last set byte), sorted.
@@ -198,8 +191,8 @@ class BitmapBuilder:
         while self._maps:
             self._fold(*self._maps.popitem(last=False))
         while self._sparse:
-            self._fold_sparse(*self._sparse.popitem())
+            self._fold_sparse(next(iter(self._sparse)))
         for shard_id in sorted(self._packed):
-            bitmap = self._packed.pop(shard_id).rstrip(b"\0")
+            bitmap = self._packed.pop(shard_id).tobytes().rstrip(b"\0")
             if bitmap:
                 yield shard_id, bitmap

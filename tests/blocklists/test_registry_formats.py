@@ -16,7 +16,7 @@ pytestmark = pytest.mark.also_cluster
 def read_all(path, fmt, scheme=NANP, **options):
     keys, deletions, bad, bad_count, lines = [], [], [], 0, 0
     for batch in read_batches(Source(path), fmt, scheme, **options):
-        keys += batch.keys
+        keys += batch.keys.tolist()
         deletions += batch.deletions
         bad += batch.bad
         bad_count += batch.bad_count
@@ -196,3 +196,74 @@ def test_a_shard_that_grows_dense_keeps_every_number_across_the_switch_to_a_byte
         offset = o - NANP.base
         assert bitmap[offset >> 3] & (0x80 >> (offset & 7))
     assert shards[NANP.shard_id("1:201")] == b"\x80"
+
+
+TRICKY_LINES = [
+    "201,2001234", "202,3004567\r", "2035550123", "2045550124\r", "205,2001234  ", " 206,2001234",
+    "207,200123", "208,20012345", "209,1001234", "109,2001234", "2101234567", "0215550100",
+    "21a,2001234", "212,200123x", "2125550100 ", "12125550100", "+1 212 555 0101", "(212) 555-0102",
+    "212-555-0103", "212.555.0104\r", "212 555 0105", "NPA,NUMBER", "area_code,phone_number", "",
+    "   ", "\r", "---", "()", "212,5550106,", ",212,5550107", "212,,5550108", "2125550109\t",
+    "２１２５５５０１１０", "212\u00a0555\u00a00111", "212\xa05550112", "212;5550113", "2,1,2,5,5,5,0,1,1,4",
+    "9" * 5000, "212" + " " * 5000 + "5550115",
+]
+
+
+def line_parser_only(data, fmt):
+    """What the line-by-line parser alone makes of ``data``: (keys, bad lines)."""
+    from blocklists.formats import Batch, LineParser, _slow_lines
+
+    batch = Batch()
+    _slow_lines(enumerate(data.split(b"\n"), start=1), "", LineParser(fmt, NANP), batch, 10**6)
+    return sorted(batch.keys.tolist()), batch.bad, batch.bad_count
+
+
+@pytest.mark.parametrize("fmt", ["ftc", "lines"])
+@pytest.mark.parametrize("chunk_bytes", [101, 1000, 1 << 20])  # lines split across chunks
+@pytest.mark.parametrize("final_newline", [True, False])
+def test_the_numpy_reader_gives_exactly_the_line_parsers_numbers_and_bad_lines(tmp_path, fmt, chunk_bytes,
+                                                                              final_newline):
+    rng = random.Random(chunk_bytes)
+    clean = [f"{rng.randrange(201, 990)},{rng.randrange(200, 1000)}{rng.randrange(10000):04d}" for _ in range(3000)]
+    lines = clean + [rng.choice(TRICKY_LINES) for _ in range(400)]
+    rng.shuffle(lines)
+    lines[:0] = ["NPA,NUMBER\r"]  # a header line first, then a clean run and the mix
+    lines[1:1] = clean[:200]
+    data = "\n".join(lines).encode("utf-8", "surrogateescape").replace("\xa0".encode(), b"\xa0")
+    data = data.replace(b"\xc2\xa05550112", b"\xa05550112")  # a raw Latin-1 no-break space: not UTF-8
+    if final_newline:
+        data += b"\n"
+    path = tmp_path / "tricky.txt"
+    path.write_bytes(data)
+    keys, _, bad, bad_count, count = read_all(path, fmt, chunk_bytes=chunk_bytes, bad_limit=10**6)
+    expected_keys, expected_bad, expected_count = line_parser_only(data, fmt)
+    assert sorted(keys) == expected_keys
+    assert [(b.line, b.reason, b.text) for b in bad] == [(b.line, b.reason, b.text) for b in expected_bad]
+    assert bad_count == expected_count > 0
+    assert count == len(lines)
+
+
+def test_lines_in_the_ftc_spellings_are_read_in_bulk_and_only_the_others_go_to_the_line_parser():
+    from blocklists.nanp_bulk import nanp_keys
+
+    for text in (b"201,2001234\n202,9999999\n", b"201,2001234\r\n202,9999999\r\n", b"2012001234\n2029999999",
+                 b"2012001234\r\n2029999999\r\n"):
+        keys, others = nanp_keys(text)
+        assert keys.tolist() == [12012001234, 12029999999] and others == []
+    keys, others = nanp_keys(b"201,2001234\n\n2012001235\r\n201,1001234\n 2012001236\n1012001237\n201,2001238")
+    assert keys.tolist() == [12012001234, 12012001235, 12012001238]
+    assert others == [(1, b""), (3, b"201,1001234"), (4, b" 2012001236"), (5, b"1012001237")]
+
+
+def test_unsorted_batches_under_a_small_memory_budget_give_the_same_bitmaps_as_one_sorted_batch():
+    rng = random.Random(11)
+    keys = [NANP.key(f"{rng.choice((201, 212, 415, 989))}{rng.randrange(2_000_000, 10_000_000)}")
+            for _ in range(200_000)]
+    sorted_builder = BitmapBuilder(NANP)
+    sorted_builder.add(sorted(keys))
+    tight = BitmapBuilder(NANP, memory_bytes=8_000_000)  # one byte map at a time: the others are folded
+    for start in range(0, len(keys), 7_000):
+        tight.add(keys[start:start + 7_000])
+    expected = dict(sorted_builder.shards())
+    assert dict(tight.shards()) == expected
+    assert sum(int.from_bytes(b, "big").bit_count() for b in expected.values()) == len(set(keys))
