@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,15 +37,16 @@ sys.path.insert(0, str(ROOT))
 
 from callscreen.config import Settings  # noqa: E402
 from callscreen.embedded import EmbeddedCluster, EmbeddedServer  # noqa: E402
-from callscreen.models import Campaign, Consent, Contact, LegalBasis, Proof  # noqa: E402
-from callscreen.numbers import normalize  # noqa: E402
+from callscreen.models import Proof  # noqa: E402
 from callscreen.screening import build_screener  # noqa: E402
 from callscreen.store import connect  # noqa: E402
+from harness.screening import seed_consents  # noqa: E402
 
 AT = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)  # 13:00 in Moscow, a Friday
 KEYS = dict(hash_key=b"h" * 32, encryption_key=b"e" * 32, log_key=b"l" * 32)
 IN_FLIGHT = 8
 BATCH = 1000
+PROOF = Proof(form_version="v1", form_text="Я согласен на звонки о скидках.")
 
 
 def numbers(count: int) -> list[str]:
@@ -57,16 +58,8 @@ def settings_for(url: str, shards: int) -> Settings:
 
 
 def seed(screener: Any, raws: list[str]) -> None:
-    screener.store.put_campaign(Campaign("bench", "promotions", "RU", "RU", "Europe/Moscow"))
-    for start in range(0, len(raws), BATCH):
-        screener.store.add_consents([
-            (normalize(raw, "RU"),
-             Consent(f"c-{start + i}", "", ("promotions",), LegalBasis.CONSENT, "sms_double_opt_in",
-                     AT - timedelta(days=30), verified_at=AT - timedelta(days=30, minutes=-3),
-                     proof=Proof(form_version="v1", form_text="Я согласен на звонки о скидках.")),
-             Contact("Europe/Moscow", ""))
-            for i, raw in enumerate(raws[start:start + BATCH])
-        ])
+    """The campaign and ``raws`` consented, each consent with a proof text as real ones carry."""
+    seed_consents(screener.store, "bench", raws, AT, proof=PROOF, batch=BATCH)
 
 
 def masters_of(client: Any) -> list[Any]:

@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import redis
@@ -31,12 +31,13 @@ sys.path.insert(0, str(ROOT))
 
 from callscreen.config import Settings  # noqa: E402
 from callscreen.embedded import EmbeddedServer  # noqa: E402
-from callscreen.models import Campaign, Consent, Contact, LegalBasis, Proof  # noqa: E402
-from callscreen.numbers import normalize  # noqa: E402
+from callscreen.models import Proof  # noqa: E402
 from callscreen.screening import build_screener  # noqa: E402
+from harness.screening import seed_consents  # noqa: E402
 
 AT = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)  # 13:00 in Moscow, a Friday
 NUMBERS = [f"+7999{i:07d}" for i in range(1000)]
+PROOF = Proof(form_version="v1")
 KEYS = dict(hash_key=b"h" * 32, encryption_key=b"e" * 32, log_key=b"l" * 32)
 
 
@@ -57,17 +58,6 @@ CONFIGS = (
     Config("no AOF, waived (memory only)", (), waived=True, persist=False),
     Config("always + WAITAOF + WAIT 1 replica", ("--repl-diskless-sync-delay", "0"), replicas=1),
 )
-
-
-def seed(screener) -> None:
-    screener.store.put_campaign(Campaign("bench", "promotions", "RU", "RU", "Europe/Moscow"))
-    screener.store.add_consents([
-        (normalize(raw, "RU"), Consent(f"c-{i}", "", ("promotions",), LegalBasis.CONSENT, "sms_double_opt_in",
-                                       AT - timedelta(days=30), verified_at=AT - timedelta(days=30, minutes=-3),
-                                       proof=Proof(form_version="v1")),
-         Contact("Europe/Moscow", ""))
-        for i, raw in enumerate(NUMBERS)
-    ])
 
 
 def wait_for_replica(primary: EmbeddedServer) -> None:
@@ -113,7 +103,7 @@ def run(config: Config, seconds: float, concurrency: int, folder: Path) -> dict[
         async def main() -> tuple[list[float], int, int]:
             client = redis.Redis.from_url(servers[0].url)
             screener = build_screener(settings, client, redis.asyncio.Redis.from_url(servers[0].url))
-            seed(screener)
+            seed_consents(screener.store, "bench", NUMBERS, AT, proof=PROOF)
             await closed_loop(screener, 0.5, concurrency)  # warm up
             result = await closed_loop(screener, seconds, concurrency)
             await screener.aclient.aclose()

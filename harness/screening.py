@@ -1,5 +1,6 @@
 """The callscreen side of the real-Asterisk tests: a store of its own, test policy packs that
-make answers independent of the time of day, campaigns, numbers and consents.
+make answers independent of the time of day, campaigns, numbers and consents; and
+:func:`seed_consents`, the consented population the screening tests and benchmarks decide over.
 
 Packs: ``XA`` (campaign ``always``) allows calls at any hour, ``XN`` (``night``) at none, ``XR``
 (``listed``) also requires the registry ``test-dnc``, which lists :data:`LISTED_NUMBER`.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,7 +21,7 @@ from blocklists.registry import RegistryManager
 from callscreen.crypto import NumberVault
 from callscreen.decision_log import DecisionLog
 from callscreen.embedded import EmbeddedServer
-from callscreen.models import Campaign, Consent, LegalBasis
+from callscreen.models import Campaign, Consent, Contact, LegalBasis, Proof
 from callscreen.numbers import normalize
 from callscreen.store import Store
 from harness.pbx import Call
@@ -54,6 +56,25 @@ def write_policies(folder: Path) -> Path:
     (folder / "xr.toml").write_text(_pack(
         "xr", "xa", EVERY_DAY, f'\n[registries]\nrequired = ["{REGISTRY_ID}"]\nmax_age_days = 30\n'))
     return folder
+
+
+def seed_consents(store: Store, campaign_id: str, raws: Sequence[str], at: datetime, *, proof: Proof,
+                  batch: int = 1000) -> list[str]:
+    """A Russian promotions campaign ``campaign_id`` (Moscow hours) and a confirmed double opt-in
+    consent to it for each of ``raws`` (``c-0``, ``c-1``, ...: captured 30 days before ``at``,
+    with ``proof``), recorded ``batch`` numbers per :meth:`Store.add_consents` call so that
+    millions can be loaded; returns ``raws``."""
+    store.put_campaign(Campaign(campaign_id, "promotions", "RU", "RU", "Europe/Moscow"))
+    captured = at - timedelta(days=30)
+    for start in range(0, len(raws), batch):
+        store.add_consents([
+            (normalize(raw, "RU"),
+             Consent(f"c-{start + i}", "", ("promotions",), LegalBasis.CONSENT, "sms_double_opt_in", captured,
+                     verified_at=captured + timedelta(minutes=3), proof=proof),
+             Contact("Europe/Moscow", ""))
+            for i, raw in enumerate(raws[start:start + batch])
+        ])
+    return list(raws)
 
 
 @dataclass

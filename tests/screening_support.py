@@ -4,7 +4,7 @@ tests/test_deadlines.py): a screener wired to one server, and consented numbers 
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import redis
@@ -13,9 +13,9 @@ import redis.asyncio
 from callscreen.config import Settings
 from callscreen.embedded import EmbeddedServer
 from callscreen.metrics import ScreeningMetrics
-from callscreen.models import Campaign, Consent, Contact, LegalBasis, Proof
-from callscreen.numbers import normalize
+from callscreen.models import Proof
 from callscreen.screening import Screener, build_screener
+from harness.screening import seed_consents
 
 AT = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)  # 13:00 in Moscow, a Friday
 CAMPAIGN = "spring"
@@ -36,16 +36,7 @@ def numbers(count: int) -> list[str]:
 
 def seed(screener: Screener, count: int = 1) -> list[str]:
     """A Russian campaign and ``count`` numbers consented to it; returns the numbers."""
-    screener.store.put_campaign(Campaign(CAMPAIGN, "promotions", "RU", "RU", "Europe/Moscow"))
-    raw = numbers(count)
-    screener.store.add_consents([
-        (normalize(n, "RU"), Consent(f"c-{i}", "", ("promotions",), LegalBasis.CONSENT, "sms_double_opt_in",
-                                     AT - timedelta(days=30), verified_at=AT - timedelta(days=30, minutes=-3),
-                                     proof=Proof(form_version="v3")),
-         Contact("Europe/Moscow", ""))
-        for i, n in enumerate(raw)
-    ])
-    return raw
+    return seed_consents(screener.store, CAMPAIGN, numbers(count), AT, proof=Proof(form_version="v3"))
 
 
 def waitaof_calls(server: EmbeddedServer) -> int:
