@@ -210,6 +210,23 @@ def _begin(client: redis.Redis, state: KeyState, kind: str, target: str | None, 
     return RotationProgress(kind, view.active, target)
 
 
+def _until_a_pass_moves_nothing(client: Any, kind: str, progress: RotationProgress, stop: threading.Event | None,
+                                one_pass: Callable[[int], tuple[int, int]]) -> bool:
+    """Run ``one_pass(cursor)`` (returns how many it moved and the cursor it stopped at) from the
+    cursor saved in ``kind``'s state, then again from the start, until a pass moves nothing.
+    Adds to ``progress``; True once done, False if ``stop`` cut it short."""
+    cursor = int(_text(client.hget(state_key(kind), "cursor") or b"0"))
+    while True:
+        moved, cursor = one_pass(cursor)
+        progress.moved += moved
+        if stop is not None and stop.is_set():
+            return False
+        progress.passes += 1
+        if moved == 0:
+            return True
+        cursor = 0
+
+
 class EncryptionRotation:
     """Re-wraps every data key under the master key now in force, then retires the old one."""
 
@@ -233,16 +250,9 @@ class EncryptionRotation:
         if (stop or threading.Event()).wait(self.grace):
             return progress
         new_id = key_id(self.ring.get(progress.new))
-        cursor = int(_text(self.client.hget(state_key(self.kind), "cursor") or b"0"))
-        while True:
-            moved, cursor = self._pass(new_id, cursor, stop)
-            progress.moved += moved
-            if stop is not None and stop.is_set():
-                return progress
-            progress.passes += 1
-            if moved == 0:
-                break
-            cursor = 0
+        if not _until_a_pass_moves_nothing(self.client, self.kind, progress, stop,
+                                           lambda cursor: self._pass(new_id, cursor, stop)):
+            return progress
         state = state_key(self.kind)
         retired = _text(self.client.hget(state, "retired") or b"")
         self.client.hset(state, mapping={
@@ -374,18 +384,16 @@ class HashRotation:
         if (stop or threading.Event()).wait(self.grace):
             return progress
         old, new = self.ring.get(progress.old), self.ring.get(progress.new)
-        cursor = int(_text(self.client.hget(state_key(self.kind), "cursor") or b"0"))
         erased_left = False
-        while True:
+
+        def one_pass(cursor: int) -> tuple[int, int]:
+            nonlocal erased_left
             moved, erased, cursor = self._pass(old, new, cursor, stop)
-            progress.moved += moved
             erased_left = erased_left or erased > 0
-            if stop is not None and stop.is_set():
-                return progress
-            progress.passes += 1
-            if moved == 0:
-                break
-            cursor = 0
+            return moved, cursor
+
+        if not _until_a_pass_moves_nothing(self.client, self.kind, progress, stop, one_pass):
+            return progress
         state = state_key(self.kind)
         current = KeyView.parse(self.ring, self.client.hgetall(state))
         erasure = [*current.erasure, progress.old] if erased_left and progress.old not in current.erasure \
