@@ -59,6 +59,7 @@ MAX_ANSWERED_SECONDS = 7 * 24 * 3600
 _DECISION_ID = re.compile(r"^d-[0-9a-z]{1,13}-[0-9a-f]{8}$")  # callscreen.store.new_id("d")
 _CAMPAIGN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 OK_REPLY = b"200 result=1\n"
+EXECUTED_REPLY = b"200 result=0\n"
 HARD_STOP_MARGIN = 0.05  # the screener keeps the deadline itself; the hard stop only backs it up
 _DIGITS = re.compile(r"^[0-9]{1,7}$")
 STREAM_LIMIT = protocol.MAX_HEADER_BYTES  # bounds the header (readuntil) and every reply line
@@ -183,8 +184,10 @@ class _AGIStream:
                 await self.writer.drain()
                 while True:
                     raw = await self.reader.readline()
-                    if raw == OK_REPLY:  # by far the most common line: skip the parser
+                    if raw == OK_REPLY:  # by far the most common lines: skip the parser
                         return protocol.OK
+                    if raw == EXECUTED_REPLY:
+                        return protocol.EXECUTED
                     if not raw.endswith(b"\n"):
                         raise SessionError("connection_lost", "Asterisk closed the connection")
                     reply = self.replies.feed(raw.decode("utf-8", errors="replace"))
@@ -242,6 +245,7 @@ class FastAGIServer:
         self.slots = SlotTable(settings.agi_max_connections, settings.agi_max_connections_per_peer,
                                settings.agi_stalled_reply_after)
         self.on_unavailable = on_unavailable
+        self.use_mset = True  # answers in one EXEC MSet; off once Asterisk says it has none
         self._server: asyncio.Server | None = None
         self._sessions: set[asyncio.Task[Any]] = set()
         self._background: set[asyncio.Task[Any]] = set()
@@ -533,15 +537,31 @@ class FastAGIServer:
         task.add_done_callback(self._background.discard)
 
     async def _answer(self, stream: _AGIStream, answer: Answer) -> None:
-        """Write the four variables, SCREEN_RESULT last; counted once all four are acknowledged."""
-        for name, value in zip(SCREEN_VARIABLES, answer.values(), strict=True):
+        """Write the four variables, SCREEN_RESULT last; counted once acknowledged.
+
+        One ``EXEC MSet`` when every value is plain (the usual case: one round trip instead of
+        four), else one ``SET VARIABLE`` each, which quotes anything; also when this Asterisk
+        has no MSet (then the server stops trying it)."""
+        pairs = list(zip(SCREEN_VARIABLES, answer.values(), strict=True))
+        line = protocol.set_variables(pairs) if self.use_mset else None
+        if line is not None:
+            reply = await stream.command(line)
+            if reply.code == 200 and reply.result == protocol.NO_APPLICATION:
+                self.use_mset = False
+                log.warning("Asterisk has no MSet application: setting the variables one at a time")
+            elif reply.code != 200 or reply.result is None or reply.result < 0:
+                raise SessionError("asterisk_error", f"MSet: {reply.code} {reply.text[:80]}")
+            else:
+                self.metrics.answers.labels(answer.result, answer.reason).inc()
+                return
+        for name, value in pairs:
             try:
-                line = protocol.set_variable(name, value)
+                command = protocol.set_variable(name, value)
             except UnsafeValue:
                 self.metrics.error("unsafe_value")
                 log.error("refused to send an unsafe %s value", name)
-                line = protocol.set_variable(name, WITHHELD)
-            reply = await stream.command(line)
+                command = protocol.set_variable(name, WITHHELD)
+            reply = await stream.command(command)
             if reply.code != 200:
                 raise SessionError("asterisk_error", f"{name}: {reply.code} {reply.text[:80]}")
         self.metrics.answers.labels(answer.result, answer.reason).inc()

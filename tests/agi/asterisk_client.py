@@ -152,6 +152,7 @@ class Session:
 
     variables: dict[str, str] = field(default_factory=dict)
     commands: list[str] = field(default_factory=list)
+    has_mset: bool = True  # Asterisk 22 has MSet; False plays one without it
     violations: list[str] = field(default_factory=list)
     closed_by_server: bool = False
     reset: bool = False
@@ -177,7 +178,8 @@ class AsteriskClient:
     """Plays Asterisk against an AGI server on ``host:port``."""
 
     def __init__(self, host: str, port: int, *, timeout: float = 10.0,
-                 initial: Mapping[str, str] | None = None) -> None:
+                 initial: Mapping[str, str] | None = None, has_mset: bool = True) -> None:
+        self.has_mset = has_mset
         self.host = host
         self.port = port
         self.timeout = timeout
@@ -201,7 +203,7 @@ class AsteriskClient:
         on_command: Callable[[str], None] | None = None,
     ) -> Session:
         """One FastAGI session over TCP."""
-        session = Session(variables=dict(self.initial))
+        session = Session(variables=dict(self.initial), has_mset=self.has_mset)
         started = time.monotonic()
         sock = self.connect(source)
         try:
@@ -282,12 +284,29 @@ class AsteriskClient:
             if name in session.variables:
                 return f"200 result=1 ({session.variables[name]})\n"
             return "200 result=0\n"
+        if words[:2] == ["EXEC", "MSET"] and session.has_mset:
+            return AsteriskClient.mset(session, argv[2] if len(argv) > 2 else "")
         if words[:1] == ["EXEC"]:
+            if words[:2] == ["EXEC", "MSET"]:
+                return "200 result=-2\n"  # as Asterisk answers for an application it lacks
             session.violations.append("EXEC used")
             return "200 result=0\n"
         if words[:1] == ["VERBOSE"]:
             return "200 result=1\n"
         return "510 Invalid or unknown command\n"
+
+
+    @staticmethod
+    def mset(session: Session, data: str) -> str:
+        """``MSet(NAME=value,...)`` as Asterisk runs it, left to right; anything but a constant
+        name and a plain value (nothing for MSet's quote, escape or ``${}`` handling to act on)
+        is a violation."""
+        for pair in data.split(","):
+            if not re.fullmatch(r"[A-Z][A-Z0-9_]*=[A-Za-z0-9_.:-]*", pair):
+                session.violations.append(f"MSet pair that is not plain: {pair[:60]!r}")
+            name, _, value = pair.partition("=")
+            session.variables[name] = value
+        return "200 result=0\n"
 
 
 def open_idle(host: str, port: int, count: int, payload: bytes = b"") -> list[socket.socket]:

@@ -112,9 +112,8 @@ def test_hostile_extension_caller_id_and_args_never_leave_their_argument(agi: AG
             assert session.commands == []  # cut unanswered: the dialplan reads the empty result as BLOCK
             continue
         assert session.result == "BLOCK"
-        assert [c.split()[:3] for c in session.commands] == [
-            ["SET", "VARIABLE", n] for n in ("SCREEN_ID", "SCREEN_REASON", "SCREEN_BASIS", "SCREEN_RESULT")
-        ]
+        (command,) = session.commands  # one EXEC MSet of plain values: nothing hostile in it
+        assert command.startswith("EXEC MSet SCREEN_ID=")
         assert not any(hostile in c for c in session.commands)
 
 

@@ -11,6 +11,7 @@ import pytest
 from agi_env import WEDNESDAY_MORNING, WEDNESDAY_US_NOON, AGIEnv, TestRegistries
 from asterisk_client import header_bytes
 
+from agi.answer import SCREEN_VARIABLES
 from blocklists.disconnects import import_disconnects
 from callscreen.decision_log import DecisionLog
 from callscreen.models import (
@@ -72,12 +73,47 @@ def test_consent_allows_and_sets_all_four_variables(agi: AGIEnv) -> None:
     assert_logged(agi, session, Reason.CONSENT)
 
 
-def test_screening_takes_exactly_four_set_commands_and_result_comes_last(agi: AGIEnv) -> None:
+def test_a_screening_answers_in_one_mset_command_with_the_result_set_last(agi: AGIEnv) -> None:
     campaign(agi, "spring")
+    consent(agi, RU_NUMBER)
+    session = screen(agi, "spring")
+    (command,) = session.commands
+    assert command.startswith("EXEC MSet ")
+    names = [pair.partition("=")[0] for pair in command.split(" ", 2)[2].split(",")]
+    assert names == ["SCREEN_ID", "SCREEN_REASON", "SCREEN_BASIS", "SCREEN_RESULT"]
+    assert session.result == "ALLOW"
+
+
+def test_an_unavailable_screening_clears_the_id_in_its_one_mset_command(agi: AGIEnv) -> None:
+    session = agi.asterisk(initial={"SCREEN_ID": "d-stale"}).run(header_bytes(args=["a", "b", "c"]))
+    assert session.violations == []
+    assert session.commands == ["EXEC MSet SCREEN_ID=,SCREEN_REASON=screening_unavailable,"
+                                "SCREEN_BASIS=none,SCREEN_RESULT=BLOCK"]
+    assert session.variables["SCREEN_ID"] == ""
+
+
+def test_a_value_that_is_not_plain_goes_by_four_quoted_set_commands_with_the_result_last(agi: AGIEnv) -> None:
+    campaign(agi, "spring")
+    consent(agi, RU_NUMBER, source='web form "spring", page 2')
     session = screen(agi, "spring")
     names = [c.split()[2] for c in session.commands]
     assert names == ["SCREEN_ID", "SCREEN_REASON", "SCREEN_BASIS", "SCREEN_RESULT"]
     assert all(c.startswith("SET VARIABLE ") for c in session.commands)
+    assert session.variables["SCREEN_BASIS"] == 'consent:web form "spring", page 2:2026-05-01'
+    assert session.result == "ALLOW"
+
+
+def test_an_asterisk_without_mset_gets_set_variable_commands_from_then_on(agi: AGIEnv) -> None:
+    campaign(agi, "spring")
+    consent(agi, RU_NUMBER)
+    client = agi.asterisk(has_mset=False)
+    first = client.run(header_bytes(args=["spring"], extension=RU_NUMBER))
+    second = client.run(header_bytes(args=["spring"], extension=RU_NUMBER))
+    assert first.violations == second.violations == []
+    assert first.commands[0].startswith("EXEC MSet ")
+    assert [c.split()[:3] for c in first.commands[1:]] == [["SET", "VARIABLE", n] for n in SCREEN_VARIABLES]
+    assert [c.split()[:3] for c in second.commands] == [["SET", "VARIABLE", n] for n in SCREEN_VARIABLES]
+    assert first.result == second.result == "ALLOW"
 
 
 def test_number_argument_wins_over_the_extension(agi: AGIEnv) -> None:

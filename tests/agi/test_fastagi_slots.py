@@ -40,7 +40,7 @@ def stall_in_header(env: AGIEnv, source: str | None = None) -> socket.socket:
 
 
 def stall_on_reply(env: AGIEnv, source: str | None = None) -> socket.socket:
-    """A peer that sends a whole screening header, reads the first SET VARIABLE, never replies."""
+    """A peer that sends a whole screening header, reads the answer's command, never replies."""
     sock = _connect(env, source)
     sock.sendall(header_bytes(args=["spring"]))
     received = b""
@@ -48,7 +48,7 @@ def stall_on_reply(env: AGIEnv, source: str | None = None) -> socket.socket:
         chunk = sock.recv(4096)
         assert chunk, "the server closed before sending its first command"
         received += chunk
-    assert received.startswith(b"SET VARIABLE SCREEN_ID ")
+    assert received.startswith(b"EXEC MSet SCREEN_ID=")
     return sock
 
 

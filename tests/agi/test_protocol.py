@@ -182,6 +182,39 @@ def test_commands_are_single_lines_in_asterisks_form() -> None:
         protocol.verbose("x", 9)
 
 
+def test_plain_values_are_set_in_one_mset_command_in_the_given_order() -> None:
+    line = protocol.set_variables([("SCREEN_ID", "d-mx4v-1d71"), ("SCREEN_BASIS", "consent:web_form:2026-05-01"),
+                                   ("SCREEN_RESULT", "ALLOW")])
+    assert line == b"EXEC MSet SCREEN_ID=d-mx4v-1d71,SCREEN_BASIS=consent:web_form:2026-05-01,SCREEN_RESULT=ALLOW\n"
+    assert asterisk_parse_args(line.decode().rstrip("\n")) == [
+        "EXEC", "MSet", "SCREEN_ID=d-mx4v-1d71,SCREEN_BASIS=consent:web_form:2026-05-01,SCREEN_RESULT=ALLOW"]
+    assert protocol.set_variables([("SCREEN_ID", ""), ("SCREEN_RESULT", "BLOCK")]) == \
+        b"EXEC MSet SCREEN_ID=,SCREEN_RESULT=BLOCK\n"
+
+
+@pytest.mark.parametrize("value", ["a,SCREEN_RESULT=ALLOW", "${SHELL(reboot)}", "a b", 'a"b', "a\\b", "a\nb",
+                                   "a=b", "a|b", "(a)", "x" * 129, "а"])
+def test_a_value_that_is_not_plain_is_never_put_in_an_mset_command(value: str) -> None:
+    assert protocol.set_variables([("SCREEN_ID", "d-1"), ("SCREEN_REASON", value)]) is None
+
+
+@given(st.text(max_size=200))
+def test_an_mset_command_is_one_line_whose_only_separators_are_ours(value: str) -> None:
+    line = protocol.set_variables([("SCREEN_ID", value), ("SCREEN_RESULT", "BLOCK")])
+    if line is not None:
+        argv = asterisk_parse_args(line.decode().rstrip("\n"))
+        assert line.count(b"\n") == 1 and len(argv) == 3
+        assert argv[2].split(",") == [f"SCREEN_ID={value}", "SCREEN_RESULT=BLOCK"]
+        assert not set(value) & set(",=$\"\\ ()|{}")
+
+
+def test_mset_names_must_be_constants() -> None:
+    with pytest.raises(UnsafeValue):
+        protocol.set_variables([("SCREEN_RESULT)", "ALLOW")])
+    with pytest.raises(UnsafeValue):
+        protocol.set_variables([])
+
+
 # --- replies -----------------------------------------------------------------------------------
 
 

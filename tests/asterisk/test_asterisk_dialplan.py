@@ -209,6 +209,24 @@ def test_a_stale_allow_on_the_channel_does_not_survive_a_dropped_screening(diale
     assert call.screen_id == ""
 
 
+def _mset_after_a_stale_id(conn: socket.socket) -> None:
+    _read_header(conn)
+    for line in (b'SET VARIABLE SCREEN_ID "d-stale"\n',
+                 b"EXEC MSet SCREEN_ID=,SCREEN_REASON=opted_out,SCREEN_BASIS=none,SCREEN_RESULT=BLOCK\n"):
+        conn.sendall(line)
+        assert conn.recv(4096).startswith(b"200 result=")
+
+
+def test_asterisk_sets_the_answer_of_one_mset_command_and_an_empty_value_clears_its_variable(
+        dialer: Dialer, screening: Screening) -> None:
+    """The server answers in one EXEC MSet: Asterisk sets every variable in it, and the empty
+    SCREEN_ID of an answer without a record replaces whatever the channel held."""
+    with fake_agi(_mset_after_a_stale_id) as url:
+        (call,) = dialer.wait([dialer.call(screening.allowed_number(), ALWAYS, CALLSCREEN_AGI=url)])
+    assert_blocked(call, "opted_out")
+    assert call.screen_id == ""
+
+
 # --- the classic script ------------------------------------------------------------------------
 
 
