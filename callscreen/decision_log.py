@@ -71,6 +71,7 @@ from callscreen.store import (
     ATTEMPT_HISTORY,
     Command,
     StoreError,
+    as_hash,
     ms,
     new_id,
     number_key,
@@ -156,6 +157,13 @@ end
 return 1
 """)
 TRIM_BATCH = 64
+
+# A record by id in one round trip. KEYS: the shard's ids hash, its stream. ARGV: record id.
+LOOKUP_SHA = script("""
+local sid = redis.call('HGET', KEYS[1], ARGV[1])
+if not sid then return {} end
+return redis.call('XRANGE', KEYS[2], sid, sid)
+""")
 
 
 class LogWriteError(StoreError):
@@ -874,9 +882,23 @@ class DecisionLog:
         return None
 
     async def get_async(self, record_id: str) -> LogRecord | None:
-        for shard, stream_id in await self._per_shard_async(lambda pipe, shard: pipe.hget(shard.ids, record_id)):
-            if stream_id is not None:
-                return _only_record(await self.aclient.xrange(shard.stream, stream_id, stream_id), shard)
+        """:meth:`get` in one round trip: each shard's lookup script reads the id's entry."""
+        configured = [LogShard(i) for i in range(self.shard_count)]
+        registry, *found = await run_pipeline_async(
+            self.aclient, [("SMEMBERS", REGISTRY), *(_lookup(shard, record_id) for shard in configured)])
+        if isinstance(registry, Exception):
+            raise StoreError(f"decision log lookup failed: {registry}")
+        shards = configured
+        more = [shard for shard in _shard_list(self.shard_count, registry) if shard.index >= self.shard_count]
+        if more:  # shards only the registry names (a writer configured with more of them)
+            found += await run_pipeline_async(self.aclient, [_lookup(shard, record_id) for shard in more])
+            shards = configured + more
+        for shard, entries in zip(shards, found, strict=True):
+            if isinstance(entries, Exception):
+                raise StoreError(f"decision log lookup failed: {entries}")
+            if entries:
+                stream_id, fields = entries[0]
+                return _only_record([(stream_id, as_hash(fields))], shard)
         return None
 
     def get_many(self, record_ids: list[str]) -> list[LogRecord]:
@@ -1142,6 +1164,11 @@ def _shard_list(configured: int, registered: Any) -> list[LogShard]:
         if text.isdigit():
             known.add(int(text))
     return [LogShard(index) for index in sorted(known)]
+
+
+def _lookup(shard: LogShard, record_id: str) -> Command:
+    """The command that reads the stream entry of ``record_id`` in ``shard`` (empty if none)."""
+    return ("EVALSHA", LOOKUP_SHA, 2, shard.ids, shard.stream, record_id)
 
 
 def _only_record(entries: list[Any], shard: LogShard = SHARD_0) -> LogRecord | None:

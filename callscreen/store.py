@@ -398,7 +398,7 @@ class FactQuery:
             index = 2
         erased_elsewhere = [_check(r) for r in replies[index:index + len(self.erasure)]]
         index += len(self.erasure)
-        consents, optouts, objections, suppressions, contact = (_as_hash(r) for r in gathered[:5])
+        consents, optouts, objections, suppressions, contact = (as_hash(r) for r in gathered[:5])
         attempts = gathered[5]
         wrapped, erased = gathered[6], gathered[7] or next((e for e in erased_elsewhere if e), None)
         self.wrapped_key = _text(wrapped) if wrapped and not erased else None
@@ -406,7 +406,7 @@ class FactQuery:
         contact_map.pop("sealed", None)
         disconnected = contact_map.pop("disconnected_at", None)
         attempt_times = tuple(
-            datetime.fromtimestamp(float(score) / 1000, UTC) for score in _as_hash(attempts).values()
+            datetime.fromtimestamp(float(score) / 1000, UTC) for score in as_hash(attempts).values()
         )
         if self.previous and self.attempt_limit:  # two digests' newest attempts: keep the newest overall
             attempt_times = tuple(sorted(attempt_times)[-self.attempt_limit:])
@@ -424,7 +424,8 @@ class FactQuery:
         )
 
 
-def _as_hash(flat: list[Any]) -> dict[Any, Any]:
+def as_hash(flat: list[Any]) -> dict[Any, Any]:
+    """A flat ``[field, value, ...]`` reply (HGETALL or a stream entry inside a script) as a dict."""
     return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
@@ -451,9 +452,9 @@ def merge_facts(current: list[Any], previous: list[Any]) -> list[Any]:
     """The fact script's replies for one number read under two digests, as one reply."""
     merged: list[Any] = []
     for position, kind in enumerate(FactQuery.KINDS):
-        both = merge_hashes(kind, _as_hash(current[position]), _as_hash(previous[position]))
+        both = merge_hashes(kind, as_hash(current[position]), as_hash(previous[position]))
         merged.append([x for pair in both.items() for x in pair])
-    attempts = {**_as_hash(previous[5]), **_as_hash(current[5])}
+    attempts = {**as_hash(previous[5]), **as_hash(current[5])}
     merged.append([x for pair in attempts.items() for x in pair])
     merged.append(current[6])
     merged.append(current[7] or previous[7])
