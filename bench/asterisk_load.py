@@ -154,8 +154,8 @@ def plan(seeds: Seeds, count: int) -> list[Planned]:
 
 
 def answer_of(call: Call) -> str:
-    """ALLOW when dialed, else the BLOCK reason; '' while unknown."""
-    if call.dialed and call.blocked is None:
+    """ALLOW when dialed (or allowed, with an unavailable trunk), else the BLOCK reason; '' while unknown."""
+    if (call.dialed or call.allowed) and call.blocked is None:
         return ALLOW
     return call.reason if call.blocked is not None else ""
 
@@ -455,7 +455,7 @@ def run(args: argparse.Namespace) -> list[dict[str, object]]:
             variant.process, variant.port = start_serve(
                 env, "--metrics-port", str(variant.metrics_port), "--deadline-ms", str(args.deadline_ms), output=log,
                 command=command)
-        pbx = Asterisk(installation, variants[0].agi_url, env=screening.env).start()
+        pbx = Asterisk(installation, variants[0].agi_url, env=screening.env, trunk=args.trunk).start()
         with pbx.ami() as ami:
             dialer = Dialer(ami, prefix="load")
             for round_ in range(args.rounds):
@@ -508,6 +508,10 @@ def main() -> None:
     parser.add_argument("--variant", action="append", default=[], metavar="NAME=TREE[,KEY=VALUE...]",
                         help="a server to measure: the code of source tree TREE ('.' for this one) with extra "
                              "environment; repeat to compare servers side by side in one run (default: this=.)")
+    parser.add_argument("--trunk", choices=("answering", "unavailable"), default="answering",
+                        help="answering: an allowed call dials a Local test trunk that answers (a second channel "
+                             "pair); unavailable: the sample's PJSIP trunk, which this bundle fails at once "
+                             "(CHANUNAVAIL), so Asterisk's cost is the screening's alone (default answering)")
     parser.add_argument("--rounds", type=int, default=1, help="runs of each variant, interleaved (default 1)")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for every call to end")
     parser.add_argument("--profile", type=Path, help="profile each server's CPU during each run (cProfile, see "

@@ -125,6 +125,10 @@ class Asterisk:
     agi_scripts: Mapping[str, Path] = field(default_factory=dict)
     resolv_conf: Path | None = None
     dial_timeout: int = 5
+    # "answering": dial the Local test trunk below, which answers; "unavailable": keep the sample's
+    # PJSIP trunk, which this bundle (no SIP) fails at once with CHANUNAVAIL, so an allowed call
+    # costs Asterisk no second channel pair (see Call.allowed).
+    trunk: str = "answering"
     ami_port: int = field(default_factory=_free_port)
     root: Path = field(init=False)
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
@@ -193,6 +197,10 @@ class Asterisk:
             write = all
             """)
         # The sample dialplan as shipped; [globals](+) appends to its [globals], later values win.
+        if self.trunk not in ("answering", "unavailable"):
+            raise ValueError(f"trunk must be 'answering' or 'unavailable', not {self.trunk!r}")
+        prefix, suffix = (("CALLSCREEN_DIAL_PREFIX=Local/", f"CALLSCREEN_DIAL_SUFFIX=@{TRUNK_CONTEXT}")
+                          if self.trunk == "answering" else ("; the sample's PJSIP trunk", ";"))
         _write(etc / "extensions.conf", f"""
             [general]
             static = yes
@@ -202,8 +210,8 @@ class Asterisk:
 
             [globals](+)
             CALLSCREEN_AGI={self.agi_url}
-            CALLSCREEN_DIAL_PREFIX=Local/
-            CALLSCREEN_DIAL_SUFFIX=@{TRUNK_CONTEXT}
+            {prefix}
+            {suffix}
             CALLSCREEN_DIAL_TIMEOUT={self.dial_timeout}
 
             ; The carrier: answers every number it is dialed with, holds the call a moment
@@ -300,6 +308,7 @@ class Call:
     id: str
     number: str
     dialed: bool = False      # the screening channel ran Dial() (a DialBegin event)
+    allowed: bool = False     # it ended with SCREEN_RESULT=ALLOW (dialed, or its trunk unavailable)
     screen_id: str = ""       # SCREEN_ID when dialed, else the CallScreen event's ScreenId
     blocked: Message | None = None  # the sample dialplan's UserEvent(CallScreen,...)
     ended: bool = False       # the screening channel (the Local ;2 half) hung up
@@ -311,7 +320,8 @@ class Call:
     def screened_at(self) -> float | None:
         """When the dialer learnt the answer (DialBegin or the CallScreen event arrived)."""
         return next((e.received for e in self.events if e.event == "DialBegin"
-                     or (e.event == "UserEvent" and e.get("UserEvent") == "CallScreen")), None)
+                     or (e.event == "UserEvent" and e.get("UserEvent") == "CallScreen")), None) \
+            or next((e.received for e in self.events if e.event == "Hangup" and self.allowed), None)
 
     @property
     def reason(self) -> str:
@@ -374,6 +384,9 @@ class Dialer:
             elif event.event == "Hangup" and channel.startswith(f"Local/{call.number}@{OUTBOUND_CONTEXT}") \
                     and channel.endswith(";2"):
                 call.ended = True
+                if event.variables().get("SCREEN_RESULT") == "ALLOW" and call.blocked is None:
+                    call.allowed = True
+                    call.screen_id = call.screen_id or event.variables().get("SCREEN_ID", "")
             self._changed.notify_all()
 
     def wait(self, calls: Iterable[Call], timeout: float = 30.0) -> list[Call]:
