@@ -286,14 +286,15 @@ class FastAGIServer:
         """Stop accepting, let every open session and pending log write finish, then return.
 
         Sessions still running after ``grace`` seconds (default: header timeout, decision
-        hard stop, four reply timeouts and 1 s: the longest a session can take) are cut.
+        hard stop, five reply timeouts (an MSet refused, then four SET VARIABLEs) and 1 s: the longest
+        a session can take) are cut.
         """
         self._closing = True
         if self._server is not None:
             self._server.close()
         if grace is None:
             grace = (self.read_timeout + self.queue_timeout + self.deadline + HARD_STOP_MARGIN
-                     + 4 * self.reply_timeout + 1.0)
+                     + 5 * self.reply_timeout + 1.0)
         pending = list(self._sessions) + list(self._background)
         if pending:
             _done, still = await asyncio.wait(pending, timeout=grace)
