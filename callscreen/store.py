@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import redis
 
 from callscreen import codec
-from callscreen.cluster import write_pipeline
+from callscreen.cluster import is_cluster_client, write_pipeline
 from callscreen.crypto import NumberVault, SealError, is_subject_sealed
 from callscreen.models import (
     Campaign,
@@ -262,10 +262,33 @@ def run_pipeline(client: redis.Redis, commands: Sequence[Command]) -> list[Any]:
 
 
 def _execute(client: redis.Redis, commands: Sequence[Command]) -> list[Any]:
-    pipe = client.pipeline(transaction=False)
+    """One round trip on one pooled connection (see :func:`_execute_async`)."""
+    if is_cluster_client(client):
+        pipe = client.pipeline(transaction=False)
+        for command in commands:
+            pipe.execute_command(*command)
+        return pipe.execute(raise_on_error=False)
+    pool = client.connection_pool
+    connection = pool.get_connection()
+    try:
+        return connection.retry.call_with_retry(lambda: _exchange(client, connection, commands),
+                                                lambda _error: connection.disconnect())
+    except BaseException:
+        connection.disconnect()  # replies may still be on the wire: never hand it back half-read
+        raise
+    finally:
+        pool.release(connection)
+
+
+def _exchange(client: redis.Redis, connection: Any, commands: Sequence[Command]) -> list[Any]:
+    connection.send_packed_command(connection.pack_commands(commands))
+    replies: list[Any] = []
     for command in commands:
-        pipe.execute_command(*command)
-    return pipe.execute(raise_on_error=False)
+        try:
+            replies.append(client.parse_response(connection, command[0]))
+        except redis.exceptions.ResponseError as exc:
+            replies.append(exc)
+    return replies
 
 
 async def run_pipeline_async(client: Any, commands: Sequence[Command]) -> list[Any]:
@@ -285,10 +308,38 @@ async def run_pipeline_async(client: Any, commands: Sequence[Command]) -> list[A
 
 
 async def _execute_async(client: Any, commands: Sequence[Command]) -> list[Any]:
-    pipe = client.pipeline(transaction=False)
+    """One round trip on one pooled connection: the packed commands in one write, then each
+    reply (an error reply in its place, as an exception). What redis-py's pipeline does, without
+    its per-command stack, observability hooks and reset: less CPU for every decision. A failed,
+    timed-out or cancelled exchange drops the connection (its replies may still be on the wire)
+    instead of returning it to the pool; a connection error is retried as the client's retry
+    policy says (see :func:`connect`). A cluster keeps redis-py's cluster pipeline."""
+    if is_cluster_client(client):
+        pipe = client.pipeline(transaction=False)
+        for command in commands:
+            pipe.execute_command(*command)
+        return await pipe.execute(raise_on_error=False)
+    pool = client.connection_pool
+    connection = await pool.get_connection()
+    try:
+        return await connection.retry.call_with_retry(lambda: _exchange_async(client, connection, commands),
+                                                      lambda _error: connection.disconnect())
+    except BaseException:
+        await connection.disconnect(nowait=True)
+        raise
+    finally:
+        await pool.release(connection)
+
+
+async def _exchange_async(client: Any, connection: Any, commands: Sequence[Command]) -> list[Any]:
+    await connection.send_packed_command(connection.pack_commands(commands))
+    replies: list[Any] = []
     for command in commands:
-        pipe.execute_command(*command)
-    return await pipe.execute(raise_on_error=False)
+        try:
+            replies.append(await client.parse_response(connection, command[0]))
+        except redis.exceptions.ResponseError as exc:
+            replies.append(exc)
+    return replies
 
 
 def _check(reply: Any) -> Any:

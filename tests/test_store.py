@@ -1,10 +1,12 @@
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import redis
 
 from callscreen.models import Consent, Contact, LegalBasis, Objection, OptOut, Suppression
 from callscreen.numbers import normalize
-from callscreen.store import ATTEMPT_HISTORY, ms, number_key
+from callscreen.store import ATTEMPT_HISTORY, StoreError, connect, ms, number_key, run_pipeline, run_pipeline_async
 from tests_support import all_keys
 
 pytestmark = pytest.mark.also_cluster
@@ -122,3 +124,38 @@ def test_the_data_key_is_created_once_even_by_concurrent_writers(store):
     first = store.subject(digest, create=True).key
     assert first is not None and store.subject(digest, create=True).key == first == store.subject(digest).key
     assert store.subject(store.vault.digest("+79991234568")).key is None
+
+
+@pytest.mark.parametrize("cut", ["cancelled", "timed_out"])
+def test_a_round_trip_cut_short_never_leaves_its_replies_for_the_next_one(own_store, cut):
+    """A decision's deadline cancels a round trip whose replies are still on the wire (or the
+    client's socket timeout ends it): that connection is dropped, never handed to the next
+    round trip, which would read the stale replies as its own."""
+    server = own_store(persist=False)
+
+    async def run() -> list[object]:
+        client = connect(server.url, asyncio=True, timeout=0.1 if cut == "timed_out" else 5.0)
+        try:
+            commands = [("DEBUG", "SLEEP", "0.3"), ("SET", "cut-key", "stale"), ("GET", "cut-key")]
+            if cut == "cancelled":
+                task = asyncio.ensure_future(run_pipeline_async(client, commands))
+                await asyncio.sleep(0.05)
+                task.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+            else:
+                with pytest.raises(StoreError):
+                    await run_pipeline_async(client, commands)
+            await asyncio.sleep(0.4)  # the stale replies have arrived by now
+            return await run_pipeline_async(client, [("ECHO", "fresh"), ("GET", "nothing-here")])
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(run()) == [b"fresh", None]
+
+
+def test_every_reply_of_a_round_trip_comes_back_in_order_with_errors_in_their_place(redis_client):
+    redis_client.set("text", "x")
+    replies = run_pipeline(redis_client, [("GET", "text"), ("INCR", "text"), ("HGETALL", "none"), ("ECHO", "e")])
+    assert replies[0] == b"x" and isinstance(replies[1], redis.exceptions.ResponseError)
+    assert replies[2:] == [{}, b"e"]
