@@ -9,7 +9,7 @@ Starts a private valkey server, seeds a campaign and 1,000 consented numbers, th
 (c) ``callscreen-agi`` over pipes versus a bare ``python -c "import redis, phonenumbers"``.
 
 Latency is measured by the load generator from connect to the server closing the session
-(header, decision, four SET VARIABLE round trips): what Asterisk waits for. Server CPU is read
+(header, decision, the answer's command round trip): what Asterisk waits for. Server CPU is read
 from /proc for the server process only.
 """
 
@@ -106,6 +106,20 @@ def wait_listening(port: int, process: subprocess.Popen[bytes]) -> None:
     raise SystemExit("server did not listen")
 
 
+def screen_result(line: bytes) -> str:
+    """SCREEN_RESULT's value if ``line`` sets it (``SET VARIABLE`` or ``EXEC MSet``), else ''."""
+    if line.startswith(b"SET VARIABLE SCREEN_RESULT"):
+        return line.split(b'"')[1].decode()
+    if line.startswith(b"EXEC MSet "):
+        return line.rstrip(b"\n").rpartition(b"SCREEN_RESULT=")[2].decode()
+    return ""
+
+
+def reply_to(line: bytes) -> bytes:
+    """What Asterisk answers: ``200 result=0`` to an EXEC of MSet, ``200 result=1`` to a SET."""
+    return b"200 result=0\n" if line.startswith(b"EXEC ") else b"200 result=1\n"
+
+
 async def session(port: int, number: str, results: dict[str, int]) -> float:
     started = time.perf_counter()
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -114,10 +128,10 @@ async def session(port: int, number: str, results: dict[str, int]) -> float:
         line = await reader.readline()
         if not line:
             break
-        if line.startswith(b"SET VARIABLE SCREEN_RESULT"):
-            value = line.split(b'"')[1].decode()
+        value = screen_result(line)
+        if value:
             results[value] = results.get(value, 0) + 1
-        writer.write(b"200 result=1\n")
+        writer.write(reply_to(line))
     writer.close()
     return time.perf_counter() - started
 
@@ -202,9 +216,8 @@ def drive_script(env: dict[str, str], number: str) -> tuple[float, str]:
     process.stdin.flush()
     result = ""
     for line in process.stdout:
-        if line.startswith(b"SET VARIABLE SCREEN_RESULT"):
-            result = line.split(b'"')[1].decode()
-        process.stdin.write(b"200 result=1\n")
+        result = screen_result(line) or result
+        process.stdin.write(reply_to(line))
         process.stdin.flush()
     process.wait()
     return time.perf_counter() - started, result

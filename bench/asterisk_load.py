@@ -257,7 +257,8 @@ AREAS = (  # (area, what a function's "file:line" or built-in name starts with o
 KEY_CALLS = (  # per screened call: how often these ran (plain functions: cProfile counts every
     # resumption of a coroutine as a call, so coroutines cannot be counted this way)
     ("AGI sessions (headers parsed)", "agi/protocol.py", "parse_header"),
-    ("AGI commands sent (SET VARIABLE lines built)", "agi/protocol.py", "set_variable"),
+    ("AGI answers in one EXEC MSet (lines built)", "agi/protocol.py", "set_variables"),
+    ("AGI SET VARIABLE lines built (values that are not plain)", "agi/protocol.py", "set_variable"),
     ("store round trips (redis-py pipelines packed)", "redis/asyncio/connection.py", "pack_commands"),
     ("decisions (decision.decide)", "callscreen/decision.py", "decide"),
     ("numbers normalized (numbers.normalize)", "callscreen/numbers.py", "normalize"),
