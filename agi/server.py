@@ -146,8 +146,20 @@ class PeerAllowlist:
         if not networks:
             raise ValueError("the allowlist of Asterisk hosts is empty")
         self.networks = tuple(networks)
+        self._known: dict[str, bool] = {}
 
     def allows(self, host: str) -> bool:
+        """Whether ``host`` (a peer address as the socket gives it) is allowed; each address's
+        answer is kept, as Asterisk connects from a handful of them (at most 4,096 are kept)."""
+        known = self._known.get(host)
+        if known is None:
+            known = self._check(host)
+            if len(self._known) >= 4096:
+                self._known.clear()
+            self._known[host] = known
+        return known
+
+    def _check(self, host: str) -> bool:
         try:
             address = ipaddress.ip_address(host.split("%")[0])
         except ValueError:
@@ -463,18 +475,21 @@ class FastAGIServer:
         ``agi_decision_queue_timeout`` is answered BLOCK ``screening_unavailable``, logged in the
         background: the worker is overloaded, and the dialer should hear so rather than wait on.
         """
-        self.metrics.queued.inc()
-        try:
-            async with asyncio.timeout(self.queue_timeout):
-                await self._slots_free.acquire()
-        except TimeoutError:
-            self.metrics.error("queued_too_long")
-            self._warnings.note("a screening waited %.1f s for a decision slot (%d in progress): answering BLOCK",
-                                self.queue_timeout, self.settings.agi_max_deciding)
-            self._track(self._after_deadline(number, campaign, "no decision slot free in time: worker overloaded"))
-            return Answer.unavailable()
-        finally:
-            self.metrics.queued.dec()
+        if not self._slots_free.locked():
+            await self._slots_free.acquire()  # a slot is free (and nobody waits): no queue, no timer
+        else:
+            self.metrics.queued.inc()
+            try:
+                async with asyncio.timeout(self.queue_timeout):
+                    await self._slots_free.acquire()
+            except TimeoutError:
+                self.metrics.error("queued_too_long")
+                self._warnings.note("a screening waited %.1f s for a decision slot (%d in progress): answering BLOCK",
+                                    self.queue_timeout, self.settings.agi_max_deciding)
+                self._track(self._after_deadline(number, campaign, "no decision slot free in time: worker overloaded"))
+                return Answer.unavailable()
+            finally:
+                self.metrics.queued.dec()
         self.metrics.deciding.inc()
         try:
             return await self._decide_now(number, campaign)
