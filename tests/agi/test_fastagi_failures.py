@@ -311,6 +311,9 @@ def test_allowlist_accepts_networks_and_names() -> None:
     allow = PeerAllowlist(["10.0.0.0/8", "localhost", "::1"])
     assert allow.allows("10.2.3.4") and allow.allows("127.0.0.1") and allow.allows("::ffff:10.0.0.1")
     assert not allow.allows("192.168.1.1") and not allow.allows("garbage")
+    for _ in range(2):  # answers kept per address stay the same, for thousands of addresses too
+        assert [allow.allows(f"10.9.{i // 256}.{i % 256}") for i in range(5000)] == [True] * 5000
+        assert [allow.allows(f"192.168.{i // 256}.{i % 256}") for i in range(5000)] == [False] * 5000
     with pytest.raises(ValueError):
         PeerAllowlist([])
     with pytest.raises(ValueError):
