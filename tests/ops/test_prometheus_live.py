@@ -38,6 +38,9 @@ def fastagi_screen(port: int, campaign: str, number: str) -> dict[str, str]:
             if parts[:2] == ["SET", "VARIABLE"]:
                 variables[parts[2]] = parts[3].strip('"')
                 sock.sendall(b"200 result=1\n")
+            elif parts[:2] == ["EXEC", "MSet"]:
+                variables.update(pair.partition("=")[::2] for pair in parts[2].split(","))
+                sock.sendall(b"200 result=0\n")
     return variables
 
 
