@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
@@ -107,8 +108,15 @@ class AsyncStoreCluster(AsyncRedisCluster):
 
 
 def is_cluster_client(client: Any) -> bool:
-    """Whether ``client`` (sync or asyncio) talks to a Redis Cluster."""
-    return isinstance(client, RedisCluster | AsyncRedisCluster)
+    """Whether ``client`` (sync or asyncio) talks to a Redis Cluster. Answered once per client
+    class: redis-py's cluster classes are protocols, whose ``isinstance`` costs microseconds, and
+    every round trip asks."""
+    return _is_cluster_class(type(client))
+
+
+@cache
+def _is_cluster_class(cls: type) -> bool:
+    return issubclass(cls, RedisCluster | AsyncRedisCluster)
 
 
 def scan_keys(client: Any, match: str, count: int = 1000) -> Iterator[bytes]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import fields
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
 from callscreen.models import (
@@ -54,9 +55,15 @@ def _plain(value: Any) -> Any:
     return value
 
 
+@cache
+def field_names(cls: type) -> tuple[str, ...]:
+    """A dataclass's field names, read once per class (``fields()`` rebuilds them every call)."""
+    return tuple(f.name for f in fields(cls))
+
+
 def to_dict(value: Any) -> dict[str, Any]:
     """Plain JSON-ready dict of a dataclass (nested dataclasses included), without deep copies."""
-    return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
+    return {name: _plain(getattr(value, name)) for name in field_names(type(value))}
 
 
 def dumps(value: Any) -> str:
@@ -64,7 +71,7 @@ def dumps(value: Any) -> str:
 
 
 def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
-    names = {f.name for f in fields(cls)}
+    names = field_names(cls)
     return {k: v for k, v in data.items() if k in names}
 
 

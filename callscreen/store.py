@@ -22,6 +22,11 @@ from typing import Any, Protocol
 
 import redis
 
+try:
+    from hiredis import pack_command as _pack_command
+except ImportError:  # hiredis is a dependency; older builds lack the packer
+    _pack_command = None
+
 from callscreen import codec
 from callscreen.cluster import is_cluster_client, write_pipeline
 from callscreen.crypto import NumberVault, SealError, is_subject_sealed
@@ -332,7 +337,7 @@ async def _execute_async(client: Any, commands: Sequence[Command]) -> list[Any]:
 
 
 async def _exchange_async(client: Any, connection: Any, commands: Sequence[Command]) -> list[Any]:
-    await connection.send_packed_command(connection.pack_commands(commands))
+    await connection.send_packed_command(pack_commands(connection, commands))
     replies: list[Any] = []
     for command in commands:
         try:
@@ -340,6 +345,18 @@ async def _exchange_async(client: Any, connection: Any, commands: Sequence[Comma
         except redis.exceptions.ResponseError as exc:
             replies.append(exc)
     return replies
+
+
+def pack_commands(connection: Any, commands: Sequence[Command]) -> list[bytes]:
+    """The RESP bytes of ``commands``, packed by hiredis in C (redis-py's asyncio connection packs
+    in Python: about a sixth of a decision's CPU); redis-py's packer where hiredis has none. Both
+    give the same bytes; an argument that is not text, bytes or a number is refused."""
+    if _pack_command is None:
+        return connection.pack_commands(commands)
+    try:
+        return [_pack_command(tuple(command)) for command in commands]
+    except TypeError as exc:
+        raise StoreError(f"cannot send a command: {exc}") from exc
 
 
 def _check(reply: Any) -> Any:

@@ -6,7 +6,16 @@ import redis
 
 from callscreen.models import Consent, Contact, LegalBasis, Objection, OptOut, Suppression
 from callscreen.numbers import normalize
-from callscreen.store import ATTEMPT_HISTORY, StoreError, connect, ms, number_key, run_pipeline, run_pipeline_async
+from callscreen.store import (
+    ATTEMPT_HISTORY,
+    StoreError,
+    connect,
+    ms,
+    number_key,
+    pack_commands,
+    run_pipeline,
+    run_pipeline_async,
+)
 from tests_support import all_keys
 
 pytestmark = pytest.mark.also_cluster
@@ -159,3 +168,16 @@ def test_every_reply_of_a_round_trip_comes_back_in_order_with_errors_in_their_pl
     replies = run_pipeline(redis_client, [("GET", "text"), ("INCR", "text"), ("HGETALL", "none"), ("ECHO", "e")])
     assert replies[0] == b"x" and isinstance(replies[1], redis.exceptions.ResponseError)
     assert replies[2:] == [{}, b"e"]
+
+
+def test_commands_are_packed_to_the_bytes_redis_py_would_send_and_odd_arguments_are_refused():
+    from redis.asyncio.connection import Connection
+
+    connection = Connection()
+    commands = [("EVALSHA", "ab" * 20, 2, "cs:{log}:stream", "k", 1733000000000, -7, 1.5, "", "x" * 70_000),
+                ("HSET", "cs:{+79990000000}:consents", "c-1", '{"source": "формa \\"A\\""}', b"\x00\xff"),
+                ("GET", "cs:campaign:spring")]
+    assert b"".join(pack_commands(connection, commands)) == b"".join(connection.pack_commands(commands))
+    for odd in (None, True, object()):
+        with pytest.raises(StoreError):
+            pack_commands(connection, [("SET", "k", odd)])
