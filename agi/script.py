@@ -15,7 +15,8 @@ header, and understands Asterisk's bare ``HANGUP`` line. Fails closed: any error
 BLOCK ``screening_unavailable`` while the channel is still there.
 
 Start-up time is this script's main cost, so modules are imported only on the path that
-needs them, only the campaign's policy pack is built, and public-holiday calendars are read
+needs them, only the campaign's policy pack is built, the packs' parsed TOML is read from
+``<data_dir>/cache/policies`` while the files are unchanged, and public-holiday calendars are read
 from ``<data_dir>/cache/calendars`` once a first call has computed them (the ``holidays``
 library imports every country's table to compute one).
 """
@@ -155,13 +156,15 @@ def decide(header: protocol.Header, environ: dict[str, str] | os._Environ[str]) 
     from callscreen.screening import build_screener
 
     settings = load_settings(environ=environ)
-    if settings.data_dir.is_absolute():  # a relative one would land wherever Asterisk runs us from
-        calendars.use_cache(settings.data_dir / "cache" / "calendars")
+    cache = settings.data_dir / "cache" if settings.data_dir.is_absolute() else None  # a relative
+    if cache is not None:  # one would land wherever Asterisk runs us from
+        calendars.use_cache(cache / "calendars")
     client = _store_client(settings)
     try:
         # One call needs one pack: the others are read but neither built nor validated here
-        # (`callscreen serve` validates them all when it starts).
-        policies = PolicyBook.load_lazily(settings.policy_dir)
+        # (`callscreen serve` validates them all when it starts), and their TOML is parsed only
+        # when a file changed.
+        policies = PolicyBook.load_lazily(settings.policy_dir, cache / "policies" if cache else None)
         screener = build_screener(settings, client, registries=_LazyRegistries(client), policies=policies)
         decision = screener.screen(*target, origin=ORIGIN)
         if decision.allowed and not decision.id:

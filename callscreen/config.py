@@ -9,7 +9,6 @@ so a config file can be committed without leaking anything.
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -222,6 +221,8 @@ def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | N
         path = "callscreen.toml"
     raw: dict[str, Any] = {}
     if path is not None:
+        import tomllib  # only with a config file: the classic script usually runs without one
+
         try:
             with open(path, "rb") as handle:
                 raw = tomllib.load(handle)

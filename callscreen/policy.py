@@ -7,7 +7,10 @@ source in a comment. Loading validates every field and fails with :class:`Policy
 
 from __future__ import annotations
 
-import tomllib
+import contextlib
+import hashlib
+import json
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -447,9 +450,10 @@ class PolicyBook:
         return cls(packs)
 
     @classmethod
-    def load_lazily(cls, override_dir: Path | None = None) -> PolicyBook:
-        """Like :meth:`load`, but each pack is built (and validated) on its first :meth:`get`."""
-        raw = _read_packs(override_dir)
+    def load_lazily(cls, override_dir: Path | None = None, cache_dir: Path | None = None) -> PolicyBook:
+        """Like :meth:`load`, but each pack is built (and validated) on its first :meth:`get`.
+        With ``cache_dir`` the files' TOML is parsed once per content (see :func:`_read_packs`)."""
+        raw = _read_packs(override_dir, cache_dir)
         pending: dict[str, _Source] = {}
         for stem in raw:  # same order as load(): a later file of the same jurisdiction wins
             data, source = _resolved(stem, raw, ())
@@ -483,17 +487,64 @@ class PolicyBook:
         return [pack for pack in map(self.get, self.jurisdictions()) if pack is not None]
 
 
-def _read_packs(override_dir: Path | None) -> dict[str, tuple[dict[str, Any], str]]:
+def _read_packs(override_dir: Path | None, cache_dir: Path | None = None) -> dict[str, _Source]:
     """Every pack file's TOML by file stem: the built-in ones, then the override folder's (a file
-    of the same stem replaces the built-in one in place)."""
-    raw: dict[str, tuple[dict[str, Any], str]] = {}
-    dirs = [BUILTIN_DIR] + ([override_dir] if override_dir else [])
-    for folder in dirs:
+    of the same stem replaces the built-in one in place).
+
+    With ``cache_dir`` (the classic script, one process per call) what the files parse to is
+    kept in ``cache_dir/packs.json`` under a SHA-256 of every file's path and text, and read
+    from there while the files are unchanged: no TOML parser is imported or run. Invariants: a
+    cache entry is exactly what ``tomllib`` made of those very texts (data that JSON would not
+    give back as it was is not cached); a missing, stale or unreadable file is ignored and
+    written anew; the cache changes nothing but speed (an unwritable folder included)."""
+    files: list[tuple[Path, str]] = []
+    for folder in [BUILTIN_DIR] + ([override_dir] if override_dir else []):
         if not folder.is_dir():
             raise PolicyError(f"policy folder {folder} does not exist")
-        for path in sorted(folder.glob("*.toml")):
-            try:
-                raw[path.stem] = (tomllib.loads(path.read_text(encoding="utf-8")), str(path))
-            except tomllib.TOMLDecodeError as exc:
-                raise PolicyError(f"{path}: {exc}") from exc
+        files.extend((path, path.read_text(encoding="utf-8")) for path in sorted(folder.glob("*.toml")))
+    key = hashlib.sha256(json.dumps([[str(path), text] for path, text in files]).encode()).hexdigest()
+    cache = cache_dir / "packs.json" if cache_dir is not None else None
+    if cache is not None:
+        cached = _read_cache(cache, key)
+        if cached is not None:
+            return cached
+    import tomllib  # only when the files changed (or nothing is cached): most calls never need it
+
+    raw: dict[str, _Source] = {}
+    for path, text in files:
+        try:
+            raw[path.stem] = (tomllib.loads(text), str(path))
+        except tomllib.TOMLDecodeError as exc:
+            raise PolicyError(f"{path}: {exc}") from exc
+    if cache is not None:
+        _write_cache(cache, key, raw)
     return raw
+
+
+def _read_cache(cache: Path, key: str) -> dict[str, _Source] | None:
+    try:
+        stored = json.loads(cache.read_text(encoding="utf-8"))
+        if stored["key"] != key:
+            return None
+        raw = {stem: (data, source) for stem, (data, source) in stored["packs"].items()}
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):  # absent, unreadable, not this shape
+        return None
+    return raw if all(isinstance(data, dict) and isinstance(source, str) for data, source in raw.values()) else None
+
+
+def _write_cache(cache: Path, key: str, raw: dict[str, _Source]) -> None:
+    packs = {stem: [data, source] for stem, (data, source) in raw.items()}
+    try:
+        text = json.dumps({"key": key, "packs": packs}, allow_nan=False)
+    except (TypeError, ValueError):  # a TOML date or time, an inf or nan: JSON would not give it back
+        return
+    if json.loads(text)["packs"] != packs:
+        return
+    temporary = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        temporary.write_text(text, encoding="utf-8")
+        os.replace(temporary, cache)  # readers see the whole file or none
+    except OSError:
+        with contextlib.suppress(OSError):
+            temporary.unlink()

@@ -4,6 +4,8 @@ pack fails with a PolicyError that names the file and the field; local packs ove
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from datetime import date, time, timedelta
 from pathlib import Path
 
@@ -361,3 +363,63 @@ def test_a_lazy_book_lets_a_local_pack_replace_a_shipped_one_as_a_full_load_does
     write_pack(tmp_path, variant('jurisdiction = "xx"', 'jurisdiction = "ru"'), name="local-ru.toml")
     assert PolicyBook.load_lazily(tmp_path).get("RU") == PolicyBook.load(tmp_path).get("RU")
     assert PolicyBook.load_lazily(tmp_path).get("RU").id == "xx"
+
+
+# --- the classic script's cache of parsed packs -------------------------------------------------
+
+def test_a_cached_book_builds_the_same_packs_as_a_full_load(tmp_path: Path) -> None:
+    overrides, cache = tmp_path / "packs", tmp_path / "cache"
+    overrides.mkdir()
+    write_pack(overrides, MINIMAL)
+    first, second = PolicyBook.load_lazily(overrides, cache), PolicyBook.load_lazily(overrides, cache)
+    assert (cache / "packs.json").is_file()
+    assert first.packs() == second.packs() == PolicyBook.load(overrides).packs()
+
+
+def test_a_cached_book_reads_its_packs_without_parsing_toml(tmp_path: Path) -> None:
+    PolicyBook.load_lazily(None, tmp_path)
+    probe = (f"from pathlib import Path; import sys; from callscreen.policy import PolicyBook; "
+             f"book = PolicyBook.load_lazily(None, Path({str(tmp_path)!r})); "
+             f"print(book.get('RU').id, 'tomllib' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["ru", "False"]
+
+
+def test_a_changed_pack_file_is_parsed_again_despite_the_cache(tmp_path: Path) -> None:
+    overrides, cache = tmp_path / "packs", tmp_path / "cache"
+    overrides.mkdir()
+    write_pack(overrides, MINIMAL)
+    assert PolicyBook.load_lazily(overrides, cache).get("XX").hours.by_weekday[6] is None
+    write_pack(overrides, variant('sun = "closed"', 'sun = "11:00-13:00"'))
+    assert PolicyBook.load_lazily(overrides, cache).get("XX").hours.by_weekday[6] == Window(time(11), time(13))
+
+
+def test_a_damaged_cache_is_ignored_and_written_anew(tmp_path: Path) -> None:
+    PolicyBook.load_lazily(None, tmp_path)
+    good = (tmp_path / "packs.json").read_text()
+    for damage in ("not json", "[]", '{"key": 1}', good.replace('"packs": {', '"packs": {"zz": [1, 2], ', 1)):
+        (tmp_path / "packs.json").write_text(damage)
+        assert PolicyBook.load_lazily(None, tmp_path).packs() == PolicyBook.load().packs()
+        assert (tmp_path / "packs.json").read_text() == good
+
+
+def test_a_bad_pack_file_still_fails_with_a_cache_and_is_not_cached(tmp_path: Path) -> None:
+    overrides, cache = tmp_path / "packs", tmp_path / "cache"
+    overrides.mkdir()
+    write_pack(overrides, "[pack\nid = 1")
+    with pytest.raises(PolicyError, match=r"xx\.toml"):
+        PolicyBook.load_lazily(overrides, cache)
+    assert not (cache / "packs.json").exists()
+
+
+def test_packs_that_json_would_not_give_back_are_not_cached(tmp_path: Path) -> None:
+    overrides, cache = tmp_path / "packs", tmp_path / "cache"
+    overrides.mkdir()
+    write_pack(overrides, variant('[retention]', 'reviewed = 2026-05-01\n\n[retention]'))
+    assert PolicyBook.load_lazily(overrides, cache).get("XX") == PolicyBook.load(overrides).get("XX")
+    assert not (cache / "packs.json").exists()
+
+
+def test_an_unwritable_cache_folder_changes_nothing_but_speed(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    assert PolicyBook.load_lazily(None, tmp_path / "file" / "cache").packs() == PolicyBook.load().packs()
