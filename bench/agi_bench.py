@@ -1,12 +1,14 @@
 """FastAGI and classic-script benchmark (run by hand; loopback only).
 
     .venv/bin/python bench/agi_bench.py [--seconds 10] [--rate 1000] [--script-runs 30]
+        [--skip server|floor|script] [--baseline-tree DIR]
 
 Starts a private valkey server, seeds a campaign and 1,000 consented numbers, then measures:
 
 (a) ``callscreen serve`` (one worker): decisions/s, p50/p99 session latency, server CPU per decision;
 (b) the floor server in ``bench/agi_floor.py`` under the same load;
-(c) ``callscreen-agi`` over pipes versus a bare ``python -c "import redis, phonenumbers"``.
+(c) ``callscreen-agi`` over pipes versus a bare ``python -c "import redis, phonenumbers"`` (and,
+    with ``--baseline-tree``, the same script on another tree's code, interleaved).
 
 Latency is measured by the load generator from connect to the server closing the session
 (header, decision, the answer's command round trip): what Asterisk waits for. Server CPU is read
@@ -208,6 +210,7 @@ def measure_server(name: str, command: list[str], port: int, env: dict[str, str]
 
 
 def drive_script(env: dict[str, str], number: str) -> tuple[float, str]:
+    """One call of the classic script over pipes, as Asterisk makes it: (seconds, SCREEN_RESULT)."""
     started = time.perf_counter()
     process = subprocess.Popen([str(BIN / "callscreen-agi"), "bench"], stdin=subprocess.PIPE,
                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
@@ -223,11 +226,11 @@ def drive_script(env: dict[str, str], number: str) -> tuple[float, str]:
     return time.perf_counter() - started, result
 
 
-def compile_project() -> None:
+def compile_project(trees: list[Path] | None = None) -> None:
     """Write the project's bytecode, as installing a wheel does. An editable checkout run with
     ``PYTHONDONTWRITEBYTECODE=1`` (as on the development machines) has none, and the classic
     script then compiles every module it imports on every call: ~0.4 s that no deployment pays."""
-    trees = [ROOT, *(Path(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p)]
+    trees = [ROOT, *(Path(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p), *(trees or [])]
     packages = [str(tree / name) for tree in trees for name in ("callscreen", "agi", "blocklists")
                 if (tree / name).is_dir()]
     subprocess.run([sys.executable, "-m", "compileall", "-q", *packages], check=True)
@@ -251,6 +254,9 @@ def main() -> None:
     parser.add_argument("--serve-option", action="append", default=[], metavar="OPTION",
                         help="one more option for callscreen serve, e.g. --serve-option=--max-deciding=8")
     parser.add_argument("--skip", action="append", default=[], choices=["server", "floor", "script"])
+    parser.add_argument("--baseline-tree", type=Path, metavar="DIR",
+                        help="also time the classic script on the code of another source tree (e.g. a worktree "
+                             "of the previous commit), interleaved with this tree's runs")
     args = parser.parse_args()
     with EmbeddedServer() as valkey:  # appendfsync always: every ALLOW is confirmed on disk
         seed(valkey.url)
@@ -272,18 +278,34 @@ def main() -> None:
             for key in ("cpu_ms_per_decision", "cpu_ms_per_decision_at_max"):
                 print(f"{key} ratio callscreen/floor: {rows['callscreen'][key] / rows['floor'][key]:.2f}")
         if "script" not in args.skip:
-            compile_project()
-            drive_script(env, NUMBERS[0])  # warm the page cache
-            samples, bares, empties, results = [], [], [], {}
-            for i in range(args.script_runs):  # interleaved, so drift in machine load hits all three
-                seconds, result = drive_script(env, NUMBERS[i])
-                samples.append(seconds)
-                results[result] = results.get(result, 0) + 1
-                bares.append(timed([sys.executable, "-c", "import redis, phonenumbers"], 1))
-                empties.append(timed([sys.executable, "-c", "pass"], 1))
-            script, bare, empty = (statistics.median(x) for x in (samples, bares, empties))
-            print(f"classic script median {script * 1000:.1f} ms ({results}); bare import {bare * 1000:.1f} ms; "
-                  f"empty python {empty * 1000:.1f} ms; ratio {script / bare:.2f}")
+            time_script(env, args.script_runs, args.baseline_tree)
+
+
+def time_script(env: dict[str, str], runs: int, baseline: Path | None) -> None:
+    """Medians of ``runs`` classic-script calls, bare imports and empty interpreters, one of each
+    in turn (and a call on ``baseline``'s code), so drift in the machine's load hits them all."""
+    trees = {"this tree": env}
+    if baseline is not None:
+        trees["baseline"] = {**env, "PYTHONPATH": str(baseline.resolve())}
+    compile_project([baseline] if baseline else None)
+    for tree_env in trees.values():
+        drive_script(tree_env, NUMBERS[0])  # warm the page cache and the data dir's caches
+    load = os.getloadavg()[0]
+    samples: dict[str, list[float]] = {name: [] for name in trees}
+    bares, empties, results = [], [], {}
+    for i in range(runs):
+        for name, tree_env in trees.items():
+            seconds, result = drive_script(tree_env, NUMBERS[i % len(NUMBERS)])
+            samples[name].append(seconds)
+            results[result] = results.get(result, 0) + 1
+        bares.append(timed([sys.executable, "-c", "import redis, phonenumbers"], 1))
+        empties.append(timed([sys.executable, "-c", "pass"], 1))
+    bare, empty = statistics.median(bares), statistics.median(empties)
+    print(f"{runs} runs each, load average {load:.1f} -> {os.getloadavg()[0]:.1f}; answers {results}; "
+          f"bare import {bare * 1000:.1f} ms; empty python {empty * 1000:.1f} ms")
+    for name, values in samples.items():
+        script = statistics.median(values)
+        print(f"classic script ({name}) median {script * 1000:.1f} ms; ratio {script / bare:.2f}")
 
 
 if __name__ == "__main__":
