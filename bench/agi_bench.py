@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import resource
 import socket
 import statistics
 import subprocess
@@ -283,7 +284,9 @@ def main() -> None:
 
 def time_script(env: dict[str, str], runs: int, baseline: Path | None) -> None:
     """Medians of ``runs`` classic-script calls, bare imports and empty interpreters, one of each
-    in turn (and a call on ``baseline``'s code), so drift in the machine's load hits them all."""
+    in turn (and a call on ``baseline``'s code), so drift in the machine's load hits them all.
+    Wall time is what Asterisk waits; CPU time (user + system of the child process) is what the
+    call costs, and moves far less with the load other processes put on a shared machine."""
     trees = {"this tree": env}
     if baseline is not None:
         trees["baseline"] = {**env, "PYTHONPATH": str(baseline.resolve())}
@@ -291,21 +294,33 @@ def time_script(env: dict[str, str], runs: int, baseline: Path | None) -> None:
     for tree_env in trees.values():
         drive_script(tree_env, NUMBERS[0])  # warm the page cache and the data dir's caches
     load = os.getloadavg()[0]
-    samples: dict[str, list[float]] = {name: [] for name in trees}
-    bares, empties, results = [], [], {}
+    walls: dict[str, list[float]] = {name: [] for name in [*trees, "bare", "empty"]}
+    cpus: dict[str, list[float]] = {name: [] for name in walls}
+    results: dict[str, int] = {}
+
+    def child_cpu() -> float:
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return usage.ru_utime + usage.ru_stime
+
     for i in range(runs):
         for name, tree_env in trees.items():
+            cpu = child_cpu()
             seconds, result = drive_script(tree_env, NUMBERS[i % len(NUMBERS)])
-            samples[name].append(seconds)
+            walls[name].append(seconds)
+            cpus[name].append(child_cpu() - cpu)
             results[result] = results.get(result, 0) + 1
-        bares.append(timed([sys.executable, "-c", "import redis, phonenumbers"], 1))
-        empties.append(timed([sys.executable, "-c", "pass"], 1))
-    bare, empty = statistics.median(bares), statistics.median(empties)
+        for name, code in (("bare", "import redis, phonenumbers"), ("empty", "pass")):
+            cpu = child_cpu()
+            walls[name].append(timed([sys.executable, "-c", code], 1))
+            cpus[name].append(child_cpu() - cpu)
+    wall = {name: statistics.median(values) for name, values in walls.items()}
+    cpu = {name: statistics.median(values) for name, values in cpus.items()}
     print(f"{runs} runs each, load average {load:.1f} -> {os.getloadavg()[0]:.1f}; answers {results}; "
-          f"bare import {bare * 1000:.1f} ms; empty python {empty * 1000:.1f} ms")
-    for name, values in samples.items():
-        script = statistics.median(values)
-        print(f"classic script ({name}) median {script * 1000:.1f} ms; ratio {script / bare:.2f}")
+          f"bare import {wall['bare'] * 1000:.1f} ms wall / {cpu['bare'] * 1000:.1f} ms CPU; "
+          f"empty python {wall['empty'] * 1000:.1f} ms wall / {cpu['empty'] * 1000:.1f} ms CPU")
+    for name in trees:
+        print(f"classic script ({name}) median {wall[name] * 1000:.1f} ms wall, ratio {wall[name] / wall['bare']:.2f}; "
+              f"{cpu[name] * 1000:.1f} ms CPU, ratio {cpu[name] / cpu['bare']:.2f}")
 
 
 if __name__ == "__main__":
