@@ -180,10 +180,13 @@ def main() -> None:
     parser.add_argument("--numbers", type=float, default=US_NUMBERS)
     parser.add_argument("--area-codes", type=int, default=AREA_CODES)
     parser.add_argument("--file-numbers", type=float, default=10e6, help="lines in the on-disk parser test")
+    parser.add_argument("--files-dir", type=Path, help="keep the on-disk test files here and reuse them "
+                        "(writing and gzipping a full-size list takes minutes)")
     parser.add_argument("--scrub-rows", type=float, default=1e6)
     parser.add_argument("--delta", type=int, default=100_000, help="additions and deletions in the change list")
     parser.add_argument("--uk-numbers", type=float, default=2e6, help="numbers in the UK TPS file")
-    parser.add_argument("--parts", default="reload,lookup,delta,files,uk,scrub",
+    parser.add_argument("--unsorted-numbers", type=float, default=5e6, help="numbers in the file in random order")
+    parser.add_argument("--parts", default="reload,lookup,delta,files,unsorted,uk,scrub",
                         help="what to measure after the full import (comma-separated)")
     args = parser.parse_args()
     parts = set(args.parts.split(","))
@@ -256,13 +259,17 @@ def main() -> None:
 
         # 5. the parser on real files (plain and gzip), extrapolated to the full list
         if "files" in parts:
-            measure_files(manager, npas, templates, int(args.file_numbers), work, out)
+            measure_files(manager, npas, templates, int(args.file_numbers), args.files_dir or work, out)
 
-        # 6. the UK TPS format (line-by-line parser, 6-digit shards)
+        # 6. a file in random order (every area code stays in memory until the end)
+        if "unsorted" in parts:
+            measure_unsorted(manager, npas, int(args.unsorted_numbers), work, out)
+
+        # 7. the UK TPS format (line-by-line parser, 6-digit shards)
         if "uk" in parts:
             measure_uk(client, manager, rng, int(args.uk_numbers), work, out)
 
-        # 7. scrub: a lead list of NANP numbers spelled in several ways
+        # 8. scrub: a lead list of NANP numbers spelled in several ways
         if "scrub" in parts:
             measure_scrub(client, server.url, vault_keys, lookup, npas, rng, int(args.scrub_rows), work, out)
     sys.stdout.flush()
@@ -280,23 +287,45 @@ def measure_delta(manager: RegistryManager, npas: list[int], rng: random.Random,
         f"(+{delta.added:,} -{delta.removed:,})")
 
 
-def measure_files(manager: RegistryManager, npas: list[int], templates: Templates, count: int, work: Path,
+def measure_files(manager: RegistryManager, npas: list[int], templates: Templates, count: int, folder: Path,
                   out: Callable[..., None]) -> None:
-    """The parser on real files at the same density, plain and gzip."""
+    """The whole import from real files at the same density, plain and gzip (read from disk, hashed)."""
     file_npas = npas[:max(1, round(count / (templates.per_exchange * len(EXCHANGES))))]
-    plain = work / "ftc.txt"
-    with open(plain, "wb") as handle:
-        stream = GeneratedStream(file_npas, templates, random.Random(3))
-        while block := stream.read(8 << 20):
-            handle.write(block)
-    with open(plain, "rb") as src, gzip.open(work / "ftc.txt.gz", "wb", compresslevel=6) as dst:
-        while block := src.read(8 << 20):
-            dst.write(block)
-    for path in (plain, work / "ftc.txt.gz"):
+    folder.mkdir(parents=True, exist_ok=True)
+    plain = folder / f"ftc-{len(file_npas)}-area-codes.txt"
+    packed = plain.with_name(plain.name + ".gz")
+    if not packed.exists():  # written last: its presence means both files are complete
+        with open(plain, "wb") as handle:
+            stream = GeneratedStream(file_npas, templates, random.Random(3))
+            while block := stream.read(8 << 20):
+                handle.write(block)
+        with open(plain, "rb") as src, gzip.open(packed.with_suffix(".part"), "wb", compresslevel=6) as dst:
+            while block := src.read(8 << 20):
+                dst.write(block)
+        packed.with_suffix(".part").rename(packed)
+    for path in (plain, packed):
         report = manager.import_file("us-file", path, fmt="ftc", country="US", force=True)
         out(f"import of {path.name} ({path.stat().st_size / 1e6:,.0f} MB, {report.accepted:,} lines): "
             f"{report.seconds:.1f} s = {report.rate:,.0f} numbers/s")
     manager.drop("us-file")
+
+
+def measure_unsorted(manager: RegistryManager, npas: list[int], count: int, work: Path,
+                     out: Callable[..., None]) -> None:
+    """``NPA,NXXXXXX`` lines in random order over every area code."""
+    generator = np.random.default_rng(5)
+    rows = np.empty((count, 12), np.uint8)
+    words = rows.view("<u4")
+    words[:, 0] = generator.choice(_words([f"{npa}," for npa in npas]), count)
+    text = np.frombuffer("".join(f"{n:07d}\n" for n in range(2_000_000, 10_000_000)).encode(), np.uint8)
+    rows[:, 4:] = text.reshape(-1, 8)[generator.integers(0, 8_000_000, count)]
+    path = work / "unsorted.txt"
+    path.write_bytes(rows.tobytes())
+    report = manager.import_file("us-unsorted", path, fmt="ftc", country="US", force=True)
+    out(f"import of {count:,} numbers in random order over {len(npas)} area codes: {report.seconds:.1f} s "
+        f"= {report.rate:,.0f} numbers/s")
+    manager.drop("us-unsorted")
+    path.unlink()
 
 
 def measure_uk(client: redis.Redis, manager: RegistryManager, rng: random.Random, count: int, work: Path,

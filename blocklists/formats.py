@@ -27,8 +27,11 @@ import csv
 import gzip
 import hashlib
 import io
+import queue
 import re
+import threading
 import zipfile
+import zlib
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -109,6 +112,66 @@ class _HashingReader(io.RawIOBase):
             pass
 
 
+class _Gunzip(io.RawIOBase):
+    """The content of a gzip file (every member, as ``gzip`` reads it), inflated from 1 MB reads.
+
+    Unlike ``gzip.GzipFile`` (8 kB at a time), each zlib call works long without Python's lock,
+    so the reading thread runs beside the parser. zlib checks each member's CRC and length; a
+    file cut short raises EOFError and anything but gzip data after a member BadGzipFile. At
+    most ``MAX_PIECE`` bytes are inflated at once (a small file of zeros cannot fill memory).
+    """
+
+    MAX_PIECE = 16 << 20
+
+    def __init__(self, raw: io.RawIOBase, block: int = 1 << 20) -> None:
+        self._raw = raw
+        self._block = block
+        self._inflate = zlib.decompressobj(wbits=31)
+        self._in_member = False
+        self._input = b""  # read but not yet inflated
+        self._piece = b""
+        self._offset = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        while self._offset >= len(self._piece):
+            if not self._next_piece():
+                return 0
+        size = min(len(buffer), len(self._piece) - self._offset)
+        buffer[:size] = memoryview(self._piece)[self._offset:self._offset + size]
+        self._offset += size
+        return size
+
+    def _next_piece(self) -> bool:
+        while True:
+            if not self._input:
+                self._input = self._raw.read(self._block) or b""
+                if not self._input:
+                    if self._in_member:
+                        raise EOFError("compressed file ended before the end-of-stream marker was reached")
+                    return False
+            if not self._in_member:
+                self._input = self._input.lstrip(b"\0")  # zero padding after a member, as gzip allows
+                if not self._input:
+                    continue
+                self._in_member = True
+            try:
+                piece = self._inflate.decompress(self._input, self.MAX_PIECE)
+            except zlib.error as exc:
+                raise gzip.BadGzipFile(f"not gzip data: {exc}") from exc
+            if self._inflate.eof:
+                self._input = self._inflate.unused_data
+                self._inflate = zlib.decompressobj(wbits=31)
+                self._in_member = False
+            else:
+                self._input = self._inflate.unconsumed_tail
+            if piece:
+                self._piece, self._offset = piece, 0
+                return True
+
+
 class Source:
     """A registry file on disk; plain, gzip or zip is recognised by its first bytes."""
 
@@ -141,7 +204,7 @@ class Source:
             self._position = lambda: raw.position
             stream: BinaryIO
             if self.kind == "gzip":
-                stream = gzip.GzipFile(fileobj=io.BufferedReader(raw, 1 << 20))  # type: ignore[arg-type]
+                stream = io.BufferedReader(_Gunzip(raw), 1 << 20)  # type: ignore[assignment]
             else:
                 stream = io.BufferedReader(raw, 1 << 20)  # type: ignore[assignment]
             yield "", stream
@@ -270,19 +333,19 @@ def _add_keys(batch: Batch, keys: Sequence[int] | np.ndarray) -> None:
             np.asarray(keys, np.int64)
 
 
-def _nanp_chunk(chunk: bytes, first_line: int, where: str, parse: LineParser, batch: Batch,
-                bad_limit: int) -> None:
+def _nanp_chunk(chunk: bytes, first_line: int, where: str, parse: LineParser, bad_limit: int) -> Batch:
     """The numpy reader for the canonical lines; the rest as the line parser says (see module doc)."""
-    keys, others = nanp_keys(chunk)
-    _add_keys(batch, keys)
+    keys, others, lines = nanp_keys(chunk)
+    batch = Batch(keys=keys, lines=lines)
     if not others:
-        return
+        return batch
     if parse.fmt == "lines":
         rest = _fast_nanp_chunk(b"\n".join(raw for _index, raw in others))
         if rest is not None:
             _add_keys(batch, rest)
-            return
+            return batch
     _slow_lines(((first_line + index, raw) for index, raw in others), where, parse, batch, bad_limit)
+    return batch
 
 
 def _fast_nanp_chunk(chunk: bytes) -> list[int] | None:
@@ -331,6 +394,49 @@ def _chunks(stream: BinaryIO, size: int) -> Iterator[bytes]:
         yield block[:cut + 1]
 
 
+def _read_ahead(chunks: Iterator[bytes], depth: int = 2) -> Iterator[bytes]:
+    """``chunks`` produced by a background thread, at most ``depth`` ahead of the consumer.
+
+    Reading, decompressing and hashing the file release the GIL, and so does most of numpy's
+    work on a chunk: on two cores the file is read while the previous chunk is parsed. An
+    error of the reader is raised here; closing this generator stops the thread.
+    """
+    ready: queue.Queue[tuple[bytes | None, BaseException | None]] = queue.Queue(depth)
+    stop = threading.Event()
+
+    def hand_over(item: tuple[bytes | None, BaseException | None]) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for chunk in chunks:
+                if not hand_over((chunk, None)):
+                    return
+            hand_over((None, None))
+        except BaseException as exc:  # handed to the consumer, which raises it
+            hand_over((None, exc))
+
+    thread = threading.Thread(target=produce, name="registry-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            chunk, error = ready.get()
+            if error is not None:
+                raise error
+            if chunk is None:
+                return
+            yield chunk
+    finally:
+        stop.set()
+        thread.join()
+
+
 def read_batches(source: Source, fmt: str, scheme: Scheme, *, column: str | None = None,
                  chunk_bytes: int = CHUNK_BYTES, bad_limit: int = 1000) -> Iterator[Batch]:
     """Stream ``source`` in ``fmt``; yields one Batch per chunk of lines.
@@ -355,14 +461,13 @@ def _line_batches(source: Source, fmt: str, scheme: Scheme, chunk_bytes: int, ba
     fast = scheme.cc == "1" and fmt in ("lines", "ftc")
     for where, stream in source.members():
         line = 1
-        for chunk in _chunks(stream, chunk_bytes):
-            count = chunk.count(b"\n") + (0 if chunk.endswith(b"\n") else 1)
-            batch = Batch(lines=count)
+        for chunk in _read_ahead(_chunks(stream, chunk_bytes)):
             if fast:
-                _nanp_chunk(chunk, line, where, parse, batch, bad_limit)
+                batch = _nanp_chunk(chunk, line, where, parse, bad_limit)
             else:
+                batch = Batch(lines=chunk.count(b"\n") + (0 if chunk.endswith(b"\n") else 1))
                 _slow_lines(enumerate(chunk.split(b"\n"), start=line), where, parse, batch, bad_limit)
-            line += count
+            line += batch.lines
             batch.position = source.position()
             yield batch
 

@@ -13,7 +13,8 @@ makes of the lines handed back are exactly what the line parser makes of the who
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -42,6 +43,14 @@ SHAPES = (
 )
 _WIDEST = max(s.width for s in SHAPES)
 _NO_LINES = np.empty(0, np.intp)
+# In a chunk read as rows of one width, each row must also end where the newline is.
+_ROWS = {shape: replace(shape, marks=(*shape.marks, (shape.width, NEWLINE))) for shape in SHAPES}
+
+
+class ChunkKeys(NamedTuple):
+    keys: np.ndarray  # int64 keys of the canonical lines, in line order
+    others: list[tuple[int, bytes]]  # (index of the line in the chunk, its bytes without the newline)
+    lines: int  # lines in the chunk (a last line without its newline included)
 
 
 def shape_keys(rows: np.ndarray, shape: Shape) -> tuple[np.ndarray, np.ndarray]:
@@ -66,26 +75,24 @@ def shape_keys(rows: np.ndarray, shape: Shape) -> tuple[np.ndarray, np.ndarray]:
     return keys, ok
 
 
-def nanp_keys(chunk: bytes) -> tuple[np.ndarray, list[tuple[int, bytes]]]:
-    """Keys of the canonical lines of ``chunk`` in line order, and the other lines as
-    ``(index of the line in the chunk, its bytes without the newline)``.
+def nanp_keys(chunk: bytes) -> ChunkKeys:
+    """The keys of the canonical lines of ``chunk`` and the other lines, for the line parser.
 
     ``chunk`` holds whole lines; the last one may lack its newline.
     """
     data = np.frombuffer(chunk if chunk.endswith(b"\n") else chunk + b"\n", np.uint8)
-    width = int(np.argmax(data == NEWLINE))
-    if len(data) % (width + 1) == 0:  # maybe every line has the first line's width: no search
+    width = chunk.find(b"\n")
+    if width >= 0 and len(data) % (width + 1) == 0:  # maybe every line has the first one's width
         rows = data.reshape(-1, width + 1)
-        if (rows[:, width] == NEWLINE).all():
-            for shape in SHAPES:
-                if shape.width == width:
-                    keys, ok = shape_keys(rows, shape)
-                    if ok.all():
-                        return keys, []
+        for shape in SHAPES:
+            if shape.width == width:
+                keys, ok = shape_keys(rows, _ROWS[shape])
+                if ok.all():
+                    return ChunkKeys(keys, [], len(rows))
     return _mixed_lines(chunk, data)
 
 
-def _mixed_lines(chunk: bytes, data: np.ndarray) -> tuple[np.ndarray, list[tuple[int, bytes]]]:
+def _mixed_lines(chunk: bytes, data: np.ndarray) -> ChunkKeys:
     ends = np.flatnonzero(data == NEWLINE)
     starts = np.empty_like(ends)
     starts[0] = 0
@@ -104,4 +111,4 @@ def _mixed_lines(chunk: bytes, data: np.ndarray) -> tuple[np.ndarray, list[tuple
     others = np.flatnonzero(~matched) if not matched.all() else _NO_LINES
     rest = [(i, chunk[s:e]) for i, s, e in zip(others.tolist(), starts[others].tolist(), ends[others].tolist(),
                                                 strict=True)]
-    return keys[matched], rest
+    return ChunkKeys(keys[matched], rest, len(ends))

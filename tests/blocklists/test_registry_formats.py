@@ -248,11 +248,11 @@ def test_lines_in_the_ftc_spellings_are_read_in_bulk_and_only_the_others_go_to_t
 
     for text in (b"201,2001234\n202,9999999\n", b"201,2001234\r\n202,9999999\r\n", b"2012001234\n2029999999",
                  b"2012001234\r\n2029999999\r\n"):
-        keys, others = nanp_keys(text)
-        assert keys.tolist() == [12012001234, 12029999999] and others == []
-    keys, others = nanp_keys(b"201,2001234\n\n2012001235\r\n201,1001234\n 2012001236\n1012001237\n201,2001238")
+        keys, others, lines = nanp_keys(text)
+        assert keys.tolist() == [12012001234, 12029999999] and others == [] and lines == 2
+    keys, others, lines = nanp_keys(b"201,2001234\n\n2012001235\r\n201,1001234\n 2012001236\n1012001237\n201,2001238")
     assert keys.tolist() == [12012001234, 12012001235, 12012001238]
-    assert others == [(1, b""), (3, b"201,1001234"), (4, b" 2012001236"), (5, b"1012001237")]
+    assert others == [(1, b""), (3, b"201,1001234"), (4, b" 2012001236"), (5, b"1012001237")] and lines == 7
 
 
 def test_unsorted_batches_under_a_small_memory_budget_give_the_same_bitmaps_as_one_sorted_batch():
@@ -267,3 +267,37 @@ def test_unsorted_batches_under_a_small_memory_budget_give_the_same_bitmaps_as_o
     expected = dict(sorted_builder.shards())
     assert dict(tight.shards()) == expected
     assert sum(int.from_bytes(b, "big").bit_count() for b in expected.values()) == len(set(keys))
+
+
+def test_a_reader_stopped_after_its_first_batch_leaves_no_reading_thread_behind(tmp_path):
+    import threading
+
+    path = write(tmp_path / "l.txt", "".join(f"212{n:07d}\n" for n in range(2_000_000, 2_200_000)))
+    batches = read_batches(Source(path), "ftc", NANP, chunk_bytes=4096)
+    assert len(next(batches).keys) > 0
+    batches.close()
+    assert not [t for t in threading.enumerate() if t.name == "registry-reader"]
+
+
+def test_a_gzip_file_of_several_members_and_zero_padding_reads_whole_in_any_block_size(tmp_path):
+    import io
+
+    from blocklists.formats import _Gunzip
+
+    first = "".join(f"201,{n}\n" for n in range(2_000_000, 2_030_000)).encode()
+    second = "".join(f"202,{n}\n" for n in range(3_000_000, 3_010_000)).encode()
+    data = gzip.compress(first) + gzip.compress(second) + b"\0" * 10
+    for block in (7, 4096, 1 << 20):
+        stream = _Gunzip(io.BytesIO(data), block)  # type: ignore[arg-type]
+        assert io.BufferedReader(stream, 1000).read() == first + second
+    path = tmp_path / "two.gz"
+    path.write_bytes(data)
+    keys, _, bad, _, lines = read_all(path, "ftc")
+    assert (len(set(keys)), bad, lines) == (40_000, [], 40_000)
+
+
+def test_garbage_after_a_gzip_member_is_an_error_not_a_silent_end(tmp_path):
+    path = tmp_path / "junk.gz"
+    path.write_bytes(gzip.compress(b"2012001234\n") + b"this is not gzip")
+    with pytest.raises(FormatError, match="cannot read"):
+        read_all(path, "ftc")
