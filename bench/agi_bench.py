@@ -303,7 +303,8 @@ def time_script(env: dict[str, str], runs: int, baseline: Path | None) -> None:
         return usage.ru_utime + usage.ru_stime
 
     for i in range(runs):
-        for name, tree_env in trees.items():
+        turn = list(trees.items())
+        for name, tree_env in (turn if i % 2 == 0 else turn[::-1]):  # which tree goes first alternates
             cpu = child_cpu()
             seconds, result = drive_script(tree_env, NUMBERS[i % len(NUMBERS)])
             walls[name].append(seconds)
