@@ -46,6 +46,7 @@ from callscreen.crypto import NumberVault
 from callscreen.decision import ScreeningRequest, decide
 from callscreen.keys import Keyring
 from callscreen.models import Campaign, Decision, Facts, Reason, RegistryStatus, Result
+from callscreen.nanp import Exchange, NanpExchanges
 from callscreen.numbers import MAX_INPUT_LENGTH, InvalidNumber, PhoneNumber, normalize
 from callscreen.policy import PolicyPack
 from callscreen.rotation import vault_from_rings
@@ -74,7 +75,7 @@ class ScrubError(ValueError):
     """The scrub cannot start (unknown campaign, no policy, unreadable file, bad column)."""
 
 
-Exchange = tuple[str, tuple[str, ...], str | None] | None  # region, time zones, subdivision; None: invalid
+Geography = tuple[str, tuple[str, ...], str | None]  # region, time zones, subdivision: all a decision reads
 
 
 def exchange_table_path(folder: Path) -> Path:
@@ -105,19 +106,29 @@ class PrefixNormalizer:
     """:func:`normalize` with a per-exchange cache for plainly spelled NANP numbers.
 
     NANP validity (phonenumbers' patterns end in ``\\d{4}`` after the exchange), time zones
-    and geocoding depend only on the first six national digits, so the first number of each
-    area code + exchange is normalized in full and its answer reused for the others.
+    and geocoding depend only on the first six national digits, so each area code + exchange
+    is answered once, by :class:`callscreen.nanp.NanpExchanges` (``normalize``'s answer from
+    the compiled metadata, without a full parse), and reused for the other numbers.
     """
 
     def __init__(self, default_region: str, known: dict[str, Exchange] | None = None) -> None:
         self.default_region = default_region
         self.nanp_default = default_region.upper() in _NANP_REGIONS
         self._cache: dict[str, Exchange] = dict(known or {})
-        self.learned: dict[str, Exchange] = {}  # exchanges normalized here (to persist)
+        self.learned: dict[str, Exchange] = {}  # exchanges resolved here (to persist)
+        self._exchanges: NanpExchanges | None = None
 
     def __call__(self, raw: str) -> PhoneNumber:
+        found = self.locate(raw)
+        if found is None:
+            raise InvalidNumber(f"not a valid number: {raw!r}")
+        return PhoneNumber(found[0], *found[1])
+
+    def locate(self, raw: str) -> tuple[str, Geography] | None:
+        """``(e164, (region, time zones, subdivision))`` as :func:`normalize` answers, or None
+        for what it refuses (no PhoneNumber is built: the scrub needs only these)."""
         if len(raw) > MAX_INPUT_LENGTH:
-            return normalize(raw, self.default_region)
+            return None  # normalize refuses it
         text = raw.translate(_ASCII_SEPARATORS) if raw.isascii() else _SEPARATORS.sub("", raw.strip())
         nsn = None
         if text.startswith("+1") and len(text) == 12 and text[1:].isdigit():
@@ -128,19 +139,19 @@ class PrefixNormalizer:
             elif len(text) == 11 and text[0] == "1":
                 nsn = text[1:]
         if nsn is None or not nsn.isascii():
-            return normalize(raw, self.default_region)
-        prefix = nsn[:6]
-        if prefix not in self._cache:
             try:
-                found = normalize("+1" + nsn)
-                self._cache[prefix] = (found.region, found.timezones, found.subdivision)
+                number = normalize(raw, self.default_region)
             except InvalidNumber:
-                self._cache[prefix] = None
-            self.learned[prefix] = self._cache[prefix]
-        entry = self._cache[prefix]
-        if entry is None:
-            raise InvalidNumber(f"not a valid number: {raw!r}")
-        return PhoneNumber("+1" + nsn, entry[0], entry[1], entry[2])
+                return None
+            return number.e164, (number.region, number.timezones, number.subdivision)
+        prefix = nsn[:6]
+        try:
+            entry = self._cache[prefix]
+        except KeyError:
+            if self._exchanges is None:
+                self._exchanges = NanpExchanges()
+            entry = self._cache[prefix] = self.learned[prefix] = self._exchanges.exchange(nsn)
+        return None if entry is None else ("+1" + nsn, entry)
 
 
 @dataclass(slots=True)

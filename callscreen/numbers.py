@@ -45,8 +45,13 @@ ZONE_CORRECTIONS = {("RU", "Europe/Bucharest"): "Europe/Kaliningrad"}
 
 
 def _zones_for(parsed: phonenumbers.PhoneNumber, region: str) -> tuple[str, ...]:
-    zones = []
-    for zone in timezone.time_zones_for_number(parsed):
+    return clean_zones(timezone.time_zones_for_number(parsed), region)
+
+
+def clean_zones(found: tuple[str, ...] | list[str], region: str) -> tuple[str, ...]:
+    """phonenumbers' zones for a number of ``region``, corrected, without unknowns and repeats."""
+    zones: list[str] = []
+    for zone in found:
         zone = ZONE_CORRECTIONS.get((region, zone), zone)
         if zone == "Etc/Unknown" or (region == "RU" and zone not in RUSSIAN_ZONES):
             continue
@@ -95,7 +100,11 @@ def _subdivision(parsed: phonenumbers.PhoneNumber, region: str) -> str | None:
         return None
     from phonenumbers import geocoder  # large data: loaded only when a US number needs it
 
-    description = geocoder.description_for_number(parsed, "en")
+    return us_subdivision(geocoder.description_for_number(parsed, "en"))
+
+
+def us_subdivision(description: str) -> str | None:
+    """``US-FL`` from the geocoder's English description of a US number ("Miami, FL", "Florida")."""
     if "," in description:
         code = description.rsplit(",", 1)[1].strip()
         return f"US-{code}" if code in _STATE_CODES else None

@@ -1,0 +1,61 @@
+"""NANP exchanges answered from compiled metadata: exactly what a full normalize answers."""
+
+import random
+
+import pytest
+
+from callscreen.nanp import NanpExchanges
+from callscreen.numbers import InvalidNumber, normalize
+
+
+def normalized(nsn):
+    try:
+        number = normalize("+1" + nsn)
+    except InvalidNumber:
+        return None
+    return number.region, number.timezones, number.subdivision
+
+
+@pytest.fixture(scope="module")
+def exchanges():
+    return NanpExchanges()
+
+
+def test_every_area_code_gets_the_answer_of_a_full_normalize(exchanges):
+    rng = random.Random(20261201)
+    cases = [f"{npa:03d}{rng.randrange(1000):03d}{rng.randrange(10000):04d}" for npa in range(1000) for _ in range(8)]
+    kinds = {"valid": 0, "invalid": 0}
+    for nsn in cases:
+        expected = normalized(nsn)
+        kinds["valid" if expected else "invalid"] += 1
+        assert exchanges.exchange(nsn) == expected, nsn
+    assert kinds["valid"] > 2000 and kinds["invalid"] > 2000  # both sides are exercised
+
+
+@pytest.mark.parametrize("npa", [
+    "212", "305", "907", "808", "671",  # US, Alaska, Hawaii, Guam
+    "800", "833", "844", "855", "866", "877", "888", "900", "500", "521", "533", "544", "600",  # non-geographic
+    "416", "604", "867", "204",  # Canada
+    "242", "246", "264", "268", "284", "340", "345", "441", "473", "649", "658", "664", "670", "684", "721",
+    "758", "767", "784", "787", "809", "829", "849", "868", "869", "876", "939",  # Caribbean and Pacific
+    "211", "311", "555", "950", "999", "021", "123",  # not in service, N11, leading 0 and 1
+])
+def test_special_area_codes_get_the_answer_of_a_full_normalize(exchanges, npa):
+    rng = random.Random(npa)
+    for exchange in (*range(0, 1000, 7), 211, 411, 555, 911, 958, 959, 976):
+        nsn = f"{npa}{exchange:03d}{rng.randrange(10000):04d}"
+        assert exchanges.exchange(nsn) == normalized(nsn), nsn
+
+
+def test_the_answer_depends_only_on_area_code_and_exchange(exchanges):
+    rng = random.Random(7)
+    for _ in range(300):
+        head = f"{rng.randrange(200, 1000)}{rng.randrange(1000):03d}"
+        answers = {normalized(head + suffix) for suffix in ("0000", "9999", f"{rng.randrange(10000):04d}")}
+        assert answers == {exchanges.exchange(head + "5555")}, head
+
+
+def test_only_ten_digit_national_numbers_are_accepted(exchanges):
+    for bad in ("212555010", "21255501000", "212555010x", "２１２５５５０１００"):
+        with pytest.raises(ValueError):
+            exchanges.exchange(bad)
