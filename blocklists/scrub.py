@@ -7,14 +7,19 @@ decision log gets one summary record for the whole run, not one per number.
 Speed comes from batching, never from a different decision:
 - numbers are normalized with :func:`callscreen.numbers.normalize`, except NANP numbers
   spelled as 10/11 digits or ``+1…``, whose validity and geography (region, time zones,
-  state) depend only on the area code and exchange: those are computed once per area code +
-  exchange by ``normalize`` itself and reused (:class:`PrefixNormalizer`);
-- facts are probed for thousands of numbers per round trip: one ``EXISTS`` over the number's
-  fact keys; only numbers that have any record get the full :class:`~callscreen.store.FactQuery`;
-- registry bits are read from the live generation's shard bitmaps, fetched once per shard
-  (:class:`RegistryBits`) — the same bits the dial-time ``GETBIT`` reads;
+  state) depend only on the area code and exchange: those are answered once per area code +
+  exchange from phonenumbers' compiled metadata (:class:`callscreen.nanp.NanpExchanges`,
+  equal to ``normalize`` by construction and by test) and reused (:class:`PrefixNormalizer`);
+- facts are probed for thousands of numbers per round trip: ``EXISTS`` over the numbers'
+  fact keys, several numbers per command while few have records; only numbers that have any
+  record get the full :class:`~callscreen.store.FactQuery`;
+- registry bits are read in the same round trip, one ``BITFIELD_RO`` per registry and shard
+  of the live generation (:class:`RegistryBits`) — the same bits the dial-time ``GETBIT`` reads;
 - :func:`callscreen.decision.decide` is pure, so its answer for a number without records is
   reused for every number with the same geography and registry status;
+- plain CSV lines (no quotes) travel as text: a worker splits them, and returns each line
+  with ``,result,reason`` appended — what the csv module would write; other lines go through
+  the csv module;
 - ``workers`` > 1 spreads batches over processes (output order is kept).
 """
 
@@ -27,10 +32,11 @@ import multiprocessing
 import os
 import re
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +51,7 @@ from callscreen.cluster import is_cluster_client
 from callscreen.crypto import NumberVault
 from callscreen.decision import ScreeningRequest, decide
 from callscreen.keys import Keyring
-from callscreen.models import Campaign, Decision, Facts, Reason, RegistryStatus, Result
+from callscreen.models import Campaign, Facts, Reason, RegistryStatus, Result
 from callscreen.nanp import Exchange, NanpExchanges
 from callscreen.numbers import MAX_INPUT_LENGTH, InvalidNumber, PhoneNumber, normalize
 from callscreen.policy import PolicyPack
@@ -181,64 +187,88 @@ class ScrubSummary:
 
 
 _FACT_KINDS = (*FactQuery.KINDS, "attempts", "erased")  # an erased number must get its full query
+_KEY_HEAD, _KEY_TAIL = number_key("\0", "").split("\0")  # a number's fact keys: head + digest + tail + kind
 if number_key("d", "") + "x" != number_key("d", "x"):  # the scrub builds fact keys as a prefix + kind
     raise ImportError("callscreen.store.number_key no longer ends with the kind")
+_LINE_CHARS = 32  # a batch of n rows is read as n * 32 characters (then to the end of a line)
+PROBE_GROUP = 8  # numbers per EXISTS while few numbers have records (one reply for the whole group)
 
 
 class RegistryBits:
     """Registry answers for a scrub, read from the shard bitmaps of the live generation.
 
-    The dial-time path asks Redis one ``GETBIT`` per number; a scrub of a million numbers asks
-    for each *shard* once (at most ~330 for the US) and reads the bits locally — same
-    generation, same answer. If the generation is retired and expires before a shard is
-    fetched (a scrub running past the grace period of a reload), the scrub stops with an error
+    The dial-time path asks Redis one ``GETBIT`` per number; a scrub reads the bits of a whole
+    batch with one ``BITFIELD_RO`` per registry and shard, in the batch's round trip — same
+    generation, same bits, and no bitmap is copied into the scrubbing process. The snapshot of
+    generations is taken once, so the whole scrub reads one generation per registry; if it is
+    retired and expires meanwhile (a scrub running past the grace period of a reload), the
+    ``EXISTS`` on its shard index sent after the reads says so and the scrub stops with an error
     rather than read a missing shard as "not listed".
     """
 
-    def __init__(self, client: redis.Redis, lookup: RedisRegistryLookup, registry_ids: Sequence[str]) -> None:
-        self.client = client
+    def __init__(self, lookup: RedisRegistryLookup, registry_ids: Sequence[str]) -> None:
         self.registry_ids = tuple(registry_ids)
         self.snapshot = lookup.refresh()
-        self._bitmaps: dict[tuple[str, int, str], bytes] = {}
-        self._statuses: dict[tuple[bool, ...], tuple[RegistryStatus, ...]] = {}
+        self._entries = tuple(self.snapshot.registries.get(r) for r in self.registry_ids)
+        self._live = tuple((r, e[0]) for r, e in zip(self.registry_ids, self._entries, strict=True) if e is not None)
+        self._statuses: dict[int, tuple[RegistryStatus, ...]] = {}
 
-    def statuses(self, e164: str) -> tuple[RegistryStatus, ...]:
-        if len(e164) == 12 and e164[1] == "1":  # NANP, already validated: area code + 7 digits
-            shard, offset = "1:" + e164[2:5], int(e164[5:]) - NANP.base
-        else:
-            shard, offset = locate_e164(e164)
-        byte, mask = offset >> 3, 0x80 >> (offset & 7)
-        flags = []
-        for registry_id in self.registry_ids:
-            entry = self.snapshot.registries.get(registry_id)
+    def plan(self, e164s: Sequence[str]) -> tuple[list[Command], dict[str, tuple[list[int], list[int]]]]:
+        """The commands reading every number's bit in each loaded registry, then one ``EXISTS``
+        per registry; and the numbers' positions per shard, for :meth:`read`."""
+        by_shard: dict[str, tuple[list[int], list[int]]] = {}
+        base = NANP.base
+        for position, e164 in enumerate(e164s):
+            if len(e164) == 12 and e164[1] == "1":  # NANP, already validated: area code + 7 digits
+                shard, offset = "1:" + e164[2:5], int(e164[5:]) - base
+            else:
+                shard, offset = locate_e164(e164)
+            found = by_shard.get(shard)
+            if found is None:
+                found = by_shard[shard] = ([], [])
+            found[0].append(position)
+            found[1].append(offset)
+        commands: list[Command] = []
+        for registry_id, generation in self._live:
+            for shard, (_positions, offsets) in by_shard.items():
+                commands.append(("BITFIELD_RO", storage.shard_key(registry_id, generation, shard),
+                                 *[part for offset in offsets for part in ("GET", "u1", offset)]))
+        commands.extend(("EXISTS", storage.shards_key(registry_id, generation))
+                        for registry_id, generation in self._live)
+        return commands, by_shard
+
+    def read(self, count: int, by_shard: dict[str, tuple[list[int], list[int]]],
+             replies: Sequence[Any]) -> list[tuple[RegistryStatus, ...]]:
+        """Each number's statuses from the replies to :meth:`plan`'s commands."""
+        for (registry_id, _generation), alive in zip(self._live, replies[len(replies) - len(self._live):], strict=True):
+            if isinstance(alive, Exception):
+                raise StoreError(f"registry {registry_id} unreadable: {alive}")
+            if not alive:
+                raise StoreError(f"registry {registry_id} was replaced while the scrub ran; run the scrub again")
+        patterns = [0] * count  # bit k set: listed in the k-th loaded registry
+        reply = iter(replies)
+        for k in range(len(self._live)):
+            bit = 1 << k
+            for positions, _offsets in by_shard.values():
+                bits = next(reply)
+                if isinstance(bits, Exception):
+                    raise StoreError(f"registry {self._live[k][0]} lookup failed: {bits}")
+                for position, listed in zip(positions, bits, strict=True):
+                    if listed:
+                        patterns[position] |= bit
+        statuses = self._statuses
+        return [statuses.get(p) or self._status(p) for p in patterns]
+
+    def _status(self, pattern: int) -> tuple[RegistryStatus, ...]:
+        out, k = [], 0
+        for registry_id, entry in zip(self.registry_ids, self._entries, strict=True):
             if entry is None:
-                flags.append(False)
-                continue
-            bitmap = self._bitmaps.get((registry_id, entry[0], shard))
-            if bitmap is None:
-                bitmap = self._fetch(registry_id, entry[0], shard)
-            flags.append(byte < len(bitmap) and bool(bitmap[byte] & mask))
-        pattern = tuple(flags)
-        found = self._statuses.get(pattern)
-        if found is None:
-            found = self._statuses[pattern] = tuple(
-                RegistryStatus(rid, listed, entry[1] if entry else None)
-                for rid, listed, entry in zip(self.registry_ids, pattern,
-                                              (self.snapshot.registries.get(r) for r in self.registry_ids),
-                                              strict=True))
+                out.append(RegistryStatus(registry_id, False, None))
+            else:
+                out.append(RegistryStatus(registry_id, bool(pattern >> k & 1), entry[1]))
+                k += 1
+        found = self._statuses[pattern] = tuple(out)
         return found
-
-    def _fetch(self, registry_id: str, generation: int, shard: str) -> bytes:
-        bitmap, alive = run_pipeline(self.client, [
-            ("GET", storage.shard_key(registry_id, generation, shard)),
-            ("EXISTS", storage.shards_key(registry_id, generation)),
-        ])
-        if isinstance(bitmap, Exception) or isinstance(alive, Exception):
-            raise StoreError(f"registry {registry_id} unreadable: {bitmap if isinstance(bitmap, Exception) else alive}")
-        if not alive:
-            raise StoreError(f"registry {registry_id} was replaced while the scrub ran; run the scrub again")
-        self._bitmaps[(registry_id, generation, shard)] = bitmap or b""
-        return bitmap or b""
 
 
 def bulk(client: redis.Redis, commands: Sequence[Command]) -> list[Any]:
@@ -246,6 +276,8 @@ def bulk(client: redis.Redis, commands: Sequence[Command]) -> list[Any]:
     Python bookkeeping (hiredis packs the commands). Errors come back as exceptions in the list.
     A cluster client has no single connection: its commands go through :func:`run_pipeline`,
     which sends each node its share."""
+    if not commands:
+        return []
     if is_cluster_client(client):
         return run_pipeline(client, commands)
     connection = client.connection_pool.get_connection()
@@ -266,8 +298,25 @@ def bulk(client: redis.Redis, commands: Sequence[Command]) -> list[Any]:
         client.connection_pool.release(connection)
 
 
+_ANSWERS = [(result, reason) for result in Result for reason in Reason]
+_ANSWER_CODE = {answer: code for code, answer in enumerate(_ANSWERS)}
+_ANSWER_TEXT = [f"{result},{reason}" for result, reason in _ANSWERS]  # as csv.writer writes them
+_INVALID = _ANSWER_CODE[(Result.BLOCK, Reason.INVALID_NUMBER)]
+_UNAVAILABLE = _ANSWER_CODE[(Result.BLOCK, Reason.SCREENING_UNAVAILABLE)]
+if len(_ANSWERS) > 256:
+    raise ImportError("scrub answers no longer fit in a byte")
+
+
 class BatchScreener:
-    """Decides a batch of raw numbers for one campaign at one moment (no logging, no attempts)."""
+    """Decides a batch of raw numbers for one campaign at one moment (no logging, no attempts).
+
+    Per batch: the numbers are located (:class:`PrefixNormalizer`), hashed, and probed for
+    records with ``EXISTS`` over their fact keys — :data:`PROBE_GROUP` numbers per command
+    while few have records (a group answering 0 has none; the numbers of the other groups are
+    probed one by one) — in the same round trip as the registry bits. A number with records
+    gets the full :class:`~callscreen.store.FactQuery`; the answer for a number without records
+    depends only on its geography and registry statuses, so it is decided once and reused.
+    """
 
     def __init__(self, client: redis.Redis, vault: NumberVault, campaign: Campaign, pack: PolicyPack,
                  at: datetime, registries: RegistryLookup | None,
@@ -280,95 +329,117 @@ class BatchScreener:
         self.registries = registries
         self.registry_ids = pack.all_registries() if campaign.advertising else ()
         self.normalizer = PrefixNormalizer(campaign.default_region, exchanges)
-        self._memo: dict[tuple[Any, ...], Decision] = {}
+        self._memo: dict[tuple[Any, ...], int] = {}
         self._bits: RegistryBits | None = None
         if isinstance(registries, RedisRegistryLookup) and self.registry_ids:
-            self._bits = RegistryBits(client, registries, self.registry_ids)
+            self._bits = RegistryBits(registries, self.registry_ids)
+        self._group = 1 if is_cluster_client(client) else PROBE_GROUP  # a cluster's EXISTS stays in one slot
 
     def screen(self, raws: Sequence[str]) -> list[tuple[Result, Reason]]:
         """(result, reason) per raw number, in order."""
+        return [_ANSWERS[code] for code in self.screen_codes(raws)]
+
+    def screen_codes(self, raws: Sequence[str]) -> bytearray:
+        """The answers as one byte per raw number (an index into ``_ANSWERS``)."""
         if self.vault.hashes is not None and self.vault.hashes.current()[1] is not None:
             raise StoreError("the hash key is being rotated: scrub again once `callscreen keys status` shows it done")
-        numbers: list[PhoneNumber | None] = []
-        normalizer = self.normalizer
-        for raw in raws:
-            try:
-                numbers.append(normalizer(raw))
-            except InvalidNumber:
-                numbers.append(None)
-        digest = self.vault.digest
-        digests = [digest(n.e164) if n else "" for n in numbers]
+        codes = bytearray([_INVALID]) * len(raws)
+        locate = self.normalizer.locate
+        located = [(i, found) for i, found in enumerate(map(locate, raws)) if found is not None]
+        if not located:
+            return codes
+        e164s = [found[0] for _i, found in located]
+        bases = [f"{_KEY_HEAD}{digest}{_KEY_TAIL}" for digest in self.vault.digests(e164s)]
         kinds = _FACT_KINDS
-        commands: list[Command] = []
-        per_number = 1
-        for number, key in zip(numbers, digests, strict=True):
-            if number is None:
+        group = self._group
+        probes: list[Command] = [("EXISTS", *[base + kind for base in bases[start:start + group] for kind in kinds])
+                                 for start in range(0, len(bases), group)]
+        registry: list[Command] = []
+        by_shard: dict[str, tuple[list[int], list[int]]] = {}
+        numbers: list[PhoneNumber] | None = None
+        if self._bits is not None:
+            registry, by_shard = self._bits.plan(e164s)
+        elif self.registries is not None and self.registry_ids:
+            numbers = [PhoneNumber(e164, *found[1]) for e164, (_i, found) in zip(e164s, located, strict=True)]
+            registry = [c for n in numbers for c in self.registries.commands(n, self.registry_ids)]
+        replies = bulk(self.client, probes + registry)
+        with_records = self._with_records(bases, replies[:len(probes)])
+        statuses = self._statuses(e164s, numbers, by_shard, replies[len(probes):])
+        memo = self._memo
+        for j, (i, (e164, geography)) in enumerate(located):
+            if j in with_records:
                 continue
-            base = number_key(key, "")
-            commands.append(("EXISTS", *[base + kind for kind in kinds]))
-            if self._bits is None and self.registries is not None:
-                planned = self.registries.commands(number, self.registry_ids)
-                per_number = 1 + len(planned)
-                commands.extend(planned)
-        replies = bulk(self.client, commands) if commands else []
-        out: list[tuple[Result, Reason]] = []
-        index = 0
-        full: list[int] = []
-        for position, (raw, number) in enumerate(zip(raws, numbers, strict=True)):
-            if number is None:
-                out.append((Result.BLOCK, Reason.INVALID_NUMBER))
-                continue
-            mine = replies[index:index + per_number]
-            index += per_number
-            if isinstance(mine[0], Exception):
-                raise StoreError(f"fact lookup failed: {mine[0]}")
-            if mine[0]:  # the number has records: gather its facts in full below
-                full.append(position)
-                out.append((Result.BLOCK, Reason.SCREENING_UNAVAILABLE))
-                continue
-            if self._bits is not None:
-                statuses = self._bits.statuses(number.e164)
-            elif self.registries is not None:
-                statuses = self.registries.parse(number, self.registry_ids, mine[1:])
-            else:
-                statuses = ()
-            out.append(self._decide_empty(raw, number, statuses))
-        if full:
-            self._screen_full(raws, numbers, digests, full, out)
-        return out
+            key = (geography, statuses[j])
+            code = memo.get(key)
+            if code is None:
+                code = self._decide_empty(raws[i], PhoneNumber(e164, *geography), statuses[j])
+            codes[i] = code
+        if with_records:
+            self._screen_full(raws, located, bases, sorted(with_records), codes)
+        return codes
 
-    def _decide_empty(self, raw: str, number: PhoneNumber, statuses: tuple[Any, ...]) -> tuple[Result, Reason]:
-        key = (number.region, number.timezones, number.subdivision, statuses)
-        decision = self._memo.get(key)
-        if decision is None:
-            facts = Facts(registries=statuses)
-            decision = decide(ScreeningRequest(raw, number, self.campaign, self.at), facts, self.pack)
-            if len(self._memo) > 100_000:
-                self._memo.clear()
-            self._memo[key] = decision
-        return decision.result, decision.reason
+    def _with_records(self, bases: list[str], probes: Sequence[Any]) -> set[int]:
+        """Which numbers (by position) have any fact key; adapts the probe group size."""
+        group = self._group
+        found: set[int] = set()
+        suspects: list[int] = []
+        for g, reply in enumerate(probes):
+            if isinstance(reply, Exception):
+                raise StoreError(f"fact lookup failed: {reply}")
+            if reply:
+                suspects.extend(range(g * group, min(len(bases), (g + 1) * group)))
+        if group == 1:
+            found.update(suspects)
+        elif suspects:
+            replies = bulk(self.client, [("EXISTS", *[bases[j] + kind for kind in _FACT_KINDS]) for j in suspects])
+            for j, reply in zip(suspects, replies, strict=True):
+                if isinstance(reply, Exception):
+                    raise StoreError(f"fact lookup failed: {reply}")
+                if reply:
+                    found.add(j)
+        if not is_cluster_client(self.client):  # groups pay off only while few numbers have records
+            self._group = PROBE_GROUP if len(found) * 20 < len(bases) else 1
+        return found
 
-    def _screen_full(self, raws: Sequence[str], numbers: Sequence[PhoneNumber | None], digests: Sequence[str],
-                     positions: list[int], out: list[tuple[Result, Reason]]) -> None:
+    def _statuses(self, e164s: list[str], numbers: list[PhoneNumber] | None,
+                  by_shard: dict[str, tuple[list[int], list[int]]], replies: Sequence[Any]) -> list[tuple[Any, ...]]:
+        if self._bits is not None:
+            return self._bits.read(len(e164s), by_shard, replies)
+        if numbers is None or self.registries is None:
+            return [()] * len(e164s)
+        size = len(replies) // max(len(numbers), 1)
+        return [self.registries.parse(n, self.registry_ids, replies[j * size:(j + 1) * size])
+                for j, n in enumerate(numbers)]
+
+    def _decide_empty(self, raw: str, number: PhoneNumber, statuses: tuple[Any, ...]) -> int:
+        decision = decide(ScreeningRequest(raw, number, self.campaign, self.at), Facts(registries=statuses), self.pack)
+        if len(self._memo) > 100_000:
+            self._memo.clear()
+        code = self._memo[(number.region, number.timezones, number.subdivision), statuses] = \
+            _ANSWER_CODE[(decision.result, decision.reason)]
+        return code
+
+    def _screen_full(self, raws: Sequence[str], located: list[tuple[int, tuple[str, Geography]]], bases: list[str],
+                     positions: list[int], codes: bytearray) -> None:
         queries = []
         commands: list[Any] = []
-        for position in positions:
-            number = numbers[position]
-            assert number is not None
-            query = FactQuery(number, digests[position], self.at, self.registry_ids, self.registries,
+        for j in positions:
+            i, (e164, geography) = located[j]
+            number = PhoneNumber(e164, *geography)
+            digest = bases[j][len(_KEY_HEAD):len(bases[j]) - len(_KEY_TAIL)]
+            query = FactQuery(number, digest, self.at, self.registry_ids, self.registries,
                               attempt_limit=self.pack.attempt_read_limit,
-                              erasure=self.vault.erasure_digests(number.e164))
+                              erasure=self.vault.erasure_digests(e164))
             planned = query.commands()
-            queries.append((position, query, len(planned)))
+            queries.append((i, number, query, len(planned)))
             commands.extend(planned)
         replies = run_pipeline(self.client, commands)
         index = 0
-        for position, query, size in queries:
+        for i, number, query, size in queries:
             facts = query.parse(replies[index:index + size])
             index += size
-            number = numbers[position]
-            decision = decide(ScreeningRequest(raws[position], number, self.campaign, self.at), facts, self.pack)
-            out[position] = (decision.result, decision.reason)
+            decision = decide(ScreeningRequest(raws[i], number, self.campaign, self.at), facts, self.pack)
+            codes[i] = _ANSWER_CODE[(decision.result, decision.reason)]
 
 
 # --- the CSV run ---------------------------------------------------------------------------------
@@ -386,6 +457,55 @@ class ScrubJob:
     exchanges: dict[str, Exchange] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    """A run of input rows: ``text`` (lines without quotes or carriage returns, where a
+    line is a row and its cells are split on commas) or, for the others, the parsed ``rows``."""
+
+    first_line: int  # the line before the batch's first row
+    text: str | None = None
+    rows: list[list[str]] | None = None
+    lines: list[int] | None = None  # the line each parsed row ends on
+
+
+@dataclass(slots=True)
+class _Screened:
+    codes: bytes
+    text: str | None  # the output rows of a text batch
+    bad: list[tuple[int, bool]]  # (line, the cell is blank) of the first invalid rows
+    learned: dict[str, Exchange]
+
+
+def _screen_batch(screener: BatchScreener, batch: _Batch, index: int, bad_limit: int) -> _Screened:
+    """One batch through the screener; a text batch comes back as output text, each line the
+    input line unchanged plus ``,result,reason`` (what csv.writer writes for these rows)."""
+    if batch.text is not None:
+        lines = batch.text.split("\n")
+        if lines[-1] == "":
+            lines.pop()
+        raws = [cells[index] if index < len(cells) else "" for cells in (line.split(",") for line in lines)]
+        ends = range(batch.first_line + 1, batch.first_line + 1 + len(lines))
+    else:
+        assert batch.rows is not None and batch.lines is not None
+        raws = [row[index] if index < len(row) else "" for row in batch.rows]
+        ends = batch.lines
+    codes = screener.screen_codes(raws)
+    text = None
+    if batch.text is not None:
+        answers = _ANSWER_TEXT
+        text = "".join([f"{line},{answers[code]}\n" if line else f"{answers[code]}\n"
+                        for line, code in zip(lines, codes, strict=True)])
+    bad = []
+    if _INVALID in codes:
+        for raw, line, code in zip(raws, ends, codes, strict=True):
+            if code == _INVALID:
+                bad.append((line, not raw.strip()))
+                if len(bad) >= bad_limit:
+                    break
+    learned, screener.normalizer.learned = screener.normalizer.learned, {}
+    return _Screened(bytes(codes), text, bad, learned)
+
+
 _worker: BatchScreener | None = None
 
 
@@ -396,28 +516,9 @@ def _init_worker(job: ScrubJob) -> None:
                             job.at, RedisRegistryLookup(client), job.exchanges)
 
 
-_ANSWERS = [(result, reason) for result in Result for reason in Reason]
-_ANSWER_CODE = {answer: code for code, answer in enumerate(_ANSWERS)}
-
-
-def _work(raws: list[str]) -> tuple[bytes, dict[str, Exchange]]:
-    """Answers of a batch as one byte each (cheap to send back from a worker process), and the
-    exchanges the worker normalized for it."""
+def _work(batch: _Batch, index: int, bad_limit: int) -> _Screened:
     assert _worker is not None
-    answers = bytes(_ANSWER_CODE[answer] for answer in _worker.screen(raws))
-    learned, _worker.normalizer.learned = _worker.normalizer.learned, {}
-    return answers, learned
-
-
-class _Decoded:
-    def __init__(self, pending: Any, learned: dict[str, Exchange]) -> None:
-        self.pending = pending
-        self.learned = learned
-
-    def get(self) -> list[tuple[Result, Reason]]:
-        answers, learned = self.pending.get()
-        self.learned.update(learned)
-        return [_ANSWERS[code] for code in answers]
+    return _screen_batch(_worker, batch, index, bad_limit)
 
 
 def _number_column(header: list[str] | None, column: str | None) -> int:
@@ -438,20 +539,40 @@ def _number_column(header: list[str] | None, column: str | None) -> int:
     return next((names.index(n) for n in NUMBER_HEADERS if n in names), 0)
 
 
-def _batches(reader: Any, index: int, size: int) -> Iterator[tuple[list[list[str]], list[str], list[int]]]:
-    """Batches of (rows, the number cell of each, the line each row ends on)."""
-    rows: list[list[str]] = []
-    raws: list[str] = []
-    lines: list[int] = []
-    for row in reader:
-        rows.append(row)
-        raws.append(row[index] if index < len(row) else "")
-        lines.append(reader.line_num)
-        if len(rows) >= size:
-            yield rows, raws, lines
-            rows, raws, lines = [], [], []
-    if rows:
-        yield rows, raws, lines
+def _has_long_line(text: str) -> bool:
+    """Whether a line is longer than the csv module's cell limit (it refuses such a cell)."""
+    limit = csv.field_size_limit()
+    return len(text) > limit and max(map(len, text.split("\n"))) > limit
+
+
+def _batches(handle: Any, size: int, line: int) -> Iterator[_Batch]:
+    """Batches of about ``size`` rows. Lines without a quote or lone carriage return are
+    rows as they stand (the common lead list, ``\\n`` or ``\\r\\n`` line ends), sent as text; a
+    batch with any of them is parsed by the csv module, following a quoted cell past the
+    batch's last line if it runs on."""
+    chars = max(size, 1) * _LINE_CHARS
+    while text := handle.read(chars):
+        if not text.endswith("\n"):
+            text += handle.readline()  # the rest of the last line (or a quoted cell's line)
+        plain = text.replace("\r\n", "\n") if "\r" in text else text
+        if '"' not in plain and "\r" not in plain and not _has_long_line(plain):
+            yield _Batch(line, text=plain)
+            line += plain.count("\n") + (not plain.endswith("\n"))
+            continue
+        lines = list(io.StringIO(text, newline=""))  # the lines a file iterator gives
+        reader = csv.reader(chain(lines, handle))
+        rows: list[list[str]] = []
+        ends: list[int] = []
+        try:
+            for row in reader:
+                rows.append(row)
+                ends.append(line + reader.line_num)
+                if reader.line_num >= len(lines):
+                    break
+        except csv.Error as exc:
+            raise ScrubError(f"line {line + reader.line_num}: {exc}") from exc
+        yield _Batch(line, rows=rows, lines=ends)
+        line += reader.line_num
 
 
 def scrub_csv(screener_or_job: BatchScreener | ScrubJob, source: str | Path, out: io.TextIOBase | Any, *,
@@ -470,71 +591,83 @@ def scrub_csv(screener_or_job: BatchScreener | ScrubJob, source: str | Path, out
     except OSError as exc:
         raise ScrubError(f"cannot read {source}: {exc.strerror}") from exc
     with handle:
-        reader = csv.reader(handle)
         writer = csv.writer(out, lineterminator="\n")
-        head = next(reader, None) if header else None
+        head = None
+        line = 0
+        if header:
+            reader = csv.reader(handle)
+            try:
+                head = next(reader, None)
+            except csv.Error as exc:
+                raise ScrubError(f"line {reader.line_num}: {exc}") from exc
+            line = reader.line_num
         index = _number_column(head, column)
         if head is not None:
             writer.writerow([*head, "result", "reason"])
-        batches = _batches(reader, index, batch_rows)
+        batches = _batches(handle, batch_rows, line)
         if isinstance(screener_or_job, ScrubJob) and workers > 1:
             context = multiprocessing.get_context("fork")
             with context.Pool(workers, _init_worker, (screener_or_job,)) as pool:
-                pending = ((rows, raws, lines, _Decoded(pool.apply_async(_work, (raws,)), summary.learned_exchanges))
-                           for rows, raws, lines in batches)
-                _drain(_lookahead(pending, workers * 2), writer, summary, index, bad_limit, progress)
+                pending = ((batch, pool.apply_async(_work, (batch, index, bad_limit))) for batch in batches)
+                _drain(_lookahead(pending, workers * 2), writer, out, summary, index, bad_limit, progress)
         else:
             screener = screener_or_job
             if isinstance(screener, ScrubJob):
                 _init_worker(screener)
                 screener = _worker
             assert isinstance(screener, BatchScreener)
-            done = ((rows, raws, lines, _Done(screener.screen(raws))) for rows, raws, lines in batches)
-            _drain(done, writer, summary, index, bad_limit, progress)
-            summary.learned_exchanges.update(screener.normalizer.learned)
+            done = ((batch, _Done(_screen_batch(screener, batch, index, bad_limit))) for batch in batches)
+            _drain(done, writer, out, summary, index, bad_limit, progress)
     summary.seconds = time.perf_counter() - started
     return summary
 
 
 class _Done:
-    def __init__(self, value: list[tuple[Result, Reason]]) -> None:
+    def __init__(self, value: _Screened) -> None:
         self.value = value
 
-    def get(self) -> list[tuple[Result, Reason]]:
+    def get(self) -> _Screened:
         return self.value
 
 
 def _lookahead(items: Iterator[Any], depth: int) -> Iterator[Any]:
     """Keep ``depth`` batches in flight so the worker processes never wait for the reader."""
-    queue: list[Any] = []
+    queue: deque[Any] = deque()
     for item in items:
         queue.append(item)
         if len(queue) > depth:
-            yield queue.pop(0)
+            yield queue.popleft()
     yield from queue
 
 
-def _drain(results: Iterator[tuple[list[list[str]], list[str], list[int], Any]], writer: Any,
-           summary: ScrubSummary, index: int, bad_limit: int, progress: Callable[[int], None] | None) -> None:
-    for rows, raws, lines, pending in results:
-        answers = pending.get()
-        if len(answers) != len(rows):
-            raise ScrubError("internal error: a batch came back with a different number of answers")
-        # Result and Reason are StrEnums: the csv module writes their values
-        writer.writerows([*row, result, reason] for row, (result, reason) in zip(rows, answers, strict=True))
-        summary.rows += len(rows)
-        for (result, reason), count in Counter(answers).items():
+def _drain(results: Iterator[tuple[_Batch, Any]], writer: Any, out: Any, summary: ScrubSummary, index: int,
+           bad_limit: int, progress: Callable[[int], None] | None) -> None:
+    for batch, pending in results:
+        screened: _Screened = pending.get()
+        if batch.text is not None:
+            assert screened.text is not None
+            out.write(screened.text)
+        else:
+            assert batch.rows is not None
+            if len(screened.codes) != len(batch.rows):
+                raise ScrubError("internal error: a batch came back with a different number of answers")
+            # Result and Reason are StrEnums: the csv module writes their values
+            writer.writerows([*row, *_ANSWERS[code]] for row, code in zip(batch.rows, screened.codes, strict=True))
+        summary.learned_exchanges.update(screened.learned)
+        summary.rows += len(screened.codes)
+        for code, count in Counter(screened.codes).items():
+            result, reason = _ANSWERS[code]
             summary.reasons[reason.value] += count
             if result is Result.ALLOW:
                 summary.allowed += count
             else:
                 summary.blocked += count
-            if reason is Reason.INVALID_NUMBER:
+            if code == _INVALID:
                 summary.bad_rows += count
-        if Reason.INVALID_NUMBER in summary.reasons and len(summary.bad_samples) < bad_limit:
-            for raw, line, (_result, reason) in zip(raws, lines, answers, strict=True):
-                if reason is Reason.INVALID_NUMBER and len(summary.bad_samples) < bad_limit:
-                    why = "not a valid phone number" if raw.strip() else f"no number in column {index + 1}"
-                    summary.bad_samples.append((line, why))
+        for line, blank in screened.bad:
+            if len(summary.bad_samples) >= bad_limit:
+                break
+            why = f"no number in column {index + 1}" if blank else "not a valid phone number"
+            summary.bad_samples.append((line, why))
         if progress:
-            progress(len(rows))
+            progress(len(screened.codes))

@@ -147,6 +147,12 @@ class NumberVault:
         active = self._hash_key if self.hashes is None else self.hashes.current()[0]
         return digest_under(active, e164)
 
+    def digests(self, e164s: Sequence[str]) -> list[str]:
+        """:meth:`digest` of many numbers (the hash key in force is read once)."""
+        active = self._hash_key if self.hashes is None else self.hashes.current()[0]
+        size = DIGEST_HEX_CHARS // 2
+        return [hmac.digest(active, e164.encode("ascii"), "sha256")[:size].hex() for e164 in e164s]
+
     def previous_digest(self, e164: str) -> str | None:
         """While the hash key is being rotated, the number's digest under the key being retired
         (facts are read under both); None otherwise."""

@@ -12,6 +12,7 @@ from blocklists.registry import RegistryManager
 from blocklists.scrub import (
     BatchScreener,
     PrefixNormalizer,
+    ScrubError,
     ScrubJob,
     exchange_table_path,
     load_exchanges,
@@ -19,10 +20,10 @@ from blocklists.scrub import (
     scrub_csv,
 )
 from callscreen.cli.main import main
-from callscreen.models import Campaign, Consent, Contact, LegalBasis, OptOut, Proof
+from callscreen.models import Campaign, Consent, Contact, LegalBasis, OptOut, Proof, Reason, Result
 from callscreen.numbers import InvalidNumber, normalize
 from callscreen.screening import build_screener
-from callscreen.store import number_key
+from callscreen.store import StoreError, number_key
 from tests_support import TEST_ENCRYPTION_KEY, TEST_HASH_KEY, TEST_LOG_KEY
 
 pytestmark = pytest.mark.also_cluster
@@ -263,3 +264,81 @@ def test_scrub_blocks_an_erased_number_even_when_nothing_else_is_kept_about_it(w
     out, _ = scrub_rows(screener, lookup, "us-promo", ["id", "name", "phone"], US_LEADS, path=tmp_path / "e.csv")
     assert out[9][-2:] == ["BLOCK", "erased_subject"]
     assert screener.screen("+1 212 555 0199", "us-promo", AT, dry_run=True).reason.value == "erased_subject"
+
+
+def test_any_csv_shape_comes_out_row_for_row_as_the_csv_module_writes_it(world, tmp_path):
+    """Plain lines go through as text, the rest through the csv module: the output is the same
+    either way, byte for byte, with the line numbers the csv module counts."""
+    screener, lookup = world
+    campaign = screener.store.get_campaign("us-promo")
+    pack = screener.policies.for_campaign(campaign)
+    body = ("id,name,phone\r\n1,Ann,+1 212 555 0100\r\n2,Bob,(212) 555-0101\r\n\r\n3,Zoë,212.555.0102\r\n"
+            '4,"Di, Jr.",2125550103\n5,"multi\nline\r\nnote",12125550104\n6,short\n7,Ed,"+1 305 555 0100"\n'
+            "8,Flo,12345\r\n9,Gus, \n" + "".join(f"{10 + i},x,+1 212 555 01{i:02d}\n" for i in range(30))
+            + '40,"unterminated\n41,tail,2125550199')
+    source = tmp_path / "shapes.csv"
+    source.write_bytes(body.encode())
+    with open(source, newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle)
+        parsed = [(row, reader.line_num) for row in reader]
+    expected = io.StringIO()
+    writer = csv.writer(expected, lineterminator="\n")
+    writer.writerow([*parsed[0][0], "result", "reason"])
+    bad = []
+    for row, line in parsed[1:]:
+        cell = row[2] if len(row) > 2 else ""
+        answer = screener.screen(cell, "us-promo", AT, dry_run=True)
+        writer.writerow([*row, answer.result, answer.reason])
+        if answer.reason.value == "invalid_number":
+            bad.append((line, "not a valid phone number" if cell.strip() else "no number in column 3"))
+    for batch_rows in (1, 2, 3, 7, 5000):
+        out = io.StringIO()
+        engine = BatchScreener(screener.store.client, screener.vault, campaign, pack, AT, lookup)
+        summary = scrub_csv(engine, source, out, batch_rows=batch_rows)
+        assert out.getvalue() == expected.getvalue(), batch_rows
+        assert summary.rows == len(parsed) - 1 and summary.bad_samples == bad, batch_rows
+
+
+def test_a_cell_too_long_for_the_csv_module_is_one_clear_error_with_its_line(world, tmp_path):
+    screener, lookup = world
+    campaign = screener.store.get_campaign("us-promo")
+    engine = BatchScreener(screener.store.client, screener.vault, campaign, screener.policies.for_campaign(campaign),
+                           AT, lookup)
+    for cell in ("x" * 200_000, '"' + "x" * 200_000 + '"'):
+        source = tmp_path / "long.csv"
+        source.write_text(f"id,phone\n1,2125550100\n2,{cell}\n3,2125550101\n")
+        with pytest.raises(ScrubError, match="line 3: field larger than field limit"):
+            scrub_csv(engine, source, io.StringIO())
+
+
+def test_numbers_with_records_anywhere_in_a_probe_group_get_their_full_facts(world, tmp_path):
+    """Records are found whether few numbers have them (grouped EXISTS) or many (one by one)."""
+    screener, lookup = world
+    store = screener.store
+    rng = random.Random(3)
+    numbers = [f"+1212{rng.randrange(200, 1000)}{rng.randrange(10000):04d}" for _ in range(400)]
+    for position, e164 in enumerate(numbers):
+        if position % 37 == 5 or 200 <= position < 260:  # sparse, then a dense stretch
+            store.add_consent(normalize(e164), consent(f"g-{position}"))
+        if position % 53 == 11:
+            store.add_opt_out(normalize(e164), OptOut(None, "call", AT - timedelta(days=1)))
+    rows = [[str(i), e164] for i, e164 in enumerate(numbers)]
+    out, _ = scrub_rows(screener, lookup, "us-promo", ["id", "phone"], rows, path=tmp_path / "g.csv", batch_rows=40)
+    for row, line in zip(rows, out[1:], strict=True):
+        expected = screener.screen(row[1], "us-promo", AT, dry_run=True)
+        assert line[-2:] == [expected.result.value, expected.reason.value], row
+    assert {line[-1] for line in out[1:]} >= {"consent", "opted_out", "no_basis"}
+
+
+def test_a_registry_generation_gone_mid_scrub_stops_the_scrub(world, redis_client):
+    from blocklists import storage
+
+    screener, lookup = world
+    campaign = screener.store.get_campaign("us-promo")
+    engine = BatchScreener(screener.store.client, screener.vault, campaign, screener.policies.for_campaign(campaign),
+                           AT, lookup)
+    assert engine.screen(["2125550101"]) == [(Result.BLOCK, Reason.NATIONAL_DNC)]
+    generation = lookup.refresh().registries["us-dnc"][0]
+    redis_client.delete(storage.shards_key("us-dnc", generation))
+    with pytest.raises(StoreError, match="replaced while the scrub ran"):
+        engine.screen(["2125550101"])
