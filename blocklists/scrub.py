@@ -26,6 +26,7 @@ Speed comes from batching, never from a different decision:
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import multiprocessing
@@ -271,21 +272,24 @@ class RegistryBits:
         return found
 
 
-def bulk(client: redis.Redis, commands: Sequence[Command]) -> list[Any]:
+def bulk(client: redis.Redis, commands: Sequence[Command], wire: bytes = b"", wire_count: int = 0) -> list[Any]:
     """Send many commands in one write and read every reply: the pipeline without its per-command
-    Python bookkeeping (hiredis packs the commands). Errors come back as exceptions in the list.
+    Python bookkeeping (hiredis packs the commands). ``wire`` holds ``wire_count`` commands
+    already in the protocol's form, sent first. Errors come back as exceptions in the list.
     A cluster client has no single connection: its commands go through :func:`run_pipeline`,
     which sends each node its share."""
-    if not commands:
+    if not commands and not wire_count:
         return []
     if is_cluster_client(client):
+        if wire_count:
+            raise ValueError("a cluster client takes commands, not protocol bytes")
         return run_pipeline(client, commands)
     connection = client.connection_pool.get_connection()
     try:
-        connection.send_packed_command([b"".join(map(hiredis.pack_command, commands))], check_health=False)
+        connection.send_packed_command([wire + b"".join(map(hiredis.pack_command, commands))], check_health=False)
         replies = []
         read = connection.read_response
-        for _ in range(len(commands)):
+        for _ in range(wire_count + len(commands)):
             try:
                 replies.append(read(disable_decoding=True))
             except redis.ResponseError as exc:
@@ -296,6 +300,29 @@ def bulk(client: redis.Redis, commands: Sequence[Command]) -> list[Any]:
         raise StoreError(f"store unavailable: {exc}") from exc
     finally:
         client.connection_pool.release(connection)
+
+
+def _probe_wire(digests: Sequence[str], group: int) -> tuple[bytes, int]:
+    """``EXISTS`` over the fact keys of ``group`` numbers at a time, in the protocol's form (one
+    string replacement per number instead of seven keys packed one by one); and the count."""
+    template = _probe_template(len(digests[0]))
+    if any(len(digest) != len(digests[0]) for digest in digests):
+        raise ValueError("digests of different lengths")
+    parts = [template.replace("\0", digest) for digest in digests]
+    out: list[str] = []
+    count = 0
+    for start in range(0, len(parts), group):
+        chunk = parts[start:start + group]
+        out.append(f"*{1 + len(_FACT_KINDS) * len(chunk)}\r\n$6\r\nEXISTS\r\n")
+        out.extend(chunk)
+        count += 1
+    return "".join(out).encode("ascii"), count
+
+
+@functools.cache
+def _probe_template(digest_length: int) -> str:
+    keys = [number_key("\0" * digest_length, kind) for kind in _FACT_KINDS]
+    return "".join(f"${len(key)}\r\n{key.replace(chr(0) * digest_length, chr(0))}\r\n" for key in keys)
 
 
 _ANSWERS = [(result, reason) for result in Result for reason in Reason]
@@ -349,11 +376,15 @@ class BatchScreener:
         if not located:
             return codes
         e164s = [found[0] for _i, found in located]
-        bases = [f"{_KEY_HEAD}{digest}{_KEY_TAIL}" for digest in self.vault.digests(e164s)]
-        kinds = _FACT_KINDS
+        digests = self.vault.digests(e164s)
+        bases = [f"{_KEY_HEAD}{digest}{_KEY_TAIL}" for digest in digests]
         group = self._group
-        probes: list[Command] = [("EXISTS", *[base + kind for base in bases[start:start + group] for kind in kinds])
-                                 for start in range(0, len(bases), group)]
+        wire, probe_count, probes = b"", 0, []
+        if is_cluster_client(self.client):
+            probes = [("EXISTS", *[bases[j] + kind for kind in _FACT_KINDS]) for j in range(len(bases))]
+            probe_count = len(probes)
+        else:
+            wire, probe_count = _probe_wire(digests, group)
         registry: list[Command] = []
         by_shard: dict[str, tuple[list[int], list[int]]] = {}
         numbers: list[PhoneNumber] | None = None
@@ -362,9 +393,9 @@ class BatchScreener:
         elif self.registries is not None and self.registry_ids:
             numbers = [PhoneNumber(e164, *found[1]) for e164, (_i, found) in zip(e164s, located, strict=True)]
             registry = [c for n in numbers for c in self.registries.commands(n, self.registry_ids)]
-        replies = bulk(self.client, probes + registry)
-        with_records = self._with_records(bases, replies[:len(probes)])
-        statuses = self._statuses(e164s, numbers, by_shard, replies[len(probes):])
+        replies = bulk(self.client, probes + registry, wire, 0 if probes else probe_count)
+        with_records = self._with_records(bases, replies[:probe_count])
+        statuses = self._statuses(e164s, numbers, by_shard, replies[probe_count:])
         memo = self._memo
         for j, (i, (e164, geography)) in enumerate(located):
             if j in with_records:
