@@ -384,7 +384,8 @@ def measure_scrub(client: redis.Redis, url: str, vault_keys: tuple[bytes, bytes]
                                                           proof=Proof(form_text="Call me")), None)
                             for i, raw in enumerate(on_file) if _valid(raw)])
         table: dict = {}
-        for workers, label in ((1, "1 process"), (2, "2 processes"), (2, "2 processes, exchange table kept")):
+        for workers, label in ((1, "1 process"), (2, "2 processes"), (1, "1 process, exchange table kept"),
+                               (2, "2 processes, exchange table kept")):
             known = table if "kept" in label else {}
             engine: BatchScreener | ScrubJob
             if workers == 1:
@@ -396,7 +397,7 @@ def measure_scrub(client: redis.Redis, url: str, vault_keys: tuple[bytes, bytes]
             table.update(summary.learned_exchanges)
             reasons = ", ".join(f"{k} {v:,}" for k, v in summary.reasons.most_common(4))
             out(f"scrub of {summary.rows:,} rows over {spread_label}, {label}: "
-                f"{summary.seconds:.1f} s = {summary.rate:,.0f} rows/s ({reasons})")
+                f"{summary.seconds:.1f} s = {summary.rate:,.0f} rows/s ({reasons}; load {os.getloadavg()[0]:.1f})")
 
 if __name__ == "__main__":
     main()

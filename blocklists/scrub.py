@@ -188,9 +188,6 @@ class ScrubSummary:
 
 
 _FACT_KINDS = (*FactQuery.KINDS, "attempts", "erased")  # an erased number must get its full query
-_KEY_HEAD, _KEY_TAIL = number_key("\0", "").split("\0")  # a number's fact keys: head + digest + tail + kind
-if number_key("d", "") + "x" != number_key("d", "x"):  # the scrub builds fact keys as a prefix + kind
-    raise ImportError("callscreen.store.number_key no longer ends with the kind")
 _LINE_CHARS = 32  # a batch of n rows is read as n * 32 characters (then to the end of a line)
 PROBE_GROUP = 8  # numbers per EXISTS while few numbers have records (one reply for the whole group)
 
@@ -239,8 +236,9 @@ class RegistryBits:
         return commands, by_shard
 
     def read(self, count: int, by_shard: dict[str, tuple[list[int], list[int]]],
-             replies: Sequence[Any]) -> list[tuple[RegistryStatus, ...]]:
-        """Each number's statuses from the replies to :meth:`plan`'s commands."""
+             replies: Sequence[Any]) -> list[int]:
+        """Each number's registry pattern (bit k: listed in the k-th loaded registry; see
+        :meth:`statuses`) from the replies to :meth:`plan`'s commands."""
         for (registry_id, _generation), alive in zip(self._live, replies[len(replies) - len(self._live):], strict=True):
             if isinstance(alive, Exception):
                 raise StoreError(f"registry {registry_id} unreadable: {alive}")
@@ -257,10 +255,13 @@ class RegistryBits:
                 for position, listed in zip(positions, bits, strict=True):
                     if listed:
                         patterns[position] |= bit
-        statuses = self._statuses
-        return [statuses.get(p) or self._status(p) for p in patterns]
+        return patterns
 
-    def _status(self, pattern: int) -> tuple[RegistryStatus, ...]:
+    def statuses(self, pattern: int) -> tuple[RegistryStatus, ...]:
+        """The registry statuses a pattern stands for."""
+        found = self._statuses.get(pattern)
+        if found is not None:
+            return found
         out, k = [], 0
         for registry_id, entry in zip(self.registry_ids, self._entries, strict=True):
             if entry is None:
@@ -300,6 +301,11 @@ def bulk(client: redis.Redis, commands: Sequence[Command], wire: bytes = b"", wi
         raise StoreError(f"store unavailable: {exc}") from exc
     finally:
         client.connection_pool.release(connection)
+
+
+def _probe(digest: str) -> Command:
+    """``EXISTS`` over one number's fact keys."""
+    return ("EXISTS", *[number_key(digest, kind) for kind in _FACT_KINDS])
 
 
 def _probe_wire(digests: Sequence[str], group: int) -> tuple[bytes, int]:
@@ -377,11 +383,10 @@ class BatchScreener:
             return codes
         e164s = [found[0] for _i, found in located]
         digests = self.vault.digests(e164s)
-        bases = [f"{_KEY_HEAD}{digest}{_KEY_TAIL}" for digest in digests]
         group = self._group
         wire, probe_count, probes = b"", 0, []
         if is_cluster_client(self.client):
-            probes = [("EXISTS", *[bases[j] + kind for kind in _FACT_KINDS]) for j in range(len(bases))]
+            probes = [_probe(digest) for digest in digests]
             probe_count = len(probes)
         else:
             wire, probe_count = _probe_wire(digests, group)
@@ -394,22 +399,26 @@ class BatchScreener:
             numbers = [PhoneNumber(e164, *found[1]) for e164, (_i, found) in zip(e164s, located, strict=True)]
             registry = [c for n in numbers for c in self.registries.commands(n, self.registry_ids)]
         replies = bulk(self.client, probes + registry, wire, 0 if probes else probe_count)
-        with_records = self._with_records(bases, replies[:probe_count])
-        statuses = self._statuses(e164s, numbers, by_shard, replies[probe_count:])
+        with_records = self._with_records(digests, replies[:probe_count])
+        marks: Sequence[Any]  # per number: its registry pattern, or its statuses
+        if self._bits is not None:
+            marks, statuses_of = self._bits.read(len(e164s), by_shard, replies[probe_count:]), self._bits.statuses
+        else:
+            marks, statuses_of = self._statuses(numbers, len(e164s), replies[probe_count:]), _same
         memo = self._memo
         for j, (i, (e164, geography)) in enumerate(located):
             if j in with_records:
                 continue
-            key = (geography, statuses[j])
+            key = (geography, marks[j])
             code = memo.get(key)
             if code is None:
-                code = self._decide_empty(raws[i], PhoneNumber(e164, *geography), statuses[j])
+                code = self._decide_empty(raws[i], PhoneNumber(e164, *geography), statuses_of(marks[j]), key)
             codes[i] = code
         if with_records:
-            self._screen_full(raws, located, bases, sorted(with_records), codes)
+            self._screen_full(raws, located, digests, sorted(with_records), codes)
         return codes
 
-    def _with_records(self, bases: list[str], probes: Sequence[Any]) -> set[int]:
+    def _with_records(self, digests: list[str], probes: Sequence[Any]) -> set[int]:
         """Which numbers (by position) have any fact key; adapts the probe group size."""
         group = self._group
         found: set[int] = set()
@@ -418,46 +427,45 @@ class BatchScreener:
             if isinstance(reply, Exception):
                 raise StoreError(f"fact lookup failed: {reply}")
             if reply:
-                suspects.extend(range(g * group, min(len(bases), (g + 1) * group)))
+                suspects.extend(range(g * group, min(len(digests), (g + 1) * group)))
         if group == 1:
             found.update(suspects)
         elif suspects:
-            replies = bulk(self.client, [("EXISTS", *[bases[j] + kind for kind in _FACT_KINDS]) for j in suspects])
+            replies = bulk(self.client, [_probe(digests[j]) for j in suspects])
             for j, reply in zip(suspects, replies, strict=True):
                 if isinstance(reply, Exception):
                     raise StoreError(f"fact lookup failed: {reply}")
                 if reply:
                     found.add(j)
         if not is_cluster_client(self.client):  # groups pay off only while few numbers have records
-            self._group = PROBE_GROUP if len(found) * 20 < len(bases) else 1
+            self._group = PROBE_GROUP if len(found) * 20 < len(digests) else 1
         return found
 
-    def _statuses(self, e164s: list[str], numbers: list[PhoneNumber] | None,
-                  by_shard: dict[str, tuple[list[int], list[int]]], replies: Sequence[Any]) -> list[tuple[Any, ...]]:
-        if self._bits is not None:
-            return self._bits.read(len(e164s), by_shard, replies)
+    def _statuses(self, numbers: list[PhoneNumber] | None, count: int, replies: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """Statuses through the registry lookup's own commands (a lookup other than Redis's)."""
         if numbers is None or self.registries is None:
-            return [()] * len(e164s)
+            return [()] * count
         size = len(replies) // max(len(numbers), 1)
         return [self.registries.parse(n, self.registry_ids, replies[j * size:(j + 1) * size])
                 for j, n in enumerate(numbers)]
 
-    def _decide_empty(self, raw: str, number: PhoneNumber, statuses: tuple[Any, ...]) -> int:
+    def _decide_empty(self, raw: str, number: PhoneNumber, statuses: tuple[Any, ...], key: tuple[Any, ...]) -> int:
+        """The decision for a number without records; remembered under ``key`` (its geography
+        and registry pattern: all that such a decision reads)."""
         decision = decide(ScreeningRequest(raw, number, self.campaign, self.at), Facts(registries=statuses), self.pack)
         if len(self._memo) > 100_000:
             self._memo.clear()
-        code = self._memo[(number.region, number.timezones, number.subdivision), statuses] = \
-            _ANSWER_CODE[(decision.result, decision.reason)]
+        code = self._memo[key] = _ANSWER_CODE[(decision.result, decision.reason)]
         return code
 
-    def _screen_full(self, raws: Sequence[str], located: list[tuple[int, tuple[str, Geography]]], bases: list[str],
+    def _screen_full(self, raws: Sequence[str], located: list[tuple[int, tuple[str, Geography]]], digests: list[str],
                      positions: list[int], codes: bytearray) -> None:
         queries = []
         commands: list[Any] = []
         for j in positions:
             i, (e164, geography) = located[j]
             number = PhoneNumber(e164, *geography)
-            digest = bases[j][len(_KEY_HEAD):len(bases[j]) - len(_KEY_TAIL)]
+            digest = digests[j]
             query = FactQuery(number, digest, self.at, self.registry_ids, self.registries,
                               attempt_limit=self.pack.attempt_read_limit,
                               erasure=self.vault.erasure_digests(e164))
@@ -471,6 +479,10 @@ class BatchScreener:
             index += size
             decision = decide(ScreeningRequest(raws[i], number, self.campaign, self.at), facts, self.pack)
             codes[i] = _ANSWER_CODE[(decision.result, decision.reason)]
+
+
+def _same(statuses: Any) -> Any:
+    return statuses
 
 
 # --- the CSV run ---------------------------------------------------------------------------------

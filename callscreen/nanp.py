@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import phonenumbers
 from phonenumbers import PhoneMetadata, PhoneNumberType, timezone
 from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE, is_number_type_geographical
-from phonenumbers.prefix import _find_lang
+from phonenumbers.prefix import _LOCALE_NORMALIZATION_MAP, _find_lang, _full_locale
 
 from callscreen.numbers import InvalidNumber, PhoneNumber, clean_zones, normalize, us_subdivision
 
@@ -163,6 +163,10 @@ class NanpExchanges:
         self._country_zones = tuple(timezone._country_level_time_zones_for_number(_PLUS_ONE))
         names = ["", *(geocoder._region_display_name(r.code, "en") for r in regions)]
         self._non_geographic_ok = all(us_subdivision(name) is None for name in names)
+        self._geographic = frozenset(kind for kind in vars(PhoneNumberType).values()
+                                     if isinstance(kind, int) and is_number_type_geographical(kind, 1))
+        # phonenumbers' language choice for "en" without script or region is the "en" entry
+        self._plain_english = _full_locale("en", None, None) == "en" and "en" not in _LOCALE_NORMALIZATION_MAP
 
     def exchange(self, nsn: str) -> Exchange:
         """The answer for a 10-digit national number (ASCII digits)."""
@@ -173,7 +177,7 @@ class NanpExchanges:
         region, kind = self._classify(nsn)
         if region is None or kind == PhoneNumberType.UNKNOWN:
             return None
-        if not is_number_type_geographical(kind, 1):
+        if kind not in self._geographic:
             if not self._non_geographic_ok:
                 return self._normalized(nsn)
             return region, self._cleaned(region, self._country_zones), None
@@ -230,10 +234,11 @@ class NanpExchanges:
     def _description(self, digits: str) -> str | None:
         """The geocoder's English area description (``description_for_valid_number``), or None
         when it has none (phonenumbers then falls back to the country name)."""
+        data = self._geo_data
         for length in range(self._geo_prefix, 0, -1):
-            names = self._geo_data.get(digits[:length])
+            names = data.get(digits[:length])
             if names is not None:
-                name = _find_lang(names, "en", None, None)
+                name = names.get("en") if self._plain_english else _find_lang(names, "en", None, None)
                 if name is not None:
                     return name or None
         return None
