@@ -156,7 +156,7 @@ class PrefixNormalizer:
             entry = self._cache[prefix]
         except KeyError:
             if self._exchanges is None:
-                self._exchanges = NanpExchanges()
+                self._exchanges = NanpExchanges.shared()
             entry = self._cache[prefix] = self.learned[prefix] = self._exchanges.exchange(nsn)
         return None if entry is None else ("+1" + nsn, entry)
 
@@ -649,6 +649,8 @@ def scrub_csv(screener_or_job: BatchScreener | ScrubJob, source: str | Path, out
             writer.writerow([*head, "result", "reason"])
         batches = _batches(handle, batch_rows, line)
         if isinstance(screener_or_job, ScrubJob) and workers > 1:
+            if screener_or_job.campaign.default_region.upper() in _NANP_REGIONS:
+                NanpExchanges.shared()  # loaded once here, inherited by the forked workers
             context = multiprocessing.get_context("fork")
             with context.Pool(workers, _init_worker, (screener_or_job,)) as pool:
                 pending = ((batch, pool.apply_async(_work, (batch, index, bad_limit))) for batch in batches)

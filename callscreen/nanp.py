@@ -21,6 +21,7 @@ hold at most ``1`` + six digits for ``+1``.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -167,6 +168,13 @@ class NanpExchanges:
                                      if isinstance(kind, int) and is_number_type_geographical(kind, 1))
         # phonenumbers' language choice for "en" without script or region is the "en" entry
         self._plain_english = _full_locale("en", None, None) == "en" and "en" not in _LOCALE_NORMALIZATION_MAP
+
+    @classmethod
+    @functools.cache
+    def shared(cls) -> NanpExchanges:
+        """This process's instance (building one loads the geocoder's data, ~1 s: a parent that
+        builds it before forking workers spares each of them that)."""
+        return cls()
 
     def exchange(self, nsn: str) -> Exchange:
         """The answer for a 10-digit national number (ASCII digits)."""
