@@ -71,7 +71,8 @@ from callscreen.store import (
 BATCH_ROWS = 5000
 NUMBER_HEADERS = ("phone", "number", "phone_number", "msisdn", "tel", "telephone", "mobile", "e164")
 _SEPARATORS = re.compile(r"[\s\-.()/\u00a0\u2010-\u2015]+")  # as callscreen.numbers cleans input
-_ASCII_SEPARATORS = str.maketrans("", "", " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f-.()/")  # the ASCII part of it
+_ASCII_SEPARATORS = b" \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f-.()/"  # the ASCII part of it
+_UNSEEN = object()
 _NANP_REGIONS = frozenset({
     "US", "CA", "AG", "AI", "AS", "BB", "BM", "BS", "DM", "DO", "GD", "GU", "JM", "KN", "KY", "LC",
     "MP", "MS", "PR", "SX", "TC", "TT", "VC", "VG", "VI",
@@ -134,31 +135,53 @@ class PrefixNormalizer:
     def locate(self, raw: str) -> tuple[str, Geography] | None:
         """``(e164, (region, time zones, subdivision))`` as :func:`normalize` answers, or None
         for what it refuses (no PhoneNumber is built: the scrub needs only these)."""
-        if len(raw) > MAX_INPUT_LENGTH:
-            return None  # normalize refuses it
-        text = raw.translate(_ASCII_SEPARATORS) if raw.isascii() else _SEPARATORS.sub("", raw.strip())
-        nsn = None
-        if text.startswith("+1") and len(text) == 12 and text[1:].isdigit():
-            nsn = text[2:]
-        elif self.nanp_default and text.isdigit() and text.isascii():
-            if len(text) == 10:
+        return self.locate_all([raw])[0]
+
+    def locate_all(self, raws: Sequence[str]) -> list[tuple[str, Geography] | None]:
+        """:meth:`locate` of a batch; the separators of ASCII spellings are removed for the whole
+        batch at once."""
+        joined = "\0".join(raws)
+        if joined.isascii() and joined.count("\0") == len(raws) - 1:
+            texts = joined.encode().translate(None, _ASCII_SEPARATORS).decode().split("\0")
+        else:
+            texts = [raw.encode().translate(None, _ASCII_SEPARATORS).decode() if raw.isascii()
+                     else _SEPARATORS.sub("", raw.strip()) for raw in raws]
+        nanp_default = self.nanp_default
+        cache = self._cache
+        out: list[tuple[str, Geography] | None] = []
+        for raw, text in zip(raws, texts, strict=True):
+            size = len(text)
+            if size == 12 and text.startswith("+1") and text[1:].isdigit() and text.isascii():
+                nsn = text[2:]
+            elif nanp_default and size == 10 and text.isdigit() and text.isascii():
                 nsn = text
-            elif len(text) == 11 and text[0] == "1":
+            elif nanp_default and size == 11 and text[0] == "1" and text.isdigit() and text.isascii():
                 nsn = text[1:]
-        if nsn is None or not nsn.isascii():
-            try:
-                number = normalize(raw, self.default_region)
-            except InvalidNumber:
-                return None
-            return number.e164, (number.region, number.timezones, number.subdivision)
-        prefix = nsn[:6]
+            else:
+                out.append(self._normalized(raw))
+                continue
+            if len(raw) > MAX_INPUT_LENGTH:
+                out.append(None)  # normalize refuses it
+                continue
+            entry = cache.get(nsn[:6], _UNSEEN)
+            if entry is _UNSEEN:
+                entry = self._learn(nsn)
+            out.append(None if entry is None else ("+1" + nsn, entry))  # type: ignore[arg-type]
+        return out
+
+    def _normalized(self, raw: str) -> tuple[str, Geography] | None:
         try:
-            entry = self._cache[prefix]
-        except KeyError:
-            if self._exchanges is None:
-                self._exchanges = NanpExchanges.shared()
-            entry = self._cache[prefix] = self.learned[prefix] = self._exchanges.exchange(nsn)
-        return None if entry is None else ("+1" + nsn, entry)
+            number = normalize(raw, self.default_region)
+        except InvalidNumber:
+            return None
+        return number.e164, (number.region, number.timezones, number.subdivision)
+
+    def _learn(self, nsn: str) -> Exchange:
+        if self._exchanges is None:
+            self._exchanges = NanpExchanges.shared()
+        prefix = nsn[:6]
+        entry = self._cache[prefix] = self.learned[prefix] = self._exchanges.exchange(nsn)
+        return entry
 
 
 @dataclass(slots=True)
@@ -377,8 +400,7 @@ class BatchScreener:
         if self.vault.hashes is not None and self.vault.hashes.current()[1] is not None:
             raise StoreError("the hash key is being rotated: scrub again once `callscreen keys status` shows it done")
         codes = bytearray([_INVALID]) * len(raws)
-        locate = self.normalizer.locate
-        located = [(i, found) for i, found in enumerate(map(locate, raws)) if found is not None]
+        located = [(i, found) for i, found in enumerate(self.normalizer.locate_all(raws)) if found is not None]
         if not located:
             return codes
         e164s = [found[0] for _i, found in located]

@@ -25,16 +25,18 @@ Token formats (url-safe base64 bodies; the prefixes never occur in base64 output
 from __future__ import annotations
 
 import base64
+import hashlib
 import hmac
 import os
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+_SHA256_BLOCK = 64
 DIGEST_HEX_CHARS = 32  # 128 bits: collision-free for any realistic number space
 KEYED_ID_HEX_CHARS = 24  # 96 bits: ids are unique per keyed content, not secrets themselves
 NONCE_BYTES = 12
@@ -94,6 +96,15 @@ class HashKeySource(Protocol):
     def current(self) -> tuple[bytes, bytes | None, tuple[bytes, ...]]: ...
 
 
+def _hmac_pads(key: bytes) -> tuple[Any, Any]:
+    """SHA-256 states after the inner and outer HMAC pads of ``key`` (RFC 2104): HMAC of a
+    message = outer(inner(message)), the same bytes as ``hmac.digest(key, message, "sha256")``."""
+    if len(key) > _SHA256_BLOCK:
+        key = hashlib.sha256(key).digest()
+    key = key.ljust(_SHA256_BLOCK, b"\0")
+    return hashlib.sha256(key.translate(hmac.trans_36)), hashlib.sha256(key.translate(hmac.trans_5C))
+
+
 def digest_under(hash_key: bytes, e164: str) -> str:
     """A number's digest under one hash key."""
     return hmac.digest(hash_key, e164.encode("ascii"), "sha256").hex()[:DIGEST_HEX_CHARS]
@@ -115,6 +126,7 @@ class NumberVault:
             if len(key) != 32:
                 raise ValueError("encryption_key must be exactly 32 bytes")
         self._hash_key = hash_key
+        self._pads: dict[bytes, tuple[Any, Any]] = {}
         self._id_key = _subkey(hash_key, b"keyed-id")
         self._aead = AESGCM(encryption_key)  # legacy seals only
         self.masters = masters
@@ -148,10 +160,22 @@ class NumberVault:
         return digest_under(active, e164)
 
     def digests(self, e164s: Sequence[str]) -> list[str]:
-        """:meth:`digest` of many numbers (the hash key in force is read once)."""
+        """:meth:`digest` of many numbers: the hash key in force is read once, and its HMAC pads
+        are hashed once (RFC 2104), not once per number."""
         active = self._hash_key if self.hashes is None else self.hashes.current()[0]
+        pads = self._pads.get(active)
+        if pads is None:
+            pads = self._pads[active] = _hmac_pads(active)
+        inner_copy, outer_copy = pads[0].copy, pads[1].copy
         size = DIGEST_HEX_CHARS // 2
-        return [hmac.digest(active, e164.encode("ascii"), "sha256")[:size].hex() for e164 in e164s]
+        out = []
+        for e164 in e164s:
+            inner = inner_copy()
+            inner.update(e164.encode("ascii"))
+            outer = outer_copy()
+            outer.update(inner.digest())
+            out.append(outer.digest()[:size].hex())
+        return out
 
     def previous_digest(self, e164: str) -> str | None:
         """While the hash key is being rotated, the number's digest under the key being retired

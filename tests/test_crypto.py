@@ -1,3 +1,5 @@
+import os
+
 import pytest
 
 from callscreen.crypto import NumberVault, SealError
@@ -81,3 +83,11 @@ def test_keyed_ids_are_stable_per_content_and_differ_per_key(vault):
     assert one != NumberVault(b"x" * 32, b"y" * 32).keyed_id("c", "+79991234567", "promotions", "web_form",
                                                              "2026-05-01T10:00:00Z")
     assert one.startswith("c-") and len(one) == 26
+
+
+@pytest.mark.parametrize("key_length", [32, 64, 65, 200])
+def test_digests_of_a_batch_equal_the_digest_of_each_number(key_length):
+    vault = NumberVault(bytes(range(key_length)), os.urandom(32))
+    numbers = ["+12125550100", "+442079460958", "+79991234567", "+19005550100"]
+    assert vault.digests(numbers) == [vault.digest(n) for n in numbers]
+    assert len(set(vault.digests(numbers))) == len(numbers)

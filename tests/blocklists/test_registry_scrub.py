@@ -149,7 +149,9 @@ def test_the_exchange_cache_agrees_with_full_normalization():
     for _ in range(3000):
         digits = f"{rng.randrange(100, 1000)}{rng.randrange(0, 1000):03d}{rng.randrange(10000):04d}"
         spelled = rng.choice([digits, "1" + digits, "+1" + digits, f"({digits[:3]}) {digits[3:6]}-{digits[6:]}",
-                              f"+1 {digits[:3]}.{digits[3:6]}.{digits[6:]}", "001" + digits, digits[:9]])
+                              f"+1 {digits[:3]}.{digits[3:6]}.{digits[6:]}", "001" + digits, digits[:9],
+                              f" {digits[:3]}\t{digits[3:6]}\x1f{digits[6:]}/", f"{digits[:3]}\u2013{digits[3:]}",
+                              f"+1_{digits}", f"{digits[:3]}\x00{digits[3:]}"])
         spellings.append(spelled)
     for region in ("US", "GB"):
         fast = PrefixNormalizer(region)
