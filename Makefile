@@ -12,11 +12,14 @@ $(BIN)/callscreen: pyproject.toml
 	@echo "==> creating $(VENV) and installing callscreen with its dependencies (about a minute, once)"
 	$(PYTHON) -m venv $(VENV)
 	@# one line per package as pip collects it; the whole output is kept in $(VENV)/pip.log
-	@{ $(BIN)/pip install --disable-pip-version-check --progress-bar off -e '.[test]' > $(VENV)/pip.log 2>&1; \
+	@# (the log exists before tail opens it, and pip has finished before its status is read: on a
+	@# busy machine the background install may not have started when tail does)
+	@: > $(VENV)/pip.log; rm -f $(VENV)/pip.status; \
+		{ $(BIN)/pip install --disable-pip-version-check --progress-bar off -e '.[test]' > $(VENV)/pip.log 2>&1; \
 		echo $$? > $(VENV)/pip.status; } & \
-		tail -n +1 -f $(VENV)/pip.log --pid=$$! | grep --line-buffered -E '^(Collecting|Successfully installed)' \
+		pid=$$!; tail -n +1 -f $(VENV)/pip.log --pid=$$pid | grep -a --line-buffered -E '^(Collecting|Successfully installed)' \
 		| sed -u 's/^/    /'; \
-		status=$$(cat $(VENV)/pip.status); \
+		wait $$pid; status=$$(cat $(VENV)/pip.status); \
 		if [ "$$status" != 0 ]; then tail -n 30 $(VENV)/pip.log; echo "pip install failed ($(VENV)/pip.log)"; exit 1; fi
 	touch $@
 
