@@ -8,8 +8,10 @@ from callscreen.models import Consent, Contact, LegalBasis, Objection, OptOut, S
 from callscreen.numbers import normalize
 from callscreen.store import (
     ATTEMPT_HISTORY,
+    KEPT_CONNECTIONS,
     StoreError,
     connect,
+    kept_connections,
     ms,
     number_key,
     pack_commands,
@@ -181,3 +183,29 @@ def test_commands_are_packed_to_the_bytes_redis_py_would_send_and_odd_arguments_
     for odd in (None, True, object()):
         with pytest.raises(StoreError):
             pack_commands(connection, [("SET", "k", odd)])
+
+
+def test_round_trips_reuse_the_connections_they_keep_and_never_keep_one_cut_short(own_store):
+    server = own_store(persist=False)
+
+    async def run() -> None:
+        client = connect(server.url, asyncio=True, timeout=5.0, max_connections=32, pool_timeout=5.0)
+        try:
+            ids = await asyncio.gather(*(run_pipeline_async(client, [("CLIENT", "ID")]) for _ in range(20)))
+            assert len({i for (i,) in ids}) > KEPT_CONNECTIONS  # twenty at once needed more connections
+            kept = kept_connections(client)
+            assert len(kept) == KEPT_CONNECTIONS  # the others went back to the pool
+            again = {(await run_pipeline_async(client, [("CLIENT", "ID")]))[0] for _ in range(30)}
+            assert len(again) == 1  # one at a time: always a kept connection, no new one
+            cut = asyncio.ensure_future(run_pipeline_async(client, [("DEBUG", "SLEEP", "0.3")]))
+            await asyncio.sleep(0.05)
+            taken = set(map(id, kept)) ^ set(map(id, kept_connections(client)))
+            cut.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await cut
+            assert len(kept) == KEPT_CONNECTIONS - 1 and not {id(c) for c in kept} & taken
+            assert await run_pipeline_async(client, [("ECHO", "fresh")]) == [b"fresh"]
+        finally:
+            await client.aclose()
+
+    asyncio.run(run())
