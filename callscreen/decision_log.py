@@ -537,20 +537,18 @@ class DecisionLog:
             replies += pipe.execute()
         return list(zip(configured + more, replies, strict=True))
 
-    async def _per_shard_async(self, read: Callable[[Any, LogShard], Any]) -> list[tuple[LogShard, Any]]:
-        """:meth:`_per_shard` over the asyncio client."""
+    async def _per_shard_async(self, command: Callable[[LogShard], Command]) -> list[tuple[LogShard, Any]]:
+        """:meth:`_per_shard` over the asyncio client, one ``command(shard)`` per shard, sent through
+        :func:`run_pipeline_async` (so a script the store lost in a restart is loaded again); a
+        failed reply raises :class:`StoreError`."""
         configured = [LogShard(i) for i in range(self.shard_count)]
-        pipe = self.aclient.pipeline(transaction=False)
-        pipe.smembers(REGISTRY)
-        for shard in configured:
-            read(pipe, shard)
-        registry, *replies = await pipe.execute()
+        registry, *replies = await run_pipeline_async(self.aclient,
+                                                      [("SMEMBERS", REGISTRY), *map(command, configured)])
+        _no_store_errors(registry)
         more = [shard for shard in _shard_list(self.shard_count, registry) if shard.index >= self.shard_count]
         if more:
-            pipe = self.aclient.pipeline(transaction=False)
-            for shard in more:
-                read(pipe, shard)
-            replies += await pipe.execute()
+            replies += await run_pipeline_async(self.aclient, [command(shard) for shard in more])
+        _no_store_errors(*replies)
         return list(zip(configured + more, replies, strict=True))
 
     @property
@@ -883,19 +881,7 @@ class DecisionLog:
 
     async def get_async(self, record_id: str) -> LogRecord | None:
         """:meth:`get` in one round trip: each shard's lookup script reads the id's entry."""
-        configured = [LogShard(i) for i in range(self.shard_count)]
-        registry, *found = await run_pipeline_async(
-            self.aclient, [("SMEMBERS", REGISTRY), *(_lookup(shard, record_id) for shard in configured)])
-        if isinstance(registry, Exception):
-            raise StoreError(f"decision log lookup failed: {registry}")
-        shards = configured
-        more = [shard for shard in _shard_list(self.shard_count, registry) if shard.index >= self.shard_count]
-        if more:  # shards only the registry names (a writer configured with more of them)
-            found += await run_pipeline_async(self.aclient, [_lookup(shard, record_id) for shard in more])
-            shards = configured + more
-        for shard, entries in zip(shards, found, strict=True):
-            if isinstance(entries, Exception):
-                raise StoreError(f"decision log lookup failed: {entries}")
+        for shard, entries in await self._per_shard_async(lambda shard: _lookup(shard, record_id)):
             if entries:
                 stream_id, fields = entries[0]
                 return _only_record([(stream_id, as_hash(fields))], shard)
@@ -1154,6 +1140,12 @@ def _no_errors(replies: list[Any], what: str) -> None:
     for reply in replies:
         if isinstance(reply, Exception):
             raise LogWriteError(f"{what}: {reply}")
+
+
+def _no_store_errors(*replies: Any) -> None:
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise StoreError(f"decision log read failed: {reply}")
 
 
 def _shard_list(configured: int, registered: Any) -> list[LogShard]:
