@@ -5,7 +5,8 @@
 ``SCREEN_RESULT`` empty, which the dialplan treats as BLOCK. ``AGI(agi://HOST:4573/outcome,
 SCREEN_ID,DIALSTATUS,ANSWEREDTIME,HANGUPCAUSE)`` from the ``h`` extension records how a
 dialed call ended. Nothing is ever read back from the channel: the header and the AGI
-arguments carry everything, so a screening costs four command round trips.
+arguments carry everything, so a screening costs one command round trip (an ``EXEC MSet`` of
+the four; four ``SET VARIABLE`` round trips when a value is not plain, see ``FastAGIServer._answer``).
 
 Invariants: the server never answers ALLOW unless the screener returned ALLOW (which it only
 does after logging the decision and the store confirming the record on disk); at most
@@ -565,7 +566,7 @@ class FastAGIServer:
             if reply.code == 200 and reply.result == protocol.NO_APPLICATION:
                 self.use_mset = False
                 log.warning("Asterisk has no MSet application: setting the variables one at a time")
-            elif reply.code != 200 or reply.result is None or reply.result < 0:
+            elif not reply.ok:
                 raise SessionError("asterisk_error", f"MSet: {reply.code} {reply.text[:80]}")
             else:
                 self.metrics.answers.labels(answer.result, answer.reason).inc()
