@@ -271,10 +271,7 @@ def run_pipeline(client: redis.Redis, commands: Sequence[Command]) -> list[Any]:
 def _execute(client: redis.Redis, commands: Sequence[Command]) -> list[Any]:
     """One round trip on one pooled connection (see :func:`_execute_async`)."""
     if is_cluster_client(client):
-        pipe = client.pipeline(transaction=False)
-        for command in commands:
-            pipe.execute_command(*command)
-        return pipe.execute(raise_on_error=False)
+        return _cluster_pipeline(client, commands).execute(raise_on_error=False)
     pool = client.connection_pool
     connection = pool.get_connection()
     try:
@@ -285,6 +282,14 @@ def _execute(client: redis.Redis, commands: Sequence[Command]) -> list[Any]:
         raise
     finally:
         pool.release(connection)
+
+
+def _cluster_pipeline(client: Any, commands: Sequence[Command]) -> Any:
+    """redis-py's cluster pipeline (sync or asyncio) holding ``commands``: each node gets its share."""
+    pipe = client.pipeline(transaction=False)
+    for command in commands:
+        pipe.execute_command(*command)
+    return pipe
 
 
 def _exchange(client: redis.Redis, connection: Any, commands: Sequence[Command]) -> list[Any]:
@@ -322,10 +327,7 @@ async def _execute_async(client: Any, commands: Sequence[Command]) -> list[Any]:
     instead of returning it to the pool; a connection error is retried as the client's retry
     policy says (see :func:`connect`). A cluster keeps redis-py's cluster pipeline."""
     if is_cluster_client(client):
-        pipe = client.pipeline(transaction=False)
-        for command in commands:
-            pipe.execute_command(*command)
-        return await pipe.execute(raise_on_error=False)
+        return await _cluster_pipeline(client, commands).execute(raise_on_error=False)
     pool = client.connection_pool
     kept = kept_connections(client)
     connection = kept.pop() if kept else await pool.get_connection()
