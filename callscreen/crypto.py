@@ -156,13 +156,15 @@ class NumberVault:
     def digest(self, e164: str) -> str:
         """The keyed hash that names every per-number key (lower-case hex), under the hash key
         in force."""
-        active = self._hash_key if self.hashes is None else self.hashes.current()[0]
-        return digest_under(active, e164)
+        return digest_under(self._hash_key_in_force(), e164)
+
+    def _hash_key_in_force(self) -> bytes:
+        return self._hash_key if self.hashes is None else self.hashes.current()[0]
 
     def digests(self, e164s: Sequence[str]) -> list[str]:
         """:meth:`digest` of many numbers: the hash key in force is read once, and its HMAC pads
         are hashed once (RFC 2104), not once per number."""
-        active = self._hash_key if self.hashes is None else self.hashes.current()[0]
+        active = self._hash_key_in_force()
         pads = self._pads.get(active)
         if pads is None:
             pads = self._pads[active] = _hmac_pads(active)
