@@ -31,6 +31,8 @@ Invariants:
   still detected; tombstones at the start of a chain fold into its anchor in ``trimmed``.
 - The append also counts a decision in its shard's per-day counters (same script, so a
   counted decision is a logged one): the dashboard sums them instead of reading the log.
+- An ALLOW appended over the asyncio client is remembered in the process, boundedly, once its
+  append has succeeded, so its call's outcome need not read it back (:mod:`callscreen.recent_allows`).
 """
 
 from __future__ import annotations
@@ -66,7 +68,8 @@ from callscreen.log_shards import (
     counter_field,
     shard_of,
 )
-from callscreen.models import Decision
+from callscreen.models import Decision, Result
+from callscreen.recent_allows import REMEMBERED_ALLOWS, DecisionRef, RecentAllows
 from callscreen.store import (
     ATTEMPT_HISTORY,
     Command,
@@ -484,10 +487,12 @@ class DecisionLog:
     """Appends, reads and verifies the log. Thread- and task-safe per process.
 
     ``shards`` is the ``log_shards`` setting: how many shards writers spread over; readers read
-    those and every shard the store's registry names."""
+    those and every shard the store's registry names. ``remember_allows`` bounds the memory of
+    the ALLOWs this process appended over the asyncio client (see :mod:`callscreen.recent_allows`
+    and :meth:`record_outcome_async`); 0 turns it off."""
 
     def __init__(self, client: redis.Redis, log_key: bytes | Keyring, retention_days: int = 1825,
-                 aclient: Any = None, shards: int = 1) -> None:
+                 aclient: Any = None, shards: int = 1, remember_allows: int = REMEMBERED_ALLOWS) -> None:
         ring = log_key if isinstance(log_key, Keyring) else Keyring.single("log_key", log_key)
         if not ring or any(len(material) < 32 for _kid, material in ring):
             raise ValueError("log_key must be at least 32 bytes")
@@ -509,6 +514,7 @@ class DecisionLog:
         self._prev = GENESIS
         self._floor = (0, 0)  # the newest stream id this writer knows of: the next must be above it
         self._lost = 0  # races for a stream id lost in a row (see _next_stream_id)
+        self.recent_allows = RecentAllows(remember_allows)
 
     # --- shards -----------------------------------------------------------------------------
 
@@ -760,7 +766,9 @@ class DecisionLog:
 
     async def append_async(self, record: LogRecord, extra: list[Command] = (),
                            durable: Sequence[Command] = ()) -> str:
-        """:meth:`append` over the asyncio client."""
+        """:meth:`append` over the asyncio client. An ALLOW decision it appended (and saw confirmed,
+        when ``durable`` asks) is remembered for its outcome (see :meth:`record_outcome_async`);
+        one that raised is not."""
         if self.aclient is None:
             raise LogWriteError("no asyncio client configured")
         if self._task_lock is None:
@@ -772,6 +780,9 @@ class DecisionLog:
                 commands, new_head = self._plan(record, list(extra))
                 stream_id = self._settle_durable(*await self._send_async(commands, durable), new_head)
                 if stream_id is not None:
+                    if record.kind == "decision" and record.result == Result.ALLOW.value:
+                        self.recent_allows.keep(DecisionRef(record.id, self._shard.index, record.campaign_id,
+                                                            record.number_digest))
                     return stream_id
                 extra = []
         raise LogWriteError("decision log append kept conflicting with another writer")
@@ -821,9 +832,10 @@ class DecisionLog:
 
     # --- outcomes and summaries -----------------------------------------------------------
 
-    def outcome_record(self, decision: LogRecord, dialstatus: str, answered_seconds: int,
+    def outcome_record(self, decision: LogRecord | DecisionRef, dialstatus: str, answered_seconds: int,
                        hangup_cause: str, origin: str = "agi") -> tuple[LogRecord, list[Command]]:
-        """Plan the record of what happened to an allowed (or blocked) call."""
+        """Plan the record of what happened to an allowed (or blocked) call: it repeats the
+        decision's id, campaign and digest, and its summary goes to the decision's shard."""
         outcome = {"decision_id": decision.id, "dialstatus": dialstatus,
                    "answered_seconds": answered_seconds, "hangup_cause": hangup_cause}
         record = LogRecord(
@@ -839,6 +851,9 @@ class DecisionLog:
 
     def record_outcome(self, decision_id: str, dialstatus: str, answered_seconds: int,
                        hangup_cause: str) -> LogRecord:
+        """Log the outcome of decision ``decision_id``, read back from the store (KeyError if it
+        holds no readable record of it). The sync path never uses the memory of recent ALLOWs:
+        only the asyncio path (the FastAGI server's) fills it."""
         decision = self.get(decision_id)
         if decision is None:
             raise KeyError(decision_id)
@@ -848,7 +863,14 @@ class DecisionLog:
 
     async def record_outcome_async(self, decision_id: str, dialstatus: str, answered_seconds: int,
                                    hangup_cause: str) -> LogRecord:
-        decision = await self.get_async(decision_id)
+        """:meth:`record_outcome` over the asyncio client. The decision comes from the memory of
+        the ALLOWs this process appended (taken: an outcome comes once), else, as for a decision
+        another process logged, a BLOCK, an evicted entry or a second outcome, it is read back.
+        A remembered decision is not looked at in the store: the outcome is the same record
+        either way, but it is written even if the stored decision was since altered or removed."""
+        decision: LogRecord | DecisionRef | None = self.recent_allows.take(decision_id)
+        if decision is None:
+            decision = await self.get_async(decision_id)
         if decision is None:
             raise KeyError(decision_id)
         record, commands = self.outcome_record(decision, dialstatus, answered_seconds, hangup_cause)

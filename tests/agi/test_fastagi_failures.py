@@ -4,8 +4,10 @@ never ALLOWs by accident, never lets one connection's trouble reach another."""
 from __future__ import annotations
 
 import contextlib
+import secrets
 import socket
 import time
+from collections.abc import Callable
 
 import pytest
 import redis
@@ -14,7 +16,7 @@ from asterisk_client import AsteriskClient, closed_within, header_bytes, open_id
 from test_fastagi_reasons import RU_NUMBER, campaign, consent, screen
 
 from agi import protocol
-from callscreen.decision_log import DecisionLog
+from callscreen.decision_log import APPEND_SHA, LOOKUP_SHA, DecisionLog
 from callscreen.numbers import normalize
 
 
@@ -354,6 +356,49 @@ def test_answered_outcome_is_recorded_against_the_decision(agi: AGIEnv) -> None:
     log = DecisionLog(agi.client, agi.settings.log_key)
     assert log.outcome_of(decision_id) == {
         "decision_id": decision_id, "dialstatus": "ANSWER", "answered_seconds": 42, "hangup_cause": "16"}
+
+
+def _store_commands_during(env: AGIEnv, action: Callable[[], object]) -> list[str]:
+    """The commands the store ran while ``action`` ran, scripts' own calls included (MONITOR)."""
+    marker = f"end-of-action-{secrets.token_hex(4)}"
+    with env.client.monitor() as feed:
+        action()
+        env.client.echo(marker)
+        seen = []
+        while marker not in (command := feed.next_command()["command"]):
+            seen.append(command)
+    return seen
+
+
+def _outcome(env: AGIEnv, decision_id: str, seconds: str = "42") -> None:
+    session = env.asterisk().run(header_bytes(script="outcome", args=[decision_id, "ANSWER", seconds, "16"]))
+    assert session.commands == [] and session.closed_by_server
+
+
+def test_an_outcome_of_this_servers_allow_is_recorded_without_reading_the_decision_back(agi: AGIEnv) -> None:
+    _ready(agi)
+    decision_id = screen(agi, "spring").variables["SCREEN_ID"]
+    first = _store_commands_during(agi, lambda: _outcome(agi, decision_id))
+    assert any(APPEND_SHA in command for command in first)  # the outcome was appended
+    assert not any(LOOKUP_SHA in command or "XRANGE" in command for command in first)
+    again = _store_commands_during(agi, lambda: _outcome(agi, decision_id, "43"))  # taken once: read back
+    assert any(LOOKUP_SHA in command for command in again)
+    log = DecisionLog(agi.client, agi.settings.log_key)
+    decision = log.get(decision_id)
+    outcomes = [r for r in log.scan() if r.kind == "outcome"]
+    assert [r.extra["answered_seconds"] for r in outcomes] == [43, 42]
+    assert {(r.campaign_id, r.number_digest) for r in outcomes} == {(decision.campaign_id, decision.number_digest)}
+    assert agi.metric("callscreen_agi_outcomes_total", dialstatus="ANSWER") == 2
+
+
+def test_an_outcome_of_another_servers_allow_reads_the_decision_back(agi_factory) -> None:
+    deciding, other = agi_factory(), agi_factory()  # two workers on one store
+    _ready(deciding)
+    decision_id = screen(deciding, "spring").variables["SCREEN_ID"]
+    commands = _store_commands_during(other, lambda: _outcome(other, decision_id))
+    assert any(LOOKUP_SHA in command for command in commands)
+    assert DecisionLog(other.client, other.settings.log_key).outcome_of(decision_id)["answered_seconds"] == 42
+    assert other.metric("callscreen_agi_outcomes_total", dialstatus="ANSWER") == 1
 
 
 def test_a_flood_of_refused_peers_logs_one_warning_not_one_per_connection(agi_factory, caplog) -> None:
