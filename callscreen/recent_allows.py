@@ -11,7 +11,8 @@ Invariants:
   :class:`~callscreen.decision_log.DecisionLog` keeps it after ``append_async`` has settled.
 - Bounded: at most ``limit`` entries, the oldest dropped first (outcomes that never come, e.g.
   from calls Asterisk lost, age out); every operation is O(1). An entry holds only the four
-  fields, about 0.34 KB, so the default 100,000 take about 34 MB (``bench/outcome_memory.py``).
+  fields, about 0.3 KB, so the default 100,000 take about 30 MB (30–34 MB of the process's RSS,
+  measured by ``bench/outcome_memory.py``).
 - Taken once: an outcome removes its entry; a second outcome for the same decision, or one for a
   decision another process (or this one before a restart) logged, finds nothing here and the
   caller reads the decision back.
