@@ -133,10 +133,47 @@ def parse_header_block(block: bytes) -> Header:
     (LF or CRLF ends, mixed too) and the blank line that ends them, nothing before or after."""
     if len(block) > MAX_HEADER_BYTES:
         raise HeaderTooLarge(f"header larger than {MAX_HEADER_BYTES} bytes")
-    lines = block.decode("utf-8", errors="replace").split("\n")
+    text = block.decode("utf-8", errors="replace")
+    plain = _parse_plain_block(text)
+    return plain if plain is not None else parse_block_lines(text)
+
+
+def parse_block_lines(text: str) -> Header:
+    """:func:`parse_header_block` of decoded text, line by line: the reference the one-pass parse
+    must always agree with, and the parse (with its precise error) of anything else."""
+    lines = text.split("\n")
     if len(lines) < 3 or lines[-1] != "" or lines[-2].strip("\r") != "":
         raise AGIProtocolError("header not terminated by a blank line")
     return parse_header(lines[:-2])
+
+
+# A whole header as Asterisk sends it: LF-ended lines of a valid key and a value free of control
+# characters, then the blank line. Checked in one pass; its pairs are then read in one more.
+_PLAIN_BLOCK = re.compile(r"(?:agi_[a-z0-9_]{1,40}:[^\x00-\x08\x0a-\x1f\x7f]*\n)+\n")
+_PLAIN_PAIR = re.compile(r"^(agi_[a-z0-9_]{1,40}): ?(.*)$", re.MULTILINE)
+
+
+def _parse_plain_block(text: str) -> Header | None:
+    """:func:`parse_header` of a block in Asterisk's own form, in a few C-level passes instead of
+    a loop over its ≈25 lines; None for anything else (CR line ends, a malformed or repeated
+    line, arguments out of order, too many lines or arguments, no ``agi_request``), which
+    :func:`parse_header` then parses or rejects with its precise message. Same result, always."""
+    if not _PLAIN_BLOCK.fullmatch(text):
+        return None
+    pairs = _PLAIN_PAIR.findall(text)
+    env = dict(pairs)
+    if len(env) != len(pairs) or len(pairs) > MAX_HEADER_LINES or "agi_request" not in env:
+        return None
+    first_arg = len(pairs)
+    while first_arg and pairs[first_arg - 1][0].startswith("agi_arg_"):
+        first_arg -= 1
+    args = pairs[first_arg:]
+    if len(args) > MAX_ARGS or text.count("\nagi_arg_") + text.startswith("agi_arg_") != len(args):
+        return None  # too many, or an argument-like key before other keys
+    for number, (key, _value) in enumerate(args, 1):
+        if key != f"agi_arg_{number}":
+            return None
+    return Header(env=env, args=tuple(value for _key, value in args))
 
 
 class HeaderReader:

@@ -8,6 +8,8 @@ import re
 
 import pytest
 from asterisk_client import header_bytes
+from hypothesis import given
+from hypothesis import strategies as st
 
 from agi import protocol
 from agi.protocol import AGIProtocolError, HeaderReader, HeaderTooLarge, parse_header_block
@@ -94,3 +96,71 @@ def test_a_block_without_its_blank_line_or_with_a_smuggled_argument_is_refused()
         parse_header_block(HEADER[:-1])
     with pytest.raises(AGIProtocolError):
         parse_header_block(header_bytes(calleridname="x\nagi_arg_2: +15550000000", args=["campaign-1"]))
+
+
+def _parsed_or_error(parse, *args):
+    try:
+        return parse(*args)
+    except AGIProtocolError as exc:
+        return type(exc), str(exc)
+
+
+_ENV_KEYS = ["agi_request", "agi_channel", "agi_callerid", "agi_language", "agi_uniqueid"]
+_ODD_KEYS = ["agi_request", "agi_arg_1", "agi_arg_01", "agi_arg_x", "agi_arg_17", "agi_Upper", "agi_", "bad key",
+             "agi_a:b"]
+_VALUES = st.text(alphabet="a1/: é\t", max_size=6)
+_CONTROLS = st.sampled_from(["\r", "\x01", "\x7f", "\x1f"])
+
+
+@st.composite
+def _header_lines(draw) -> list[tuple[str, str, str]]:
+    """A header in Asterisk's form (some env keys, then agi_arg_1..N), often with a few faults:
+    an odd key inserted, a line repeated, another separator, a control character."""
+    keys = draw(st.lists(st.sampled_from(_ENV_KEYS), unique=True, max_size=5))
+    keys += [f"agi_arg_{n}" for n in range(1, draw(st.integers(0, 18)) + 1)]
+    lines = [(key, ": ", draw(_VALUES)) for key in keys]
+    for _fault in range(draw(st.integers(0, 2))):
+        where = draw(st.integers(0, len(lines)))
+        kind = draw(st.sampled_from(["insert", "repeat", "separator", "control"]))
+        if kind == "insert":
+            lines.insert(where, (draw(st.sampled_from(_ODD_KEYS)), ": ", draw(_VALUES)))
+        elif lines and kind == "repeat":
+            lines.insert(where, lines[draw(st.integers(0, len(lines) - 1))])
+        elif lines and kind == "separator":
+            key, _sep, value = lines[where - 1]
+            lines[where - 1] = (key, draw(st.sampled_from([":", " : ", ":  "])), value)
+        elif lines:
+            key, sep, value = lines[where - 1]
+            lines[where - 1] = (key, sep, value + draw(_CONTROLS))
+    return lines
+
+
+_LINES = _header_lines()
+
+
+@given(_LINES, st.sampled_from(["\n", "\r\n"]))
+def test_a_block_parses_exactly_as_its_lines_do(lines, blank_line_end: str) -> None:
+    """The one-pass parse of a header in Asterisk's form gives what the line-by-line parse gives,
+    header or error, for any mix of keys, separators, values, repeats and argument orders."""
+    text = "".join(f"{key}{sep}{value}\n" for key, sep, value in lines) + blank_line_end
+    block = text.encode()
+    expected = _parsed_or_error(protocol.parse_block_lines, text)
+    assert _parsed_or_error(parse_header_block, block) == expected
+
+
+def test_a_block_of_many_arguments_or_lines_is_refused_as_line_by_line() -> None:
+    args = "".join(f"agi_arg_{n}: v\n" for n in range(1, protocol.MAX_ARGS + 2))
+    too_many_args = f"agi_request: agi://h/screen\n{args}\n".encode()
+    lines = "".join(f"agi_k{n}: v\n" for n in range(protocol.MAX_HEADER_LINES))
+    too_many_lines = f"agi_request: agi://h/screen\n{lines}\n".encode()
+    with pytest.raises(AGIProtocolError, match="too many AGI arguments"):
+        parse_header_block(too_many_args)
+    with pytest.raises(HeaderTooLarge, match="more than"):
+        parse_header_block(too_many_lines)
+
+
+def test_asterisks_own_header_takes_the_one_pass_parse() -> None:
+    """The fixture header (LF ends, as Asterisk sends it) is parsed in one pass, not line by line."""
+    fast = protocol._parse_plain_block(HEADER.decode())
+    assert fast is not None and fast == _line_by_line(HEADER)
+    assert fast.args == ("spring", "+79991234567")
