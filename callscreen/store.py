@@ -11,6 +11,7 @@ and executed by whichever client the caller has, sync or asyncio, in one pipelin
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -365,14 +366,29 @@ def kept_connections(client: Any) -> list[Any]:
 
 
 async def _exchange_async(client: Any, connection: Any, commands: Sequence[Command]) -> list[Any]:
-    await connection.send_packed_command(pack_commands(connection, commands))
-    replies: list[Any] = []
-    for command in commands:
-        try:
-            replies.append(await client.parse_response(connection, command[0]))
-        except redis.exceptions.ResponseError as exc:
-            replies.append(exc)
-    return replies
+    """The write and every reply under ONE timer of the connection's socket timeout, where
+    redis-py starts a task for the write (``wait_for``) and a timer for each reply: a tenth of a
+    round trip's client CPU. The connection's own timeout is lifted meanwhile (the connection is
+    this round trip's alone) and put back after. Past the timeout the connection is dropped and
+    redis-py's TimeoutError raised, which the retry policy and :data:`STORE_ERRORS` know."""
+    timeout = connection.socket_timeout
+    try:
+        async with asyncio.timeout(timeout):
+            connection.socket_timeout = None
+            try:
+                await connection.send_packed_command(pack_commands(connection, commands))
+                replies: list[Any] = []
+                for command in commands:
+                    try:
+                        replies.append(await client.parse_response(connection, command[0]))
+                    except redis.exceptions.ResponseError as exc:
+                        replies.append(exc)
+                return replies
+            finally:
+                connection.socket_timeout = timeout
+    except TimeoutError:
+        await connection.disconnect(nowait=True)
+        raise redis.exceptions.TimeoutError(f"no reply from the store within {timeout}s") from None
 
 
 def pack_commands(connection: Any, commands: Sequence[Command]) -> list[bytes]:
