@@ -9,7 +9,7 @@ call is allowed on the strongest valid basis. Invariant: ALLOW only with a basis
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -25,7 +25,7 @@ from callscreen.models import (
     Result,
 )
 from callscreen.numbers import PhoneNumber
-from callscreen.policy import PolicyPack
+from callscreen.policy import PolicyPack, Window
 
 BASIS_STRENGTH = (LegalBasis.CONSENT, LegalBasis.EXISTING_RELATIONSHIP, LegalBasis.LEGITIMATE_INTEREST)
 ALLOW_REASON = {
@@ -275,10 +275,13 @@ def _calling_hours(number: PhoneNumber, facts: Facts, campaign: Campaign, pack: 
                    subdivision: str | None, at: datetime) -> tuple[Reason | None, str, str]:
     zones, origin = _zones(number, facts, campaign)
     tables = pack.hours_for(subdivision)
+    windows_on: dict[date, list[tuple[Window | None, str]]] = {}  # the many zones share a date or two
     for zone in zones:
         local = at.astimezone(zone)
-        for table in tables:
-            window, day = table.window_for(local.date())
+        today = local.date()
+        if today not in windows_on:
+            windows_on[today] = [table.window_for(today) for table in tables]
+        for window, day in windows_on[today]:
             if window is None or not window.contains(local.time()):
                 allowed = "no calls" if window is None else f"window {window}"
                 hint = "" if len(zones) == 1 else (
