@@ -786,6 +786,7 @@ class DecisionLog:
                     return stream_id
                 extra = []
         raise LogWriteError("decision log append kept conflicting with another writer")
+
     def _send(self, commands: list[Command], durable: Sequence[Command]) -> tuple[list[Any], Confirmations]:
         """One round trip: on a single server one pipeline, ``durable`` last on its connection;
         in a cluster one pipeline per node on that node's own connection, concurrently, each
