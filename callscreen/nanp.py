@@ -1,7 +1,7 @@
 """The geography of a NANP exchange (``+1`` area code + exchange), without a full parse.
 
-:func:`callscreen.numbers.normalize` answers a ``+1`` number in ~60 µs (parsing, then the
-region, validity, time zone and geocoder look-ups, each repeating the number-type regexes).
+:func:`callscreen.numbers.parse_number` answers a ``+1`` number in 60–400 µs (parsing, then
+the region, validity, time zone and geocoder look-ups, each repeating the number-type regexes).
 A scrub over every US area code meets ~264,000 exchanges; :class:`NanpExchanges` answers one
 in a few µs from the same phonenumbers metadata, compiled once per process:
 
@@ -13,7 +13,7 @@ in a few µs from the same phonenumbers metadata, compiled once per process:
 
 Anything outside that path — a national number not starting with 2–9, a number type that is
 not geographic (toll-free, premium, personal…), a US number the geocoder has no area for —
-is answered by ``normalize`` itself, so every answer equals ``normalize``'s (a test compares
+is answered by ``parse_number`` itself, so every answer equals ``parse_number``'s (a test compares
 them over every area code, valid or not). The answer depends only on the first six national
 digits, because every NANP pattern ends in ``\\d{4}`` after the exchange and the prefix maps
 hold at most ``1`` + six digits for ``+1``.
@@ -31,7 +31,7 @@ from phonenumbers import PhoneMetadata, PhoneNumberType, timezone
 from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE, is_number_type_geographical
 from phonenumbers.prefix import _LOCALE_NORMALIZATION_MAP, _find_lang, _full_locale
 
-from callscreen.numbers import InvalidNumber, PhoneNumber, clean_zones, normalize, us_subdivision
+from callscreen.numbers import InvalidNumber, PhoneNumber, clean_zones, parse_number, us_subdivision
 
 Exchange = tuple[str, tuple[str, ...], str | None] | None  # region, time zones, subdivision; None: invalid
 
@@ -139,8 +139,10 @@ def _stages(regions: tuple[_Region, ...]) -> tuple[tuple[_Region | None, Callabl
 
 
 class NanpExchanges:
-    """Answers ``normalize("+1" + nsn)`` for 10-digit national numbers, as region, zones and
-    subdivision (``None``: not a valid number). Not thread-safe; one per process or screener."""
+    """Answers ``parse_number("+1" + nsn)`` for 10-digit national numbers, as region, zones and
+    subdivision (``None``: not a valid number); :func:`callscreen.numbers.normalize` answers
+    ten-digit NANP numbers through :meth:`shared`. Threads may share one: its caches only ever
+    gain entries, each the same whichever thread computes it."""
 
     def __init__(self) -> None:
         from phonenumbers import geocoder
@@ -160,7 +162,7 @@ class NanpExchanges:
         self._states: dict[str, str | None] = {}
         # Numbers of a non-geographic type (toll-free, premium, personal…): phonenumbers gives
         # the country-level zones of +1 and, as description, a region's name or "" — none of
-        # which names a US state (checked here; otherwise such numbers go to normalize).
+        # which names a US state (checked here; otherwise such numbers go to parse_number).
         self._country_zones = tuple(timezone._country_level_time_zones_for_number(_PLUS_ONE))
         names = ["", *(geocoder._region_display_name(r.code, "en") for r in regions)]
         self._non_geographic_ok = all(us_subdivision(name) is None for name in names)
@@ -254,7 +256,7 @@ class NanpExchanges:
     @staticmethod
     def _normalized(nsn: str) -> Exchange:
         try:
-            found: PhoneNumber = normalize("+1" + nsn)
+            found: PhoneNumber = parse_number("+1" + nsn)
         except InvalidNumber:
             return None
         return found.region, found.timezones, found.subdivision

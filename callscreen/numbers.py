@@ -114,8 +114,39 @@ def us_subdivision(description: str) -> str | None:
 
 @lru_cache(maxsize=65536)
 def normalize(raw: str, default_region: str | None = None) -> PhoneNumber:
-    """Parse ``raw`` (``8 (999) 123-45-67``, ``00 44 20 7946 0958``, ``+1 212.555.0100``…)."""
+    """Parse ``raw`` (``8 (999) 123-45-67``, ``00 44 20 7946 0958``, ``+1 212.555.0100``…).
+
+    A ten-digit NANP number (``+1`` and ten digits, or ten digits, optionally after a ``1``,
+    with ``US`` as the default region) is answered from :class:`callscreen.nanp.NanpExchanges`,
+    phonenumbers' own metadata compiled once: the answer of :func:`parse_number`, in a tenth of
+    its time (its region, time-zone and geocoder look-ups each repeat the number-type regexes
+    of every NANP region). Everything else is :func:`parse_number`."""
     text = _clean(raw)
+    nsn = _nanp_national(text, default_region)
+    if nsn is None:
+        return parse_number(raw, default_region, text)
+    from callscreen.nanp import NanpExchanges  # loads the geocoder's data once, as parse_number does
+
+    found = NanpExchanges.shared().exchange(nsn)
+    if found is None:
+        raise InvalidNumber(f"not a valid number: {raw!r}")
+    region, zones, subdivision = found
+    return PhoneNumber(e164="+1" + nsn, region=region, timezones=zones, subdivision=subdivision)
+
+
+_NANP_E164 = re.compile(r"\+1([2-9][0-9]{9})")
+_US_NATIONAL = re.compile(r"1?([2-9][0-9]{9})")
+
+
+def _nanp_national(text: str, default_region: str | None) -> str | None:
+    """The ten national digits of a cleaned NANP number in a form whose parse is only that."""
+    found = _NANP_E164.fullmatch(text) or (_US_NATIONAL.fullmatch(text) if default_region == "US" else None)
+    return found.group(1) if found else None
+
+
+def parse_number(raw: str, default_region: str | None = None, text: str | None = None) -> PhoneNumber:
+    """:func:`normalize` by phonenumbers' full parse, for any number (``text``: ``raw`` cleaned)."""
+    text = _clean(raw) if text is None else text
     try:
         parsed = phonenumbers.parse(text, None if text.startswith("+") else default_region)
     except phonenumbers.NumberParseException as exc:

@@ -1,16 +1,16 @@
-"""NANP exchanges answered from compiled metadata: exactly what a full normalize answers."""
+"""NANP exchanges answered from compiled metadata: exactly what a full parse answers."""
 
 import random
 
 import pytest
 
 from callscreen.nanp import NanpExchanges
-from callscreen.numbers import InvalidNumber, normalize
+from callscreen.numbers import InvalidNumber, parse_number
 
 
 def normalized(nsn):
     try:
-        number = normalize("+1" + nsn)
+        number = parse_number("+1" + nsn)
     except InvalidNumber:
         return None
     return number.region, number.timezones, number.subdivision
@@ -21,7 +21,7 @@ def exchanges():
     return NanpExchanges()
 
 
-def test_every_area_code_gets_the_answer_of_a_full_normalize(exchanges):
+def test_every_area_code_gets_the_answer_of_a_full_parse(exchanges):
     rng = random.Random(20261201)
     cases = [f"{npa:03d}{rng.randrange(1000):03d}{rng.randrange(10000):04d}" for npa in range(1000) for _ in range(8)]
     kinds = {"valid": 0, "invalid": 0}
@@ -40,7 +40,7 @@ def test_every_area_code_gets_the_answer_of_a_full_normalize(exchanges):
     "758", "767", "784", "787", "809", "829", "849", "868", "869", "876", "939",  # Caribbean and Pacific
     "211", "311", "555", "950", "999", "021", "123",  # not in service, N11, leading 0 and 1
 ])
-def test_special_area_codes_get_the_answer_of_a_full_normalize(exchanges, npa):
+def test_special_area_codes_get_the_answer_of_a_full_parse(exchanges, npa):
     rng = random.Random(npa)
     for exchange in (*range(0, 1000, 7), 211, 411, 555, 911, 958, 959, 976):
         nsn = f"{npa}{exchange:03d}{rng.randrange(10000):04d}"

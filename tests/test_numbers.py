@@ -9,7 +9,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from phonenumbers import PhoneNumberFormat, PhoneNumberType
 
-from callscreen.numbers import MAX_INPUT_LENGTH, InvalidNumber, PhoneNumber, mask, normalize
+from callscreen.numbers import MAX_INPUT_LENGTH, InvalidNumber, PhoneNumber, mask, normalize, parse_number
 
 
 @pytest.mark.parametrize(
@@ -242,3 +242,54 @@ def test_mask_hides_at_least_half_of_the_national_digits() -> None:
 def test_kaliningrad_numbers_are_in_the_kaliningrad_zone() -> None:
     assert normalize("+7 4012 12-34-56").timezones == ("Europe/Kaliningrad",)
     assert "Europe/Bucharest" not in normalize("+79991234567").timezones
+
+
+def _answer(parse, raw: str, region: str | None):
+    try:
+        return parse(raw, region)
+    except InvalidNumber as exc:
+        return str(exc)
+
+
+def test_a_nanp_number_normalizes_exactly_as_the_full_parse_in_every_spelling_of_every_area_code() -> None:
+    """``+1`` and ten digits (and, for the US default region, ten digits with or without the
+    leading 1) come from the compiled exchange table: the same number, region, zones, state and
+    error message as phonenumbers' full parse, over every area code, valid or not."""
+    import random
+
+    rng = random.Random(1201)
+    checked = {"valid": 0, "invalid": 0}
+    for npa in range(200, 1000):
+        nsn = f"{npa}{rng.randrange(1000):03d}{rng.randrange(10000):04d}"
+        spellings = [(f"+1{nsn}", None), (f"+1 ({nsn[:3]}) {nsn[3:6]}-{nsn[6:]}", "RU"), (nsn, "US"),
+                     (f"1{nsn}", "US"), (f"1-{nsn[:3]}-{nsn[3:6]}-{nsn[6:]}", "US"), (nsn, "CA")]
+        for raw, region in spellings:
+            expected = _answer(parse_number, raw, region)
+            assert _answer(normalize.__wrapped__, raw, region) == expected, (raw, region)
+            checked["valid" if isinstance(expected, PhoneNumber) else "invalid"] += 1
+    assert checked["valid"] > 2000 and checked["invalid"] > 1000  # both sides are exercised
+
+
+def _phonenumbers_functions_called(action) -> set[str]:
+    import sys
+
+    called: set[str] = set()
+
+    def watch(frame, event, _arg) -> None:
+        if event == "call" and "phonenumbers" in frame.f_code.co_filename:
+            called.add(frame.f_code.co_name)
+
+    sys.setprofile(watch)
+    try:
+        action()
+    finally:
+        sys.setprofile(None)
+    return called
+
+
+def test_a_nanp_number_is_answered_from_the_exchange_table_not_a_full_parse() -> None:
+    normalize.__wrapped__("+12125550100")  # the table is built on first use
+    assert "parse" not in _phonenumbers_functions_called(lambda: normalize.__wrapped__("+1 305 555 0123"))
+    assert "parse" not in _phonenumbers_functions_called(lambda: normalize.__wrapped__("(305) 555-0124", "US"))
+    assert "parse" in _phonenumbers_functions_called(lambda: normalize.__wrapped__("+7 999 123-45-67"))
+    assert "parse" in _phonenumbers_functions_called(lambda: normalize.__wrapped__("305 555 0125", "CA"))
