@@ -293,3 +293,23 @@ def test_a_nanp_number_is_answered_from_the_exchange_table_not_a_full_parse() ->
     assert "parse" not in _phonenumbers_functions_called(lambda: normalize.__wrapped__("(305) 555-0124", "US"))
     assert "parse" in _phonenumbers_functions_called(lambda: normalize.__wrapped__("+7 999 123-45-67"))
     assert "parse" in _phonenumbers_functions_called(lambda: normalize.__wrapped__("305 555 0125", "CA"))
+
+
+def test_prepare_loads_a_nanp_regions_data_before_any_number_is_normalized() -> None:
+    """What a first US number would load inside its decision budget (the geocoder's data, the
+    exchange table: ~0.6 s), ``prepare`` loads up front; a region it does not know is skipped."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from callscreen.nanp import NanpExchanges\n"
+        "from callscreen.numbers import prepare\n"
+        "built = lambda: NanpExchanges.shared.__func__.cache_info().currsize\n"
+        "assert 'phonenumbers.geodata' not in sys.modules and built() == 0\n"
+        "print(prepare(['RU', 'US', 'XX', 'US']))\n"
+        "assert 'phonenumbers.geodata' in sys.modules and built() == 1\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['RU', 'US']"

@@ -175,6 +175,7 @@ async def _serve(settings: Settings, redis_url: str, reuse_port: bool,
     from callscreen.cluster import is_cluster_client
     from callscreen.health import start_metrics_server
     from callscreen.metrics import RetentionCollector, ScreeningMetrics
+    from callscreen.numbers import prepare as prepare_numbers
     from callscreen.screening import build_screener
     from callscreen.store import STORE_ERRORS, connect
 
@@ -191,6 +192,12 @@ async def _serve(settings: Settings, redis_url: str, reuse_port: bool,
         screener = build_screener(settings, client, aclient, registries=registries,
                                   metrics=ScreeningMetrics(registry))
         screener.durability.check(client)  # says at once, loudly, if ALLOWs will be refused
+        # number data for the campaigns' regions now, not inside the first call's budget
+        regions = [settings.default_region]
+        with contextlib.suppress(*STORE_ERRORS):
+            regions += [campaign.default_region for campaign in screener.store.list_campaigns()]
+        print(f"callscreen serve: number data ready for {', '.join(prepare_numbers(regions)) or 'no region'}",
+              file=sys.stderr, flush=True)
         if is_cluster_client(aclient):  # learn the slot map now, not inside the first call's budget
             with contextlib.suppress(*STORE_ERRORS):
                 await aclient.initialize()
