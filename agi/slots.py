@@ -28,6 +28,7 @@ from __future__ import annotations
 import ipaddress
 import time
 from collections import OrderedDict
+from functools import lru_cache
 from typing import Any
 
 PEER_LIMIT = "peer_limit"
@@ -36,6 +37,7 @@ HEADER = "header"
 REPLY = "reply"
 
 
+@lru_cache(maxsize=4096)  # Asterisk connects from a handful of addresses: parse each once
 def peer_of(host: str) -> str:
     """One identity per host: an IPv4-mapped IPv6 address counts as its IPv4 address."""
     host = host.split("%")[0]
