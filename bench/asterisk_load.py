@@ -456,7 +456,8 @@ def run(args: argparse.Namespace) -> list[dict[str, object]]:
             variant.process, variant.port = start_serve(
                 env, "--metrics-port", str(variant.metrics_port), "--deadline-ms", str(args.deadline_ms), output=log,
                 command=command)
-        pbx = Asterisk(installation, variants[0].agi_url, env=screening.env, trunk=args.trunk).start()
+        pbx = Asterisk(installation, variants[0].agi_url, env=screening.env, trunk=args.trunk,
+                      ami_read=args.ami_read).start()
         with pbx.ami() as ami:
             dialer = Dialer(ami, prefix="load")
             for round_ in range(args.rounds):
@@ -513,6 +514,9 @@ def main() -> None:
                         help="answering: an allowed call dials a Local test trunk that answers (a second channel "
                              "pair); unavailable: the sample's PJSIP trunk, which this bundle fails at once "
                              "(CHANUNAVAIL), so Asterisk's cost is the screening's alone (default answering)")
+    parser.add_argument("--ami-read", default="all", metavar="CLASSES",
+                        help="the load generator's AMI read classes: 'all' (every event, the default) or what a "
+                             "dialer needs, 'call,user': Asterisk then formats and sends far fewer events per call")
     parser.add_argument("--rounds", type=int, default=1, help="runs of each variant, interleaved (default 1)")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for every call to end")
     parser.add_argument("--profile", type=Path, help="profile each server's CPU during each run (cProfile, see "

@@ -129,6 +129,10 @@ class Asterisk:
     # PJSIP trunk, which this bundle (no SIP) fails at once with CHANUNAVAIL, so an allowed call
     # costs Asterisk no second channel pair (see Call.allowed).
     trunk: str = "answering"
+    # the AMI user's read classes: "all" (every event: a VarSet per Set(), a Newexten per
+    # priority...), or only what a dialer needs, e.g. "call,user" (DialBegin, Hangup,
+    # OriginateResponse, UserEvent): Asterisk then formats and sends far fewer events per call
+    ami_read: str = "all"
     ami_port: int = field(default_factory=_free_port)
     root: Path = field(init=False)
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
@@ -193,7 +197,7 @@ class Asterisk:
             secret = {AMI_SECRET}
             deny = 0.0.0.0/0.0.0.0
             permit = 127.0.0.1/255.255.255.255
-            read = all
+            read = {self.ami_read}
             write = all
             """)
         # The sample dialplan as shipped; [globals](+) appends to its [globals], later values win.
