@@ -194,8 +194,11 @@ async def _serve(settings: Settings, redis_url: str, reuse_port: bool,
         screener.durability.check(client)  # says at once, loudly, if ALLOWs will be refused
         # number data for the campaigns' regions now, not inside the first call's budget
         regions = [settings.default_region]
-        with contextlib.suppress(*STORE_ERRORS):
+        try:
             regions += [campaign.default_region for campaign in screener.store.list_campaigns()]
+        except (*STORE_ERRORS, ValueError, KeyError, TypeError, AttributeError) as exc:  # store down, bad campaign
+            print(f"callscreen serve: campaigns not read ({exc}): their number data loads on their first call",
+                  file=sys.stderr, flush=True)
         print(f"callscreen serve: number data ready for {', '.join(prepare_numbers(regions)) or 'no region'}",
               file=sys.stderr, flush=True)
         if is_cluster_client(aclient):  # learn the slot map now, not inside the first call's budget

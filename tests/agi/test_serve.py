@@ -104,6 +104,27 @@ def test_serve_answers_then_sigterm_drains_in_flight_sessions_and_exits_zero(
             process.wait()
 
 
+def test_serve_starts_and_answers_when_a_stored_campaign_is_unreadable(
+        store: Store, settings: Settings, tmp_path: Path) -> None:
+    """Reading the campaigns' regions at start (to load their number data) must not turn one bad
+    campaign record into an outage: serve says so and answers as before."""
+    from callscreen.store import CAMPAIGNS_KEY, campaign_key
+
+    _ready(store)
+    store.client.sadd(CAMPAIGNS_KEY, "broken")
+    store.client.set(campaign_key("broken"), "{not json")
+    process, port, _metrics_port = _start(settings, tmp_path, "--deadline-ms", "3000")
+    try:
+        session = AsteriskClient("127.0.0.1", port).run(header_bytes(args=["spring", NO_BASIS_NUMBER]))
+        assert (session.result, session.reason) == ("BLOCK", "no_basis")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(20)
+    assert process.stderr is not None
+    said = process.stderr.read().decode()
+    assert "campaigns not read" in said and "number data ready for RU" in said
+
+
 def test_serve_refuses_an_allowlist_that_does_not_resolve(settings: Settings, tmp_path: Path) -> None:
     result = subprocess.run(
         [CALLSCREEN, "serve", "--port", str(free_port()), "--allow", "no-such-host.invalid"],
