@@ -1,4 +1,4 @@
-"""Fixtures for the Asterisk side (helpers live in ``agi_env.py`` and ``asterisk_client.py``)."""
+"""Fixtures for the Asterisk side (helpers live in ``agi_env.py`` and ``tests/asterisk_client.py``)."""
 
 from __future__ import annotations
 

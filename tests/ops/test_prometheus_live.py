@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -13,6 +12,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from asterisk_client import AsteriskClient, header_bytes
 from werkzeug.serving import make_server
 
 from callscreen.models import Campaign
@@ -22,26 +22,6 @@ RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "callscr
 PROMETHEUS = shutil.which("prometheus")
 pytestmark = pytest.mark.skipif(PROMETHEUS is None, reason="prometheus not installed (Debian: apt-get install "
                                                              "prometheus; `make test` installs it)")
-
-
-def fastagi_screen(port: int, campaign: str, number: str) -> dict[str, str]:
-    """Play Asterisk for one FastAGI screening; returns the variables the server set."""
-    header = (f"agi_network: yes\nagi_network_script: screen\nagi_request: agi://127.0.0.1:{port}/screen\n"
-              f"agi_channel: Local/{number}@test-00000001;2\nagi_uniqueid: 1.1\nagi_extension: {number}\n"
-              f"agi_arg_1: {campaign}\n\n")
-    variables: dict[str, str] = {}
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-        sock.sendall(header.encode())
-        reader = sock.makefile("rb")
-        for line in reader:
-            parts = line.decode().strip().split(" ", 3)
-            if parts[:2] == ["SET", "VARIABLE"]:
-                variables[parts[2]] = parts[3].strip('"')
-                sock.sendall(b"200 result=1\n")
-            elif parts[:2] == ["EXEC", "MSet"]:
-                variables.update(pair.partition("=")[::2] for pair in parts[2].split(","))
-                sock.sendall(b"200 result=0\n")
-    return variables
 
 
 def api(port: int, path: str) -> dict:
@@ -96,7 +76,8 @@ scrape_configs:
 
         assert wait_for(both_up), "Prometheus did not scrape both services"
         time.sleep(1.5)  # one more scrape: the failure below is then an increase, as in production
-        assert fastagi_screen(agi_port, "nowhere", "+79991234567")["SCREEN_REASON"] == "screening_unavailable"
+        answered = AsteriskClient("127.0.0.1", agi_port).run(header_bytes(args=["nowhere", "+79991234567"]))
+        assert answered.reason == "screening_unavailable"
 
         def alerts() -> dict[str, str]:
             return {a["labels"]["alertname"]: a["state"] for a in api(prometheus_port, "alerts")["alerts"]}

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parent / "agi" / "fixtures"
 FASTAGI_TRANSCRIPT = FIXTURES / "asterisk-22.10-fastagi-transcript.txt"
 SCRIPT_TRANSCRIPT = FIXTURES / "asterisk-22.10-agi-script-transcript.txt"
 AGI_BUF_LEN = 2048
