@@ -14,6 +14,8 @@ from functools import lru_cache
 import phonenumbers
 from phonenumbers import timezone
 
+from callscreen.prefixes import PrefixAnswers
+
 MAX_INPUT_LENGTH = 64
 _SEPARATORS = re.compile(r"[\s\-.()/\u00a0\u2010-\u2015]+")
 _ALLOWED = re.compile(r"^\+?[0-9]+$")
@@ -63,6 +65,10 @@ def clean_zones(found: tuple[str, ...] | list[str], region: str) -> tuple[str, .
 
 class InvalidNumber(ValueError):
     """The input is not a dialable phone number."""
+
+
+class NotAssigned(InvalidNumber):
+    """The input parses as a number, but not one of a valid range (no number type matches)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,12 +131,14 @@ def normalize(raw: str, default_region: str | None = None) -> PhoneNumber:
     text = _clean(raw)
     nsn = _nanp_national(text, default_region)
     if nsn is None:
+        if text.startswith("+"):
+            return _by_prefix(raw, default_region, text)
         return parse_number(raw, default_region, text)
     from callscreen.nanp import NanpExchanges  # loads the geocoder's data once, as parse_number does
 
     found = NanpExchanges.shared().exchange(nsn)
     if found is None:
-        raise InvalidNumber(f"not a valid number: {raw!r}")
+        raise NotAssigned(f"not a valid number: {raw!r}")
     region, zones, subdivision = found
     return PhoneNumber(e164="+1" + nsn, region=region, timezones=zones, subdivision=subdivision)
 
@@ -145,6 +153,29 @@ def _nanp_national(text: str, default_region: str | None) -> str | None:
     return found.group(1) if found else None
 
 
+_PREFIX_ANSWERS = PrefixAnswers()
+
+
+def _by_prefix(raw: str, default_region: str | None, text: str) -> PhoneNumber:
+    """An E.164 number answered from the numbers before it that share its deciding prefix
+    (:mod:`callscreen.prefixes`), else by :func:`parse_number`, whose answer is then kept."""
+    key = _PREFIX_ANSWERS.key(text[1:])
+    if key is None:
+        return parse_number(raw, default_region, text)
+    known, answer = _PREFIX_ANSWERS.get(key)
+    if not known:
+        try:
+            number = parse_number(raw, default_region, text)
+        except NotAssigned:
+            _PREFIX_ANSWERS.keep(key, None)
+            raise
+        _PREFIX_ANSWERS.keep(key, (number.region, number.timezones))
+        return number
+    if answer is None:
+        raise NotAssigned(f"not a valid number: {raw!r}")
+    return PhoneNumber(e164=text, region=answer[0], timezones=answer[1])
+
+
 def parse_number(raw: str, default_region: str | None = None, text: str | None = None) -> PhoneNumber:
     """:func:`normalize` by phonenumbers' full parse, for any number (``text``: ``raw`` cleaned)."""
     text = _clean(raw) if text is None else text
@@ -153,7 +184,7 @@ def parse_number(raw: str, default_region: str | None = None, text: str | None =
     except phonenumbers.NumberParseException as exc:
         raise InvalidNumber(f"not a phone number: {raw!r} ({exc._msg})") from exc
     if not phonenumbers.is_valid_number(parsed):
-        raise InvalidNumber(f"not a valid number: {raw!r}")
+        raise NotAssigned(f"not a valid number: {raw!r}")
     region = phonenumbers.region_code_for_number(parsed) or ""
     zones = _zones_for(parsed, region)
     return PhoneNumber(

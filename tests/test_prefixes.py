@@ -1,0 +1,88 @@
+"""Numbers answered per deciding prefix: the depth read from the patterns, and answers equal to a full parse."""
+
+from __future__ import annotations
+
+import random
+
+import phonenumbers
+import pytest
+from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE
+
+from callscreen import prefixes
+from callscreen.numbers import InvalidNumber, normalize, parse_number
+
+
+@pytest.mark.parametrize(("pattern", "length", "expected"), [
+    (r"9\d{9}", 10, 1),
+    (r"\d{10}", 10, 0),
+    (r"9(?:1|23)\d{7,8}", 10, 3),  # the 3-digit branch with 7 more, or the 2-digit one with 8
+    # phonenumbers' Russian mobile pattern: 930005… decides at the sixth digit
+    (r"9(?:[0-24-9]\d{4}|3(?:0(?:0(?:05|[124579]\d|3[0-7]|6[0-49]|8[04-9])|[1-9]\d\d)|[1-9]\d{3}))\d{4}", 10, 6),
+    (r"9(?:[0-24-9]\d{4}|3(?:0(?:05|[1-9]\d)|[1-9]\d\d))\d{4}", 10, 2),  # the "3" branch is 9 digits long
+    (r"[0-9]{3}5\d{6}", 10, 4),  # a constraint after free digits still counts
+    (r"[^5]\d{9}", 10, 1),
+    (r"8\d{13}", 10, 0),  # never 10 digits long: nothing to decide
+    (r"(?:7\d{2})+\d", 10, 7),  # three repeats, then one digit: the last 7 is the seventh
+])
+def test_the_deciding_depth_of_a_whole_match_is_read_from_the_pattern(pattern, length, expected) -> None:
+    assert prefixes.whole_depth(pattern, length) == expected
+
+
+def test_a_match_at_the_start_is_decided_by_its_longest_alternative() -> None:
+    assert prefixes.start_depth("33|7", 10) == 2
+    assert prefixes.start_depth("7(?:0[0-25-8]|47)", 10) == 3
+
+
+def test_a_pattern_it_cannot_follow_gives_no_depth() -> None:
+    with pytest.raises(prefixes.Unreadable):
+        prefixes.whole_depth(r"(?=9)\d{10}", 10)
+    with pytest.raises(prefixes.Unreadable):
+        prefixes.whole_depth(r"(\d)\1\d{8}", 10)
+
+
+def test_a_russian_mobile_is_decided_by_six_digits_and_nanp_is_left_to_its_table() -> None:
+    assert prefixes.depth(7, 10) == 6
+    assert prefixes.depth(1, 10) is None
+
+
+def _answer(parse, raw: str):
+    try:
+        number = parse(raw)
+    except InvalidNumber as exc:
+        return type(exc).__name__, str(exc)
+    return number
+
+
+def test_every_calling_code_answers_by_prefix_exactly_as_a_full_parse() -> None:
+    """For every geographic calling code and the national lengths around its own, numbers that
+    share a deciding prefix (the first one parsed in full, the rest answered from it) get the
+    full parse's answer: the same number, region and zones, or the same error."""
+    rng = random.Random(1201)
+    checked = {"from a prefix": 0, "valid": 0, "invalid": 0}
+    for code, regions in sorted(COUNTRY_CODE_TO_REGION_CODE.items()):
+        example = phonenumbers.example_number(regions[0])
+        if code == 1 or example is None:
+            continue
+        own = len(str(example.national_number))
+        for length in (own - 1, own, own + 1):
+            depth = prefixes.depth(code, length)
+            if depth is None or length < 2:
+                continue
+            for _prefix in range(6):
+                head = str(example.national_number)[:1] + "".join(rng.choice("0123456789") for _ in range(depth - 1))
+                for _suffix in range(4):
+                    national = (head + "".join(rng.choice("0123456789") for _ in range(length)))[:length]
+                    raw = f"+{code}{national}"
+                    expected = _answer(parse_number, raw)
+                    assert _answer(normalize.__wrapped__, raw) == expected, raw
+                    checked["invalid" if isinstance(expected, tuple) else "valid"] += 1
+                    checked["from a prefix"] += _suffix > 0 and prefixes.PrefixAnswers().key(raw[1:]) is not None
+    assert checked["valid"] > 1000 and checked["invalid"] > 1000 and checked["from a prefix"] > 3000
+
+
+def test_a_russian_mobile_after_the_first_of_its_prefix_is_not_parsed_again() -> None:
+    from test_numbers import _phonenumbers_functions_called
+
+    normalize.__wrapped__("+79161234567")
+    assert "parse" not in _phonenumbers_functions_called(lambda: normalize.__wrapped__("+79161234598"))
+    assert "parse" in _phonenumbers_functions_called(lambda: normalize.__wrapped__("89161234599", "RU"))
