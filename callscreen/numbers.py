@@ -208,6 +208,7 @@ def prepare(regions: Iterable[str]) -> list[str]:
         e164 = phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.E164)
         try:
             normalize.__wrapped__(e164)
+            normalize.__wrapped__(e164)  # the second reads its calling code's prefix depth
             if example.country_code == 1:
                 normalize.__wrapped__("+12015550123")  # a US number: the table behind every NANP region
         except InvalidNumber:

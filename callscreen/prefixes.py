@@ -184,9 +184,11 @@ class PrefixAnswers:
         self.limit = limit
         self._answers: dict[tuple[int, int, str], Answer] = {}
         self._lock = threading.Lock()  # for keep's eviction; a look-up needs none
+        self._seen: set[tuple[int, int]] = set()  # calling codes and lengths met before
 
     def key(self, digits: str) -> tuple[int, int, str] | None:
-        """The key a number's answer is kept under, or None when it must be parsed in full."""
+        """The key a number's answer is kept under, or None when it must be parsed in full
+        (also the first time a calling code and national length are met)."""
         if not digits.isascii() or not digits.isdigit():
             return None
         found = split(digits)
@@ -195,7 +197,11 @@ class PrefixAnswers:
         code, national = found
         if not national or national[0] == "0":
             return None
-        needed = depth(code, len(national))
+        shape = (code, len(national))
+        if shape not in self._seen:  # a process that normalizes one number (the classic AGI
+            self._seen.add(shape)    # script) never pays for reading the patterns (1-20 ms)
+            return None
+        needed = depth(*shape)
         strip = _strippable(code)
         if needed is None or (strip is not None and strip(national)):
             return None
