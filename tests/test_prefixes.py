@@ -92,10 +92,9 @@ def test_a_russian_mobile_after_the_first_of_its_prefix_is_not_parsed_again() ->
 def test_a_process_that_normalizes_one_number_never_reads_the_patterns() -> None:
     """The classic AGI script normalizes one number per process: reading a calling code's
     patterns (1-20 ms) only pays off from the second number of that code and length."""
-    import subprocess
-    import sys
+    from tests_support import in_fresh_python
 
-    code = (
+    printed = in_fresh_python(
         "from callscreen import prefixes\n"
         "from callscreen.numbers import normalize\n"
         "normalize('+79161234567')\n"
@@ -103,6 +102,4 @@ def test_a_process_that_normalizes_one_number_never_reads_the_patterns() -> None
         "normalize('+79161234568')\n"
         "print(prefixes.depth.cache_info().currsize)\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["0", "1"]
+    assert printed.split() == ["0", "1"]

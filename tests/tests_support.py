@@ -96,3 +96,13 @@ def writer_on(client: redis.Redis, shard: int, key: bytes | Keyring = TEST_LOG_K
     """:func:`harness.decision_log.writer_on` with the tests' log key by default."""
     return harness_writer_on(client, shard, key, shards)
 
+
+
+def in_fresh_python(code: str, timeout: float = 120) -> str:
+    """Run ``code`` in a new interpreter (nothing loaded or cached yet) and return what it printed;
+    fails the test with its stderr if it raised."""
+    import subprocess
+
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
