@@ -550,11 +550,11 @@ class DecisionLog:
         configured = [LogShard(i) for i in range(self.shard_count)]
         registry, *replies = await run_pipeline_async(self.aclient,
                                                       [("SMEMBERS", REGISTRY), *map(command, configured)])
-        _no_store_errors(registry)
+        _no_errors([registry], "decision log read failed", StoreError)
         more = [shard for shard in _shard_list(self.shard_count, registry) if shard.index >= self.shard_count]
         if more:
             replies += await run_pipeline_async(self.aclient, [command(shard) for shard in more])
-        _no_store_errors(*replies)
+        _no_errors(replies, "decision log read failed", StoreError)
         return list(zip(configured + more, replies, strict=True))
 
     @property
@@ -1159,16 +1159,11 @@ class DecisionLog:
                 pipe.execute()
 
 
-def _no_errors(replies: list[Any], what: str) -> None:
+def _no_errors(replies: list[Any], what: str, error: type[StoreError] = LogWriteError) -> None:
+    """Raise ``error`` (a failed write by default) naming ``what`` for the first error reply."""
     for reply in replies:
         if isinstance(reply, Exception):
-            raise LogWriteError(f"{what}: {reply}")
-
-
-def _no_store_errors(*replies: Any) -> None:
-    for reply in replies:
-        if isinstance(reply, Exception):
-            raise StoreError(f"decision log read failed: {reply}")
+            raise error(f"{what}: {reply}")
 
 
 def _shard_list(configured: int, registered: Any) -> list[LogShard]:
