@@ -30,7 +30,6 @@ import functools
 import io
 import json
 import multiprocessing
-import os
 import re
 import time
 from collections import Counter, deque
@@ -51,6 +50,7 @@ from blocklists.numbering import NANP, locate_e164
 from callscreen.cluster import is_cluster_client
 from callscreen.crypto import NumberVault
 from callscreen.decision import ScreeningRequest, decide
+from callscreen.files import write_atomically
 from callscreen.keys import Keyring
 from callscreen.models import Campaign, Facts, Reason, RegistryStatus, Result
 from callscreen.nanp import Exchange, NanpExchanges
@@ -102,12 +102,9 @@ def load_exchanges(path: Path) -> dict[str, Exchange]:
 
 
 def save_exchanges(path: Path, table: dict[str, Exchange]) -> None:
-    """Write the table atomically (temp file + rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(f".{os.getpid()}.tmp")
-    temporary.write_text(json.dumps({k: None if v is None else [v[0], list(v[1]), v[2]] for k, v in table.items()},
-                                    separators=(",", ":")))
-    os.replace(temporary, path)
+    """Write the table atomically (temp file + rename); OSError if it cannot be written."""
+    write_atomically(path, json.dumps({k: None if v is None else [v[0], list(v[1]), v[2]] for k, v in table.items()},
+                                      separators=(",", ":")))
 
 
 class PrefixNormalizer:

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 from datetime import date
 from functools import cache, lru_cache
 from pathlib import Path
+
+from callscreen.files import write_atomically
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+-]{0,31}$")  # a code or version fit for a file name
 _cache_dir: Path | None = None
@@ -105,11 +106,5 @@ def _read(path: Path, year: int) -> frozenset[date] | None:
 
 
 def _write(path: Path, days: frozenset[date]) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary.write_text(json.dumps(sorted(day.isoformat() for day in days)), encoding="utf-8")
-        os.replace(temporary, path)  # readers see the whole file or none
-    except OSError:
-        with contextlib.suppress(OSError):
-            temporary.unlink()
+    with contextlib.suppress(OSError):  # a cache: an unwritable folder changes nothing but speed
+        write_atomically(path, json.dumps(sorted(day.isoformat() for day in days)))

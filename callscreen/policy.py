@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -20,6 +19,7 @@ from typing import Any
 from dateutil.relativedelta import relativedelta
 
 from callscreen import calendars
+from callscreen.files import write_atomically
 from callscreen.models import DOUBLE_OPT_IN_SOURCES, PROOF_FIELDS, Campaign, LegalBasis
 
 BUILTIN_DIR = Path(__file__).with_name("policy") / "packs"
@@ -540,11 +540,5 @@ def _write_cache(cache: Path, key: str, raw: dict[str, _Source]) -> None:
         return
     if json.loads(text)["packs"] != packs:
         return
-    temporary = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
-    try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        temporary.write_text(text, encoding="utf-8")
-        os.replace(temporary, cache)  # readers see the whole file or none
-    except OSError:
-        with contextlib.suppress(OSError):
-            temporary.unlink()
+    with contextlib.suppress(OSError):  # a cache: an unwritable folder changes nothing but speed
+        write_atomically(cache, text)
