@@ -18,7 +18,7 @@ from callscreen.store import (
     run_pipeline,
     run_pipeline_async,
 )
-from tests_support import all_keys
+from tests_support import all_keys, monitored
 
 pytestmark = pytest.mark.also_cluster
 
@@ -74,17 +74,8 @@ def _commands_sent(client, action, key: str) -> list[str]:
     from callscreen.cluster import is_cluster_client
 
     server = client.get_redis_connection(client.get_node_from_key(key)) if is_cluster_client(client) else client
-    with server.monitor() as monitor:
-        action()
-        server.echo("end-of-action")
-        sent = []
-        for entry in monitor.listen():
-            if "end-of-action" in entry["command"]:
-                return sent
-            name = entry["command"].split()[0].upper()
-            if entry.get("client_type") != "lua" and name not in CONNECTION_SETUP:
-                sent.append(name)
-    raise AssertionError("MONITOR ended early")
+    names = [(entry["command"].split()[0].upper(), entry.get("client_type")) for entry in monitored(server, action)]
+    return [name for name, kind in names if kind != "lua" and name not in CONNECTION_SETUP]
 
 
 def test_facts_are_gathered_in_one_round_trip(store, redis_client):

@@ -7,7 +7,7 @@ re-exported here; this module puts the repository root on ``sys.path`` for that.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -96,6 +96,22 @@ def writer_on(client: redis.Redis, shard: int, key: bytes | Keyring = TEST_LOG_K
     """:func:`harness.decision_log.writer_on` with the tests' log key by default."""
     return harness_writer_on(client, shard, key, shards)
 
+
+def monitored(client: Any, action: Callable[[], object]) -> list[dict[str, Any]]:
+    """What the server ``client`` talks to ran while ``action`` ran, as MONITOR entries
+    (``command``, ``client_type``...), the commands scripts run inside it included."""
+    import secrets
+
+    marker = f"end-of-action-{secrets.token_hex(4)}"
+    with client.monitor() as monitor:
+        action()
+        client.echo(marker)
+        seen = []
+        for entry in monitor.listen():
+            if marker in entry["command"]:
+                return seen
+            seen.append(entry)
+    raise AssertionError("MONITOR ended early")
 
 
 def in_fresh_python(code: str, timeout: float = 120) -> str:

@@ -4,7 +4,6 @@ never ALLOWs by accident, never lets one connection's trouble reach another."""
 from __future__ import annotations
 
 import contextlib
-import secrets
 import socket
 import time
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from test_fastagi_reasons import RU_NUMBER, campaign, consent, screen
 from agi import protocol
 from callscreen.decision_log import APPEND_SHA, LOOKUP_SHA, DecisionLog
 from callscreen.numbers import normalize
+from tests_support import monitored
 
 
 def _ready(env: AGIEnv) -> None:
@@ -360,14 +360,7 @@ def test_answered_outcome_is_recorded_against_the_decision(agi: AGIEnv) -> None:
 
 def _store_commands_during(env: AGIEnv, action: Callable[[], object]) -> list[str]:
     """The commands the store ran while ``action`` ran, scripts' own calls included (MONITOR)."""
-    marker = f"end-of-action-{secrets.token_hex(4)}"
-    with env.client.monitor() as feed:
-        action()
-        env.client.echo(marker)
-        seen = []
-        while marker not in (command := feed.next_command()["command"]):
-            seen.append(command)
-    return seen
+    return [entry["command"] for entry in monitored(env.client, action)]
 
 
 def _outcome(env: AGIEnv, decision_id: str, seconds: str = "42") -> None:
