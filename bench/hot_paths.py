@@ -313,7 +313,7 @@ def build(name: str, scale: float, repeat: int, store: Callable[[], StoreBench])
 
 def main(argv: Sequence[str] | None = None) -> list[tuple[Case, dict[str, list[float]]]]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     epilog="\n\n".join(__doc__.split("\n\n")[1:3]),
+                                     epilog=__doc__.split("\n\n", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=3, help="timed runs of each variant (default 3)")
     parser.add_argument("--only", action="append", choices=CASES, metavar="NAME",
