@@ -1,7 +1,9 @@
 """Phone number normalization: any human spelling in, E.164 and its geography out.
 
-Invariant: :func:`normalize` either returns a valid number in E.164 form or raises
-:class:`InvalidNumber`; callers turn that into a BLOCK ``invalid_number`` decision.
+Invariants: :func:`normalize` either returns a valid number in E.164 form or raises
+:class:`InvalidNumber`; callers turn that into a BLOCK ``invalid_number`` decision. Its
+shortcuts (the NANP exchange table, answers kept per prefix of E.164 and of national-form
+numbers) give exactly :func:`parse_number`'s answer, an invalid number staying invalid.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from functools import lru_cache
 import phonenumbers
 from phonenumbers import timezone
 
+from callscreen.national import NationalAnswers
 from callscreen.prefixes import PrefixAnswers
 
 MAX_INPUT_LENGTH = 64
@@ -127,13 +130,17 @@ def normalize(raw: str, default_region: str | None = None) -> PhoneNumber:
     with ``US`` as the default region) is answered from :class:`callscreen.nanp.NanpExchanges`,
     phonenumbers' own metadata compiled once: the answer of :func:`parse_number`, in a tenth of
     its time (its region, time-zone and geocoder look-ups each repeat the number-type regexes
-    of every NANP region). Everything else is :func:`parse_number`."""
+    of every NANP region). Any other E.164 number is answered per deciding prefix
+    (:mod:`callscreen.prefixes`), and a number in national form (``8 999 …`` with ``RU``,
+    ``07911 …`` with ``GB``) per raw deciding prefix (:mod:`callscreen.national`): the first
+    number of a prefix by :func:`parse_number`, the next ones from what it answered. Everything
+    else, and whatever those modules cannot prove the same, is :func:`parse_number`."""
     text = _clean(raw)
     nsn = _nanp_national(text, default_region)
     if nsn is None:
         if text.startswith("+"):
             return _by_prefix(raw, default_region, text)
-        return parse_number(raw, default_region, text)
+        return _by_national_prefix(raw, default_region, text)
     from callscreen.nanp import NanpExchanges  # loads the geocoder's data once, as parse_number does
 
     found = NanpExchanges.shared().exchange(nsn)
@@ -176,6 +183,33 @@ def _by_prefix(raw: str, default_region: str | None, text: str) -> PhoneNumber:
     return PhoneNumber(e164=text, region=answer[0], timezones=answer[1])
 
 
+_NATIONAL_ANSWERS = NationalAnswers()
+
+
+def _by_national_prefix(raw: str, default_region: str | None, text: str) -> PhoneNumber:
+    """A number in national form answered from the numbers before it that share its raw
+    deciding prefix (:mod:`callscreen.national`), else by :func:`parse_number`, whose answer
+    and the digits it dropped are then kept."""
+    key = _NATIONAL_ANSWERS.key(text, default_region)
+    if key is None:
+        return parse_number(raw, default_region, text)
+    known, kept = _NATIONAL_ANSWERS.get(key)
+    if not known:
+        try:
+            number = parse_number(raw, default_region, text)
+        except NotAssigned:
+            _NATIONAL_ANSWERS.keep(key, None)
+            raise
+        found = _NATIONAL_ANSWERS.dropped(text, key[0], number.e164)
+        if found is not None and number.subdivision is None:
+            _NATIONAL_ANSWERS.keep(key, (*found, number.region, number.timezones))
+        return number
+    if kept is None:
+        raise NotAssigned(f"not a valid number: {raw!r}")
+    head, cut, region, zones = kept
+    return PhoneNumber(e164=head + text[cut:], region=region, timezones=zones)
+
+
 def parse_number(raw: str, default_region: str | None = None, text: str | None = None) -> PhoneNumber:
     """:func:`normalize` by phonenumbers' full parse, for any number (``text``: ``raw`` cleaned)."""
     text = _clean(raw) if text is None else text
@@ -206,9 +240,11 @@ def prepare(regions: Iterable[str]) -> list[str]:
         if example is None:
             continue
         e164 = phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.E164)
+        dialled = phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.NATIONAL)
         try:
-            normalize.__wrapped__(e164)
-            normalize.__wrapped__(e164)  # the second reads its calling code's prefix depth
+            for _ in range(2):  # the second reads the prefix depths: E.164, and the national form
+                normalize.__wrapped__(e164)
+                normalize.__wrapped__(dialled, region)
             if example.country_code == 1:
                 normalize.__wrapped__("+12015550123")  # a US number: the table behind every NANP region
         except InvalidNumber:

@@ -23,6 +23,8 @@ Invariants:
   next, are parsed in full).
 
 A test compares the answers with full parses over many calling codes, valid and invalid.
+:mod:`callscreen.national` answers numbers dialled in national form the same way, from what
+their parse strips and this module's deciding digits of what it leaves.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import functools
 import re
 import threading
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from phonenumbers import PhoneMetadata, timezone
 from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE
@@ -43,6 +45,8 @@ except ImportError:  # pragma: no cover - older Pythons
     import sre_constants as sre  # type: ignore[no-redef]
     import sre_parse  # type: ignore[no-redef]
 
+K = TypeVar("K")
+V = TypeVar("V")
 Answer = tuple[str, tuple[str, ...]] | None  # (region, time zones); None: not a valid number
 _DIGITS = frozenset("0123456789")
 _TYPES = ("fixed_line", "mobile", "toll_free", "premium_rate", "shared_cost", "voip", "personal_number",
@@ -135,7 +139,16 @@ def _patterns(metadata: Any) -> list[str]:
 @functools.lru_cache(maxsize=1024)
 def depth(calling_code: int, length: int) -> int | None:
     """How many leading digits of a ``length``-digit national number of ``calling_code`` decide
-    its validity, region and time zones (None: not known for it, see the module's invariants)."""
+    its validity, region and time zones (None: not known for it, see the module's invariants,
+    or all of them: such a number is no better answered by prefix than in full)."""
+    needed = deciding_digits(calling_code, length)
+    return needed if needed is not None and needed <= length else None
+
+
+@functools.lru_cache(maxsize=1024)
+def deciding_digits(calling_code: int, length: int) -> int | None:
+    """:func:`depth` before it is bounded by the length (the time-zone map's keys may be longer
+    than a short number, whose digits then all decide)."""
     regions = COUNTRY_CODE_TO_REGION_CODE.get(calling_code, ())
     if calling_code == 1 or not regions or "001" in regions:
         return None
@@ -153,8 +166,7 @@ def depth(calling_code: int, length: int) -> int | None:
         return None
     prefix = str(calling_code)
     longest = max((len(key) for key in timezone.TIMEZONE_DATA if key.startswith(prefix)), default=len(prefix))
-    needed = max(needed, longest - len(prefix))
-    return needed if needed <= length else None
+    return max(needed, longest - len(prefix))
 
 
 @functools.lru_cache(maxsize=1024)
@@ -175,15 +187,35 @@ def split(digits: str) -> tuple[int, str] | None:
     return None
 
 
-class PrefixAnswers:
-    """Answers kept per (calling code, national length, prefix of :func:`depth` digits), at most
-    ``limit`` of them, the oldest first out (65,536 entries: 10–20 MB). Threads may share
+class KeptAnswers(Generic[K, V]):
+    """Answers kept per key, at most ``limit`` of them, the oldest first out. Threads may share
     one: an entry is the same whichever thread computes it."""
 
     def __init__(self, limit: int = 65536) -> None:
         self.limit = limit
-        self._answers: dict[tuple[int, int, str], Answer] = {}
+        self._answers: dict[K, V] = {}
         self._lock = threading.Lock()  # for keep's eviction; a look-up needs none
+
+    def get(self, key: K) -> tuple[bool, V | None]:
+        """``(known, answer)``: ``known`` False when nothing is kept for ``key`` yet."""
+        try:
+            return True, self._answers[key]
+        except KeyError:
+            return False, None
+
+    def keep(self, key: K, answer: V) -> None:
+        with self._lock:
+            if len(self._answers) >= self.limit:
+                self._answers.pop(next(iter(self._answers)), None)
+            self._answers[key] = answer
+
+
+class PrefixAnswers(KeptAnswers[tuple[int, int, str], Answer]):
+    """Answers kept per (calling code, national length, prefix of :func:`depth` digits), at most
+    ``limit`` of them (65,536 entries: 10–20 MB)."""
+
+    def __init__(self, limit: int = 65536) -> None:
+        super().__init__(limit)
         self._seen: set[tuple[int, int]] = set()  # calling codes and lengths met before
 
     def key(self, digits: str) -> tuple[int, int, str] | None:
@@ -206,16 +238,3 @@ class PrefixAnswers:
         if needed is None or (strip is not None and strip(national)):
             return None
         return code, len(national), national[:needed]
-
-    def get(self, key: tuple[int, int, str]) -> tuple[bool, Answer]:
-        """``(known, answer)``: ``known`` False when nothing is kept for ``key`` yet."""
-        try:
-            return True, self._answers[key]
-        except KeyError:
-            return False, None
-
-    def keep(self, key: tuple[int, int, str], answer: Answer) -> None:
-        with self._lock:
-            if len(self._answers) >= self.limit:
-                self._answers.pop(next(iter(self._answers)), None)
-            self._answers[key] = answer

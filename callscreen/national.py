@@ -1,0 +1,144 @@
+"""A number dialled in national form kept per raw prefix: what phonenumbers' parse does with it, read from its patterns.
+
+A number written without ``+`` in a campaign's region (``8 999 123-45-67`` in RU, ``07700 900123``
+in GB, ``0888 123 456`` in BG) takes more of phonenumbers' parse than an E.164 one: the region's
+international prefix written without ``+`` (``810 44…``), its country code written without ``+``
+(``7 999…``), then its national prefix and carrier code (``national_prefix_for_parsing``),
+stripped only when what is left matches the region's general pattern wherever the whole number
+did and has a possible length. What is left is then judged as in :mod:`callscreen.prefixes`.
+
+For a number of neither of the first two forms, the national-prefix pattern is matched here, at
+the start of the digits, by ``re`` as the parse matches it: its end is part of the key. Past that
+match every step is a whole-number match of the general pattern (on the number, and on what the
+match leaves) or a test of a length, and :func:`depth` reads how many leading digits decide them
+and the national number left (:func:`callscreen.prefixes.deciding_digits`) from the patterns'
+structure, as :mod:`callscreen.prefixes` does. Numbers of one region, raw length and match end
+that share that many leading digits take the same steps, drop the same leading digits and leave
+national numbers with the same answer: :class:`NationalAnswers` keeps, per such prefix, how many
+digits the first one's full parse dropped and its answer.
+
+Invariants:
+
+- parsed in full: a region whose national prefix has a transform rule (the digits the parse
+  leaves are not the number's own: Argentina, Brazil, Japan, the NANP islands…) or a ``+1``
+  calling code (:mod:`callscreen.nanp`); a number the region's international prefix matches or
+  that starts with the region's calling code (the parse may read a calling code there); a length
+  or match end whose patterns give no depth, or whose depth is the whole number; and the first
+  number of a region and length (a one-number process never reads the patterns);
+- what is kept is how many leading digits the first full parse dropped, checked against its
+  E.164 (the region's calling code, then the number's own remaining digits; nothing is kept
+  otherwise), with its validity, region and time zones; a parse error is never kept; the E.164
+  of a number answered from it is built from that number's own digits.
+
+A test compares the answers with full parses over every region phonenumbers knows.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+
+from phonenumbers import SUPPORTED_REGIONS, PhoneMetadata
+
+from callscreen import prefixes
+
+# ("+" and calling code, leading digits dropped, region, time zones); None: not a valid number
+Kept = tuple[str, int, str, tuple[str, ...]] | None
+Key = tuple[str, int, int, str]  # region, raw length, national-prefix match end (-1: none), prefix
+
+
+class _NoDepth(Exception):
+    """A step whose deciding digits are not known."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Region:
+    """What the parse reads of a default region before the national number."""
+
+    country_code: str
+    international: re.Pattern[str]
+    national_prefix: re.Pattern[str] | None
+
+
+@functools.lru_cache(maxsize=512)
+def _region(region: str) -> _Region | None:
+    metadata = PhoneMetadata.metadata_for_region(region) if region in SUPPORTED_REGIONS else None
+    if metadata is None or metadata.country_code == 1 or metadata.national_prefix_transform_rule:
+        return None
+    prefix = metadata.national_prefix_for_parsing
+    try:
+        return _Region(str(metadata.country_code), re.compile(metadata.international_prefix or "NonMatch"),
+                       re.compile(prefix) if prefix else None)
+    except re.error:
+        return None
+
+
+def _general(metadata: PhoneMetadata, length: int) -> int:
+    """Digits deciding whether a ``length``-digit number matches the region's general pattern."""
+    pattern = metadata.general_desc.national_number_pattern if metadata.general_desc else None
+    return prefixes.whole_depth(pattern, length) if pattern else 0
+
+
+@functools.lru_cache(maxsize=4096)
+def depth(region: str, length: int, end: int) -> int | None:
+    """How many leading digits of a ``length``-digit number in ``region``'s national form, whose
+    national-prefix match ends at ``end`` (-1: no match), decide what the parse strips and the
+    answer for what it leaves (None: parsed in full, see the module's invariants)."""
+    if _region(region) is None:
+        return None
+    metadata = PhoneMetadata.metadata_for_region(region)
+    code = metadata.country_code
+
+    def national(size: int) -> int:
+        needed = prefixes.deciding_digits(code, size) if size > 0 else None
+        if needed is None:
+            raise _NoDepth
+        return min(needed, size)
+
+    try:
+        if end < 0:
+            needed = national(length)  # nothing to strip: the number is the national number
+        else:  # stripped or not (the general pattern's matches and the lengths decide)
+            needed = max(_general(metadata, length), end + _general(metadata, length - end),
+                         national(length), end + national(length - end))
+    except (_NoDepth, prefixes.Unreadable, re.error, RecursionError):
+        return None
+    return needed if needed < length else None
+
+
+class NationalAnswers(prefixes.KeptAnswers[Key, Kept]):
+    """What the full parse did with national-form numbers, kept per (region, raw length,
+    national-prefix match end, prefix of :func:`depth` digits), at most ``limit`` of them."""
+
+    def __init__(self, limit: int = 65536) -> None:
+        super().__init__(limit)
+        self._seen: set[tuple[str, int]] = set()  # regions and lengths met before
+
+    def key(self, digits: str, region: str | None) -> Key | None:
+        """The key a national-form number's answer is kept under, or None when it must be
+        parsed in full (also the first time a region and length are met)."""
+        found = _region(region) if isinstance(region, str) else None
+        if found is None or not digits.isascii() or not digits.isdigit():
+            return None
+        if found.international.match(digits) or digits.startswith(found.country_code):
+            return None
+        shape = (region, len(digits))
+        if shape not in self._seen:
+            self._seen.add(shape)
+            return None
+        match = found.national_prefix.match(digits) if found.national_prefix else None
+        end = match.end() if match else -1
+        needed = depth(region, len(digits), end)
+        return None if needed is None else (region, len(digits), end, digits[:needed])
+
+    @staticmethod
+    def dropped(digits: str, region: str, e164: str) -> tuple[str, int] | None:
+        """``("+" and calling code, how many leading digits were dropped)`` when the parse of
+        ``digits`` gave ``e164`` as the region's calling code then the number's own remaining
+        digits (None: it did not)."""
+        head = "+" + str(PhoneMetadata.metadata_for_region(region).country_code)
+        cut = len(digits) - (len(e164) - len(head))
+        if not e164.startswith(head) or cut < 0 or digits[cut:] != e164[len(head):]:
+            return None
+        return head, cut
