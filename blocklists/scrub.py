@@ -212,28 +212,64 @@ _LINE_CHARS = 32  # a batch of n rows is read as n * 32 characters (then to the 
 PROBE_GROUP = 8  # numbers per EXISTS while few numbers have records (one reply for the whole group)
 
 
+COPY_AFTER = 256  # numbers read from one shard by BITFIELD_RO before the shard itself is copied
+COPY_BUDGET = 400 << 20  # bytes of shard copies one scrubbing process keeps (the US list: 330 MB)
+COPY_MAX_AGE = 60.0  # seconds a copy answers before the shard is read again
+
+
+@dataclass(slots=True)
+class _ShardRead:
+    """How one batch reads one registry's shard: by ``BITFIELD_RO`` (``copy`` None and not
+    ``fetch``), from the copy kept (``copy``), or by copying it in this round trip (``fetch``)."""
+
+    bit: int  # the registry's bit in a number's pattern
+    key: str
+    positions: list[int]
+    offsets: list[int]
+    copy: bytes | None = None
+    fetch: bool = False
+
+
 class RegistryBits:
     """Registry answers for a scrub, read from the shard bitmaps of the live generation.
 
     The dial-time path asks Redis one ``GETBIT`` per number; a scrub reads the bits of a whole
     batch with one ``BITFIELD_RO`` per registry and shard, in the batch's round trip — same
-    generation, same bits, and no bitmap is copied into the scrubbing process. The snapshot of
-    generations is taken once, so the whole scrub reads one generation per registry; if it is
-    retired and expires meanwhile (a scrub running past the grace period of a reload), the
-    ``EXISTS`` on its shard index sent after the reads says so and the scrub stops with an error
-    rather than read a missing shard as "not listed".
+    generation, same bits. A shard this process has already read :data:`COPY_AFTER` numbers
+    from is copied whole (one ``GET`` in a batch's round trip, at most 1 MB) and its bits are then
+    read here: a lead list spread over a whole country reads each shard thousands of times, and a
+    copy costs the server about as much as 256 bit reads. Copies are bounded (:data:`COPY_BUDGET`
+    bytes per process; past it, shards are read bit by bit) and answer for
+    :data:`COPY_MAX_AGE` seconds, then the shard is read again: a change list applied to the live
+    generation while a scrub runs is seen within that time (bit reads see it at once).
+
+    The snapshot of generations is taken once, so the whole scrub reads one generation per
+    registry; if it is retired and expires meanwhile (a scrub running past the grace period of a
+    reload), the ``EXISTS`` on its shard index sent after the reads says so and the scrub stops
+    with an error rather than read a missing shard as "not listed".
     """
 
-    def __init__(self, lookup: RedisRegistryLookup, registry_ids: Sequence[str]) -> None:
+    def __init__(self, lookup: RedisRegistryLookup, registry_ids: Sequence[str], *, copy_after: int = COPY_AFTER,
+                 copy_budget: int = COPY_BUDGET, max_age: float = COPY_MAX_AGE,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.registry_ids = tuple(registry_ids)
         self.snapshot = lookup.refresh()
         self._entries = tuple(self.snapshot.registries.get(r) for r in self.registry_ids)
         self._live = tuple((r, e[0]) for r, e in zip(self.registry_ids, self._entries, strict=True) if e is not None)
         self._statuses: dict[int, tuple[RegistryStatus, ...]] = {}
+        self.copy_after, self.copy_budget, self.max_age, self.clock = copy_after, copy_budget, max_age, clock
+        self._copies: dict[str, tuple[float, bytes]] = {}  # shard key -> (read at, its bytes)
+        self._copied_bytes = 0
+        self._bit_reads: Counter[str] = Counter()  # shard key -> numbers read from it by BITFIELD_RO
 
-    def plan(self, e164s: Sequence[str]) -> tuple[list[Command], dict[str, tuple[list[int], list[int]]]]:
-        """The commands reading every number's bit in each loaded registry, then one ``EXISTS``
-        per registry; and the numbers' positions per shard, for :meth:`read`."""
+    @property
+    def copied_bytes(self) -> int:
+        return self._copied_bytes
+
+    def plan(self, e164s: Sequence[str]) -> tuple[list[Command], list[_ShardRead]]:
+        """The commands reading every number's bit in each loaded registry (``BITFIELD_RO`` or
+        ``GET`` per shard, none for a shard copied here), then one ``EXISTS`` per registry; and
+        how each shard is read, for :meth:`read`."""
         by_shard: dict[str, tuple[list[int], list[int]]] = {}
         base = NANP.base
         for position, e164 in enumerate(e164s):
@@ -246,17 +282,33 @@ class RegistryBits:
                 found = by_shard[shard] = ([], [])
             found[0].append(position)
             found[1].append(offset)
+        now = self.clock()
         commands: list[Command] = []
-        for registry_id, generation in self._live:
-            for shard, (_positions, offsets) in by_shard.items():
-                commands.append(("BITFIELD_RO", storage.shard_key(registry_id, generation, shard),
-                                 *[part for offset in offsets for part in ("GET", "u1", offset)]))
+        reads: list[_ShardRead] = []
+        for k, (registry_id, generation) in enumerate(self._live):
+            for shard, (positions, offsets) in by_shard.items():
+                read = _ShardRead(1 << k, storage.shard_key(registry_id, generation, shard), positions, offsets)
+                kept = self._copies.get(read.key)
+                if kept is not None and now - kept[0] > self.max_age:
+                    del self._copies[read.key]
+                    self._copied_bytes -= len(kept[1])
+                    kept = None
+                if kept is not None:
+                    read.copy = kept[1]
+                elif (self._bit_reads[read.key] + len(offsets) >= self.copy_after
+                      and self._copied_bytes < self.copy_budget):
+                    read.fetch = True
+                    commands.append(("GET", read.key))
+                else:
+                    self._bit_reads[read.key] += len(offsets)
+                    commands.append(("BITFIELD_RO", read.key,
+                                     *[part for offset in offsets for part in ("GET", "u1", offset)]))
+                reads.append(read)
         commands.extend(("EXISTS", storage.shards_key(registry_id, generation))
                         for registry_id, generation in self._live)
-        return commands, by_shard
+        return commands, reads
 
-    def read(self, count: int, by_shard: dict[str, tuple[list[int], list[int]]],
-             replies: Sequence[Any]) -> list[int]:
+    def read(self, count: int, reads: Sequence[_ShardRead], replies: Sequence[Any]) -> list[int]:
         """Each number's registry pattern (bit k: listed in the k-th loaded registry; see
         :meth:`statuses`) from the replies to :meth:`plan`'s commands."""
         for (registry_id, _generation), alive in zip(self._live, replies[len(replies) - len(self._live):], strict=True):
@@ -266,16 +318,30 @@ class RegistryBits:
                 raise StoreError(f"registry {registry_id} was replaced while the scrub ran; run the scrub again")
         patterns = [0] * count  # bit k set: listed in the k-th loaded registry
         reply = iter(replies)
-        for k in range(len(self._live)):
-            bit = 1 << k
-            for positions, _offsets in by_shard.values():
-                bits = next(reply)
-                if isinstance(bits, Exception):
-                    raise StoreError(f"registry {self._live[k][0]} lookup failed: {bits}")
-                for position, listed in zip(positions, bits, strict=True):
-                    if listed:
-                        patterns[position] |= bit
+        for read in reads:
+            bit = read.bit
+            if read.copy is None:
+                answer = next(reply)
+                if isinstance(answer, Exception):
+                    raise StoreError(f"registry {self._live[bit.bit_length() - 1][0]} lookup failed: {answer}")
+                if not read.fetch:
+                    for position, listed in zip(read.positions, answer, strict=True):
+                        if listed:
+                            patterns[position] |= bit
+                    continue
+                read.copy = self._keep(read.key, answer or b"")
+            shard = read.copy
+            size = len(shard)
+            for position, offset in zip(read.positions, read.offsets, strict=True):
+                byte = offset >> 3
+                if byte < size and shard[byte] >> (7 - (offset & 7)) & 1:  # bit 0 is the first byte's highest
+                    patterns[position] |= bit
         return patterns
+
+    def _keep(self, key: str, shard: bytes) -> bytes:
+        self._copies[key] = (self.clock(), shard)
+        self._copied_bytes += len(shard)
+        return shard
 
     def statuses(self, pattern: int) -> tuple[RegistryStatus, ...]:
         """The registry statuses a pattern stands for."""
@@ -410,10 +476,10 @@ class BatchScreener:
         else:
             wire, probe_count = _probe_wire(digests, group)
         registry: list[Command] = []
-        by_shard: dict[str, tuple[list[int], list[int]]] = {}
+        reads: list[_ShardRead] = []
         numbers: list[PhoneNumber] | None = None
         if self._bits is not None:
-            registry, by_shard = self._bits.plan(e164s)
+            registry, reads = self._bits.plan(e164s)
         elif self.registries is not None and self.registry_ids:
             numbers = [PhoneNumber(e164, *found[1]) for e164, (_i, found) in zip(e164s, located, strict=True)]
             registry = [c for n in numbers for c in self.registries.commands(n, self.registry_ids)]
@@ -421,7 +487,7 @@ class BatchScreener:
         with_records = self._with_records(digests, replies[:probe_count])
         marks: Sequence[Any]  # per number: its registry pattern, or its statuses
         if self._bits is not None:
-            marks, statuses_of = self._bits.read(len(e164s), by_shard, replies[probe_count:]), self._bits.statuses
+            marks, statuses_of = self._bits.read(len(e164s), reads, replies[probe_count:]), self._bits.statuses
         else:
             marks, statuses_of = self._statuses(numbers, len(e164s), replies[probe_count:]), _same
         memo = self._memo

@@ -12,8 +12,10 @@ from blocklists.registry import RegistryManager
 from blocklists.scrub import (
     BatchScreener,
     PrefixNormalizer,
+    RegistryBits,
     ScrubError,
     ScrubJob,
+    bulk,
     exchange_table_path,
     load_exchanges,
     save_exchanges,
@@ -344,3 +346,60 @@ def test_a_registry_generation_gone_mid_scrub_stops_the_scrub(world, redis_clien
     redis_client.delete(storage.shards_key("us-dnc", generation))
     with pytest.raises(StoreError, match="replaced while the scrub ran"):
         engine.screen(["2125550101"])
+
+
+def test_a_shard_copied_after_enough_reads_answers_exactly_as_its_bits(world, redis_client, tmp_path):
+    """Bit reads, a shard copied in the batch's round trip, and the copy kept: the same patterns,
+    listed numbers included (both registries of a UK campaign, and US numbers whose shard is absent)."""
+    _screener, lookup = world
+    rng = random.Random(5)
+    numbers = ["+12125550101", "+12125550102", "+13055550123", "+442079460958", "+441212345678"]
+    numbers += [f"+1212555{rng.randrange(10000):04d}" for _ in range(60)]
+    numbers += [f"+1{rng.choice(['212', '305', '646'])}{rng.randrange(200, 1000)}{rng.randrange(10000):04d}"
+                for _ in range(60)]
+    numbers += [f"+44{rng.choice(['2079', '1212', '7400'])}{rng.randrange(1000000):06d}" for _ in range(60)]
+    rng.shuffle(numbers)
+    registries = ("us-dnc", "gb-tps", "gb-ctps")
+    by_bits = RegistryBits(lookup, registries, copy_after=10**9)
+    copying = RegistryBits(lookup, registries, copy_after=1)
+    expected = scrub_bits(redis_client, by_bits, numbers)
+    assert any(expected) and by_bits.copied_bytes == 0
+    assert scrub_bits(redis_client, copying, numbers) == expected  # copied in this round trip
+    assert copying.copied_bytes > 0
+    commands, _reads = copying.plan(numbers)
+    assert [c[0] for c in commands] == ["EXISTS"] * 3  # every shard answered from its copy
+    assert scrub_bits(redis_client, copying, numbers) == expected
+
+
+def scrub_bits(client, bits, e164s):
+    commands, reads = bits.plan(e164s)
+    return bits.read(len(e164s), reads, bulk(client, commands))
+
+
+def test_a_change_list_is_seen_by_a_copy_once_it_is_older_than_its_age_limit(world, redis_client, tmp_path):
+    _screener, lookup = world
+    now = [1000.0]
+    bits = RegistryBits(lookup, ("us-dnc",), copy_after=1, max_age=60, clock=lambda: now[0])
+    numbers = ["+12125550101", "+12125550177"]
+    assert scrub_bits(redis_client, bits, numbers) == [1, 0]
+    (tmp_path / "changes.txt").write_text("212,5550177,A\n212,5550101,D\n")
+    RegistryManager(redis_client).apply_changes("us-dnc", tmp_path / "changes.txt")
+    now[0] += 59
+    assert scrub_bits(redis_client, bits, numbers) == [1, 0]  # the copy still answers
+    now[0] += 2
+    assert scrub_bits(redis_client, bits, numbers) == [0, 1]  # read again
+    assert scrub_bits(redis_client, RegistryBits(lookup, ("us-dnc",), copy_after=10**9), numbers) == [0, 1]
+
+
+def test_shards_are_read_bit_by_bit_below_the_copy_threshold_and_past_the_budget(world, redis_client):
+    _screener, lookup = world
+    few = RegistryBits(lookup, ("us-dnc",), copy_after=3)
+    for numbers, sent, listed in ((["+12125550101", "+12125550102"], "BITFIELD_RO", [1, 1]),
+                                  (["+12125550103"], "GET", [0])):  # the third number read copies the shard
+        commands, reads = few.plan(numbers)
+        assert [c[0] for c in commands] == [sent, "EXISTS"]
+        assert few.read(len(numbers), reads, bulk(redis_client, commands)) == listed
+    assert few.copied_bytes > 0
+    spent = RegistryBits(lookup, ("us-dnc",), copy_after=1, copy_budget=0)
+    assert scrub_bits(redis_client, spent, ["+12125550101", "+13055550123"]) == [1, 1]
+    assert spent.copied_bytes == 0
