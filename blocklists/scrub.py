@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import hiredis
+import numpy as np
 import phonenumbers
 import redis
 
@@ -224,10 +225,55 @@ class _ShardRead:
 
     bit: int  # the registry's bit in a number's pattern
     key: str
-    positions: list[int]
-    offsets: list[int]
+    positions: np.ndarray  # the numbers' places in the batch
+    offsets: np.ndarray  # their bits' places in the shard
     copy: bytes | None = None
     fetch: bool = False
+
+
+def _by_shard(e164s: Sequence[str]) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(shard name, the numbers' places in ``e164s``, their bit offsets) per shard. NANP numbers
+    (``+1`` and ten digits, already validated) are located in one numpy pass over their
+    characters; the others one by one (:func:`~blocklists.numbering.locate_e164`)."""
+    count = len(e164s)
+    chars = np.array(e164s, dtype="U13").view(np.uint32).reshape(count, 13) if count else np.zeros((0, 13), np.uint32)
+    digits = chars[:, 2:12].astype(np.int64) - 48
+    nanp = ((chars[:, 0] == 43) & (chars[:, 1] == 49) & (chars[:, 12] == 0)
+            & ((digits >= 0) & (digits <= 9)).all(axis=1))
+    national = digits @ _POWERS
+    out: list[tuple[str, np.ndarray, np.ndarray]] = []
+    places = np.flatnonzero(nanp)
+    if len(places):
+        area = national[places] // 10**7
+        order = np.argsort(area, kind="stable")
+        places, area = places[order], area[order]
+        cuts = np.flatnonzero(area[1:] != area[:-1]) + 1
+        for group in np.split(np.arange(len(places)), cuts):
+            group_places = places[group]
+            out.append((f"1:{area[group[0]]}", group_places, national[group_places] % 10**7 - NANP.base))
+    others: dict[str, tuple[list[int], list[int]]] = {}
+    for position in np.flatnonzero(~nanp).tolist():
+        shard, offset = locate_e164(e164s[position])
+        found = others.setdefault(shard, ([], []))
+        found[0].append(position)
+        found[1].append(offset)
+    out.extend((shard, np.array(positions, dtype=np.intp), np.array(offsets, dtype=np.int64))
+               for shard, (positions, offsets) in others.items())
+    return out
+
+
+_POWERS = 10 ** np.arange(9, -1, -1, dtype=np.int64)
+
+
+def _bits_at(shard: bytes, offsets: np.ndarray) -> np.ndarray:
+    """The bits of a Redis bitmap at ``offsets`` (bit 0 is the first byte's highest; past the
+    end, 0), as int64."""
+    data = np.frombuffer(shard, dtype=np.uint8)
+    places = offsets >> 3
+    inside = (places >= 0) & (places < len(data))
+    bits = np.zeros(len(offsets), dtype=np.int64)
+    bits[inside] = data[places[inside]] >> (7 - (offsets[inside] & 7)) & 1
+    return bits
 
 
 class RegistryBits:
@@ -270,23 +316,12 @@ class RegistryBits:
         """The commands reading every number's bit in each loaded registry (``BITFIELD_RO`` or
         ``GET`` per shard, none for a shard copied here), then one ``EXISTS`` per registry; and
         how each shard is read, for :meth:`read`."""
-        by_shard: dict[str, tuple[list[int], list[int]]] = {}
-        base = NANP.base
-        for position, e164 in enumerate(e164s):
-            if len(e164) == 12 and e164[1] == "1":  # NANP, already validated: area code + 7 digits
-                shard, offset = "1:" + e164[2:5], int(e164[5:]) - base
-            else:
-                shard, offset = locate_e164(e164)
-            found = by_shard.get(shard)
-            if found is None:
-                found = by_shard[shard] = ([], [])
-            found[0].append(position)
-            found[1].append(offset)
         now = self.clock()
         commands: list[Command] = []
         reads: list[_ShardRead] = []
+        shards = _by_shard(e164s)
         for k, (registry_id, generation) in enumerate(self._live):
-            for shard, (positions, offsets) in by_shard.items():
+            for shard, positions, offsets in shards:
                 read = _ShardRead(1 << k, storage.shard_key(registry_id, generation, shard), positions, offsets)
                 kept = self._copies.get(read.key)
                 if kept is not None and now - kept[0] > self.max_age:
@@ -301,8 +336,9 @@ class RegistryBits:
                     commands.append(("GET", read.key))
                 else:
                     self._bit_reads[read.key] += len(offsets)
-                    commands.append(("BITFIELD_RO", read.key,
-                                     *[part for offset in offsets for part in ("GET", "u1", offset)]))
+                    parts: list[Any] = ["GET", "u1", 0] * len(offsets)
+                    parts[2::3] = offsets.tolist()
+                    commands.append(("BITFIELD_RO", read.key, *parts))
                 reads.append(read)
         commands.extend(("EXISTS", storage.shards_key(registry_id, generation))
                         for registry_id, generation in self._live)
@@ -316,27 +352,20 @@ class RegistryBits:
                 raise StoreError(f"registry {registry_id} unreadable: {alive}")
             if not alive:
                 raise StoreError(f"registry {registry_id} was replaced while the scrub ran; run the scrub again")
-        patterns = [0] * count  # bit k set: listed in the k-th loaded registry
+        patterns = np.zeros(count, dtype=np.int64)  # bit k set: listed in the k-th loaded registry
         reply = iter(replies)
         for read in reads:
-            bit = read.bit
             if read.copy is None:
                 answer = next(reply)
                 if isinstance(answer, Exception):
-                    raise StoreError(f"registry {self._live[bit.bit_length() - 1][0]} lookup failed: {answer}")
+                    registry_id = self._live[read.bit.bit_length() - 1][0]
+                    raise StoreError(f"registry {registry_id} lookup failed: {answer}")
                 if not read.fetch:
-                    for position, listed in zip(read.positions, answer, strict=True):
-                        if listed:
-                            patterns[position] |= bit
+                    patterns[read.positions] |= np.array(answer, dtype=np.int64) * read.bit
                     continue
                 read.copy = self._keep(read.key, answer or b"")
-            shard = read.copy
-            size = len(shard)
-            for position, offset in zip(read.positions, read.offsets, strict=True):
-                byte = offset >> 3
-                if byte < size and shard[byte] >> (7 - (offset & 7)) & 1:  # bit 0 is the first byte's highest
-                    patterns[position] |= bit
-        return patterns
+            patterns[read.positions] |= _bits_at(read.copy, read.offsets) * read.bit
+        return patterns.tolist()
 
     def _keep(self, key: str, shard: bytes) -> bytes:
         self._copies[key] = (self.clock(), shard)

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from blocklists.lookup import RedisRegistryLookup
+from blocklists.numbering import locate_e164
 from blocklists.registry import RegistryManager
 from blocklists.scrub import (
     BatchScreener,
@@ -15,6 +16,7 @@ from blocklists.scrub import (
     RegistryBits,
     ScrubError,
     ScrubJob,
+    _by_shard,
     bulk,
     exchange_table_path,
     load_exchanges,
@@ -403,3 +405,19 @@ def test_shards_are_read_bit_by_bit_below_the_copy_threshold_and_past_the_budget
     spent = RegistryBits(lookup, ("us-dnc",), copy_after=1, copy_budget=0)
     assert scrub_bits(redis_client, spent, ["+12125550101", "+13055550123"]) == [1, 1]
     assert spent.copied_bytes == 0
+
+
+def test_numbers_are_grouped_by_shard_at_the_offsets_the_registry_uses():
+    """The numpy pass over NANP numbers places each number where the registry does."""
+    rng = random.Random(11)
+    e164s = [f"+1{rng.randrange(200, 1000)}{rng.randrange(200, 1000)}{rng.randrange(10000):04d}" for _ in range(300)]
+    e164s += ["+12002000000", "+19999999999", "+12425550100", "+442079460958", "+79991234567", "+3592123456",
+              "+1212555010", "+121255501000"]
+    rng.shuffle(e164s)
+    placed = {}
+    for shard, positions, offsets in _by_shard(e164s):
+        for position, offset in zip(positions.tolist(), offsets.tolist(), strict=True):
+            assert position not in placed
+            placed[position] = (shard, offset)
+    assert placed == {position: locate_e164(e164) for position, e164 in enumerate(e164s)}
+    assert _by_shard([]) == []
