@@ -41,19 +41,17 @@ from pathlib import Path
 from typing import Any
 
 import hiredis
-import numpy as np
 import phonenumbers
 import redis
 
-from blocklists import storage
 from blocklists.lookup import RedisRegistryLookup
-from blocklists.numbering import NANP, locate_e164
+from blocklists.registry_bits import Planned, RegistryBits
 from callscreen.cluster import is_cluster_client
 from callscreen.crypto import NumberVault
 from callscreen.decision import ScreeningRequest, decide
 from callscreen.files import write_atomically
 from callscreen.keys import Keyring
-from callscreen.models import Campaign, Facts, Reason, RegistryStatus, Result
+from callscreen.models import Campaign, Facts, Reason, Result
 from callscreen.nanp import Exchange, NanpExchanges
 from callscreen.numbers import MAX_INPUT_LENGTH, InvalidNumber, PhoneNumber, normalize
 from callscreen.policy import PolicyPack
@@ -213,181 +211,6 @@ _LINE_CHARS = 32  # a batch of n rows is read as n * 32 characters (then to the 
 PROBE_GROUP = 8  # numbers per EXISTS while few numbers have records (one reply for the whole group)
 
 
-COPY_AFTER = 256  # numbers read from one shard by BITFIELD_RO before the shard itself is copied
-COPY_BUDGET = 400 << 20  # bytes of shard copies one scrubbing process keeps (the US list: 330 MB)
-COPY_MAX_AGE = 60.0  # seconds a copy answers before the shard is read again
-
-
-@dataclass(slots=True)
-class _ShardRead:
-    """How one batch reads one registry's shard: by ``BITFIELD_RO`` (``copy`` None and not
-    ``fetch``), from the copy kept (``copy``), or by copying it in this round trip (``fetch``)."""
-
-    bit: int  # the registry's bit in a number's pattern
-    key: str
-    positions: np.ndarray  # the numbers' places in the batch
-    offsets: np.ndarray  # their bits' places in the shard
-    copy: bytes | None = None
-    fetch: bool = False
-
-
-def _by_shard(e164s: Sequence[str]) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """(shard name, the numbers' places in ``e164s``, their bit offsets) per shard. NANP numbers
-    (``+1`` and ten digits, already validated) are located in one numpy pass over their
-    characters; the others one by one (:func:`~blocklists.numbering.locate_e164`)."""
-    count = len(e164s)
-    chars = np.array(e164s, dtype="U13").view(np.uint32).reshape(count, 13) if count else np.zeros((0, 13), np.uint32)
-    digits = chars[:, 2:12].astype(np.int64) - 48
-    nanp = ((chars[:, 0] == 43) & (chars[:, 1] == 49) & (chars[:, 12] == 0)
-            & ((digits >= 0) & (digits <= 9)).all(axis=1))
-    national = digits @ _POWERS
-    out: list[tuple[str, np.ndarray, np.ndarray]] = []
-    places = np.flatnonzero(nanp)
-    if len(places):
-        area = national[places] // 10**7
-        order = np.argsort(area, kind="stable")
-        places, area = places[order], area[order]
-        cuts = np.flatnonzero(area[1:] != area[:-1]) + 1
-        for group in np.split(np.arange(len(places)), cuts):
-            group_places = places[group]
-            out.append((f"1:{area[group[0]]}", group_places, national[group_places] % 10**7 - NANP.base))
-    others: dict[str, tuple[list[int], list[int]]] = {}
-    for position in np.flatnonzero(~nanp).tolist():
-        shard, offset = locate_e164(e164s[position])
-        found = others.setdefault(shard, ([], []))
-        found[0].append(position)
-        found[1].append(offset)
-    out.extend((shard, np.array(positions, dtype=np.intp), np.array(offsets, dtype=np.int64))
-               for shard, (positions, offsets) in others.items())
-    return out
-
-
-_POWERS = 10 ** np.arange(9, -1, -1, dtype=np.int64)
-
-
-def _bits_at(shard: bytes, offsets: np.ndarray) -> np.ndarray:
-    """The bits of a Redis bitmap at ``offsets`` (bit 0 is the first byte's highest; past the
-    end, 0), as int64."""
-    data = np.frombuffer(shard, dtype=np.uint8)
-    places = offsets >> 3
-    inside = (places >= 0) & (places < len(data))
-    bits = np.zeros(len(offsets), dtype=np.int64)
-    bits[inside] = data[places[inside]] >> (7 - (offsets[inside] & 7)) & 1
-    return bits
-
-
-class RegistryBits:
-    """Registry answers for a scrub, read from the shard bitmaps of the live generation.
-
-    The dial-time path asks Redis one ``GETBIT`` per number; a scrub reads the bits of a whole
-    batch with one ``BITFIELD_RO`` per registry and shard, in the batch's round trip — same
-    generation, same bits. A shard this process has already read :data:`COPY_AFTER` numbers
-    from is copied whole (one ``GET`` in a batch's round trip, at most 1 MB) and its bits are then
-    read here: a lead list spread over a whole country reads each shard thousands of times, and a
-    copy costs the server about as much as 256 bit reads. Copies are bounded (:data:`COPY_BUDGET`
-    bytes per process; past it, shards are read bit by bit) and answer for
-    :data:`COPY_MAX_AGE` seconds, then the shard is read again: a change list applied to the live
-    generation while a scrub runs is seen within that time (bit reads see it at once).
-
-    The snapshot of generations is taken once, so the whole scrub reads one generation per
-    registry; if it is retired and expires meanwhile (a scrub running past the grace period of a
-    reload), the ``EXISTS`` on its shard index sent after the reads says so and the scrub stops
-    with an error rather than read a missing shard as "not listed".
-    """
-
-    def __init__(self, lookup: RedisRegistryLookup, registry_ids: Sequence[str], *, copy_after: int = COPY_AFTER,
-                 copy_budget: int = COPY_BUDGET, max_age: float = COPY_MAX_AGE,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.registry_ids = tuple(registry_ids)
-        self.snapshot = lookup.refresh()
-        self._entries = tuple(self.snapshot.registries.get(r) for r in self.registry_ids)
-        self._live = tuple((r, e[0]) for r, e in zip(self.registry_ids, self._entries, strict=True) if e is not None)
-        self._statuses: dict[int, tuple[RegistryStatus, ...]] = {}
-        self.copy_after, self.copy_budget, self.max_age, self.clock = copy_after, copy_budget, max_age, clock
-        self._copies: dict[str, tuple[float, bytes]] = {}  # shard key -> (read at, its bytes)
-        self._copied_bytes = 0
-        self._bit_reads: Counter[str] = Counter()  # shard key -> numbers read from it by BITFIELD_RO
-
-    @property
-    def copied_bytes(self) -> int:
-        return self._copied_bytes
-
-    def plan(self, e164s: Sequence[str]) -> tuple[list[Command], list[_ShardRead]]:
-        """The commands reading every number's bit in each loaded registry (``BITFIELD_RO`` or
-        ``GET`` per shard, none for a shard copied here), then one ``EXISTS`` per registry; and
-        how each shard is read, for :meth:`read`."""
-        now = self.clock()
-        commands: list[Command] = []
-        reads: list[_ShardRead] = []
-        shards = _by_shard(e164s)
-        for k, (registry_id, generation) in enumerate(self._live):
-            for shard, positions, offsets in shards:
-                read = _ShardRead(1 << k, storage.shard_key(registry_id, generation, shard), positions, offsets)
-                kept = self._copies.get(read.key)
-                if kept is not None and now - kept[0] > self.max_age:
-                    del self._copies[read.key]
-                    self._copied_bytes -= len(kept[1])
-                    kept = None
-                if kept is not None:
-                    read.copy = kept[1]
-                elif (self._bit_reads[read.key] + len(offsets) >= self.copy_after
-                      and self._copied_bytes < self.copy_budget):
-                    read.fetch = True
-                    commands.append(("GET", read.key))
-                else:
-                    self._bit_reads[read.key] += len(offsets)
-                    parts: list[Any] = ["GET", "u1", 0] * len(offsets)
-                    parts[2::3] = offsets.tolist()
-                    commands.append(("BITFIELD_RO", read.key, *parts))
-                reads.append(read)
-        commands.extend(("EXISTS", storage.shards_key(registry_id, generation))
-                        for registry_id, generation in self._live)
-        return commands, reads
-
-    def read(self, count: int, reads: Sequence[_ShardRead], replies: Sequence[Any]) -> list[int]:
-        """Each number's registry pattern (bit k: listed in the k-th loaded registry; see
-        :meth:`statuses`) from the replies to :meth:`plan`'s commands."""
-        for (registry_id, _generation), alive in zip(self._live, replies[len(replies) - len(self._live):], strict=True):
-            if isinstance(alive, Exception):
-                raise StoreError(f"registry {registry_id} unreadable: {alive}")
-            if not alive:
-                raise StoreError(f"registry {registry_id} was replaced while the scrub ran; run the scrub again")
-        patterns = np.zeros(count, dtype=np.int64)  # bit k set: listed in the k-th loaded registry
-        reply = iter(replies)
-        for read in reads:
-            if read.copy is None:
-                answer = next(reply)
-                if isinstance(answer, Exception):
-                    registry_id = self._live[read.bit.bit_length() - 1][0]
-                    raise StoreError(f"registry {registry_id} lookup failed: {answer}")
-                if not read.fetch:
-                    patterns[read.positions] |= np.array(answer, dtype=np.int64) * read.bit
-                    continue
-                read.copy = self._keep(read.key, answer or b"")
-            patterns[read.positions] |= _bits_at(read.copy, read.offsets) * read.bit
-        return patterns.tolist()
-
-    def _keep(self, key: str, shard: bytes) -> bytes:
-        self._copies[key] = (self.clock(), shard)
-        self._copied_bytes += len(shard)
-        return shard
-
-    def statuses(self, pattern: int) -> tuple[RegistryStatus, ...]:
-        """The registry statuses a pattern stands for."""
-        found = self._statuses.get(pattern)
-        if found is not None:
-            return found
-        out, k = [], 0
-        for registry_id, entry in zip(self.registry_ids, self._entries, strict=True):
-            if entry is None:
-                out.append(RegistryStatus(registry_id, False, None))
-            else:
-                out.append(RegistryStatus(registry_id, bool(pattern >> k & 1), entry[1]))
-                k += 1
-        found = self._statuses[pattern] = tuple(out)
-        return found
-
-
 def bulk(client: redis.Redis, commands: Sequence[Command], wire: bytes = b"", wire_count: int = 0) -> list[Any]:
     """Send many commands in one write and read every reply: the pipeline without its per-command
     Python bookkeeping (hiredis packs the commands). ``wire`` holds ``wire_count`` commands
@@ -505,10 +328,10 @@ class BatchScreener:
         else:
             wire, probe_count = _probe_wire(digests, group)
         registry: list[Command] = []
-        reads: list[_ShardRead] = []
+        planned: Planned | None = None
         numbers: list[PhoneNumber] | None = None
         if self._bits is not None:
-            registry, reads = self._bits.plan(e164s)
+            registry, planned = self._bits.plan(e164s)
         elif self.registries is not None and self.registry_ids:
             numbers = [PhoneNumber(e164, *found[1]) for e164, (_i, found) in zip(e164s, located, strict=True)]
             registry = [c for n in numbers for c in self.registries.commands(n, self.registry_ids)]
@@ -516,7 +339,8 @@ class BatchScreener:
         with_records = self._with_records(digests, replies[:probe_count])
         marks: Sequence[Any]  # per number: its registry pattern, or its statuses
         if self._bits is not None:
-            marks, statuses_of = self._bits.read(len(e164s), reads, replies[probe_count:]), self._bits.statuses
+            assert planned is not None
+            marks, statuses_of = self._bits.read(planned, replies[probe_count:]), self._bits.statuses
         else:
             marks, statuses_of = self._statuses(numbers, len(e164s), replies[probe_count:]), _same
         memo = self._memo

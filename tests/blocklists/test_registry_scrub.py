@@ -10,13 +10,12 @@ import pytest
 from blocklists.lookup import RedisRegistryLookup
 from blocklists.numbering import locate_e164
 from blocklists.registry import RegistryManager
+from blocklists.registry_bits import RegistryBits, locate_batch
 from blocklists.scrub import (
     BatchScreener,
     PrefixNormalizer,
-    RegistryBits,
     ScrubError,
     ScrubJob,
-    _by_shard,
     bulk,
     exchange_table_path,
     load_exchanges,
@@ -368,14 +367,14 @@ def test_a_shard_copied_after_enough_reads_answers_exactly_as_its_bits(world, re
     assert any(expected) and by_bits.copied_bytes == 0
     assert scrub_bits(redis_client, copying, numbers) == expected  # copied in this round trip
     assert copying.copied_bytes > 0
-    commands, _reads = copying.plan(numbers)
+    commands, _planned = copying.plan(numbers)
     assert [c[0] for c in commands] == ["EXISTS"] * 3  # every shard answered from its copy
     assert scrub_bits(redis_client, copying, numbers) == expected
 
 
 def scrub_bits(client, bits, e164s):
-    commands, reads = bits.plan(e164s)
-    return bits.read(len(e164s), reads, bulk(client, commands))
+    commands, planned = bits.plan(e164s)
+    return bits.read(planned, bulk(client, commands))
 
 
 def test_a_change_list_is_seen_by_a_copy_once_it_is_older_than_its_age_limit(world, redis_client, tmp_path):
@@ -398,9 +397,9 @@ def test_shards_are_read_bit_by_bit_below_the_copy_threshold_and_past_the_budget
     few = RegistryBits(lookup, ("us-dnc",), copy_after=3)
     for numbers, sent, listed in ((["+12125550101", "+12125550102"], "BITFIELD_RO", [1, 1]),
                                   (["+12125550103"], "GET", [0])):  # the third number read copies the shard
-        commands, reads = few.plan(numbers)
+        commands, planned = few.plan(numbers)
         assert [c[0] for c in commands] == [sent, "EXISTS"]
-        assert few.read(len(numbers), reads, bulk(redis_client, commands)) == listed
+        assert few.read(planned, bulk(redis_client, commands)) == listed
     assert few.copied_bytes > 0
     spent = RegistryBits(lookup, ("us-dnc",), copy_after=1, copy_budget=0)
     assert scrub_bits(redis_client, spent, ["+12125550101", "+13055550123"]) == [1, 1]
@@ -412,12 +411,14 @@ def test_numbers_are_grouped_by_shard_at_the_offsets_the_registry_uses():
     rng = random.Random(11)
     e164s = [f"+1{rng.randrange(200, 1000)}{rng.randrange(200, 1000)}{rng.randrange(10000):04d}" for _ in range(300)]
     e164s += ["+12002000000", "+19999999999", "+12425550100", "+442079460958", "+79991234567", "+3592123456",
-              "+1212555010", "+121255501000"]
+              "+1212555010", "+121255501000", "+11125550100"]
     rng.shuffle(e164s)
-    placed = {}
-    for shard, positions, offsets in _by_shard(e164s):
+    located = locate_batch(e164s)
+    placed = {position: (f"1:{area + 200}", offset) for position, area, offset
+              in zip(located.places.tolist(), located.areas.tolist(), located.offsets.tolist(), strict=True)}
+    for shard, positions, offsets in located.others:
         for position, offset in zip(positions.tolist(), offsets.tolist(), strict=True):
             assert position not in placed
             placed[position] = (shard, offset)
     assert placed == {position: locate_e164(e164) for position, e164 in enumerate(e164s)}
-    assert _by_shard([]) == []
+    assert len(locate_batch([]).places) == 0
