@@ -28,9 +28,7 @@ from __future__ import annotations
 import csv
 import functools
 import io
-import json
 import multiprocessing
-import re
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
@@ -41,19 +39,19 @@ from pathlib import Path
 from typing import Any
 
 import hiredis
-import phonenumbers
+import numpy as np
 import redis
 
+from blocklists.lead_numbers import LeadNumbers, Located, is_nanp_region
 from blocklists.lookup import RedisRegistryLookup
 from blocklists.registry_bits import Planned, RegistryBits
 from callscreen.cluster import is_cluster_client
 from callscreen.crypto import NumberVault
 from callscreen.decision import ScreeningRequest, decide
-from callscreen.files import write_atomically
 from callscreen.keys import Keyring
 from callscreen.models import Campaign, Facts, Reason, Result
 from callscreen.nanp import Exchange, NanpExchanges
-from callscreen.numbers import MAX_INPUT_LENGTH, InvalidNumber, PhoneNumber, normalize
+from callscreen.numbers import PhoneNumber
 from callscreen.policy import PolicyPack
 from callscreen.rotation import vault_from_rings
 from callscreen.store import (
@@ -69,115 +67,10 @@ from callscreen.store import (
 
 BATCH_ROWS = 5000
 NUMBER_HEADERS = ("phone", "number", "phone_number", "msisdn", "tel", "telephone", "mobile", "e164")
-_SEPARATORS = re.compile(r"[\s\-.()/\u00a0\u2010-\u2015]+")  # as callscreen.numbers cleans input
-_ASCII_SEPARATORS = b" \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f-.()/"  # the ASCII part of it
-_UNSEEN = object()
-_NANP_REGIONS = frozenset({
-    "US", "CA", "AG", "AI", "AS", "BB", "BM", "BS", "DM", "DO", "GD", "GU", "JM", "KN", "KY", "LC",
-    "MP", "MS", "PR", "SX", "TC", "TT", "VC", "VG", "VI",
-})
 
 
 class ScrubError(ValueError):
     """The scrub cannot start (unknown campaign, no policy, unreadable file, bad column)."""
-
-
-Geography = tuple[str, tuple[str, ...], str | None]  # region, time zones, subdivision: all a decision reads
-
-
-def exchange_table_path(folder: Path) -> Path:
-    """Where the NANP exchange table is kept; the name carries the phonenumbers version, so an
-    upgrade of its metadata starts a new table."""
-    return folder / f"nanp-exchanges-{phonenumbers.__version__}.json"
-
-
-def load_exchanges(path: Path) -> dict[str, Exchange]:
-    """The persisted exchange table ({} if missing or unreadable: it is only a cache)."""
-    try:
-        data = json.loads(path.read_text())
-        return {k: None if v is None else (v[0], tuple(v[1]), v[2]) for k, v in data.items()}
-    except (OSError, ValueError, TypeError, IndexError, AttributeError):
-        return {}
-
-
-def save_exchanges(path: Path, table: dict[str, Exchange]) -> None:
-    """Write the table atomically (temp file + rename); OSError if it cannot be written."""
-    write_atomically(path, json.dumps({k: None if v is None else [v[0], list(v[1]), v[2]] for k, v in table.items()},
-                                      separators=(",", ":")))
-
-
-class PrefixNormalizer:
-    """:func:`normalize` with a per-exchange cache for plainly spelled NANP numbers.
-
-    NANP validity (phonenumbers' patterns end in ``\\d{4}`` after the exchange), time zones
-    and geocoding depend only on the first six national digits, so each area code + exchange
-    is answered once, by :class:`callscreen.nanp.NanpExchanges` (``normalize``'s answer from
-    the compiled metadata, without a full parse), and reused for the other numbers.
-    """
-
-    def __init__(self, default_region: str, known: dict[str, Exchange] | None = None) -> None:
-        self.default_region = default_region
-        self.nanp_default = default_region.upper() in _NANP_REGIONS
-        self._cache: dict[str, Exchange] = dict(known or {})
-        self.learned: dict[str, Exchange] = {}  # exchanges resolved here (to persist)
-        self._exchanges: NanpExchanges | None = None
-
-    def __call__(self, raw: str) -> PhoneNumber:
-        found = self.locate(raw)
-        if found is None:
-            raise InvalidNumber(f"not a valid number: {raw!r}")
-        return PhoneNumber(found[0], *found[1])
-
-    def locate(self, raw: str) -> tuple[str, Geography] | None:
-        """``(e164, (region, time zones, subdivision))`` as :func:`normalize` answers, or None
-        for what it refuses (no PhoneNumber is built: the scrub needs only these)."""
-        return self.locate_all([raw])[0]
-
-    def locate_all(self, raws: Sequence[str]) -> list[tuple[str, Geography] | None]:
-        """:meth:`locate` of a batch; the separators of ASCII spellings are removed for the whole
-        batch at once."""
-        joined = "\0".join(raws)
-        if joined.isascii() and joined.count("\0") == len(raws) - 1:
-            texts = joined.encode().translate(None, _ASCII_SEPARATORS).decode().split("\0")
-        else:
-            texts = [raw.encode().translate(None, _ASCII_SEPARATORS).decode() if raw.isascii()
-                     else _SEPARATORS.sub("", raw.strip()) for raw in raws]
-        nanp_default = self.nanp_default
-        cache = self._cache
-        out: list[tuple[str, Geography] | None] = []
-        for raw, text in zip(raws, texts, strict=True):
-            size = len(text)
-            if size == 12 and text.startswith("+1") and text[1:].isdigit() and text.isascii():
-                nsn = text[2:]
-            elif nanp_default and size == 10 and text.isdigit() and text.isascii():
-                nsn = text
-            elif nanp_default and size == 11 and text[0] == "1" and text.isdigit() and text.isascii():
-                nsn = text[1:]
-            else:
-                out.append(self._normalized(raw))
-                continue
-            if len(raw) > MAX_INPUT_LENGTH:
-                out.append(None)  # normalize refuses it
-                continue
-            entry = cache.get(nsn[:6], _UNSEEN)
-            if entry is _UNSEEN:
-                entry = self._learn(nsn)
-            out.append(None if entry is None else ("+1" + nsn, entry))  # type: ignore[arg-type]
-        return out
-
-    def _normalized(self, raw: str) -> tuple[str, Geography] | None:
-        try:
-            number = normalize(raw, self.default_region)
-        except InvalidNumber:
-            return None
-        return number.e164, (number.region, number.timezones, number.subdivision)
-
-    def _learn(self, nsn: str) -> Exchange:
-        if self._exchanges is None:
-            self._exchanges = NanpExchanges.shared()
-        prefix = nsn[:6]
-        entry = self._cache[prefix] = self.learned[prefix] = self._exchanges.exchange(nsn)
-        return entry
 
 
 @dataclass(slots=True)
@@ -299,8 +192,8 @@ class BatchScreener:
         self.at = at
         self.registries = registries
         self.registry_ids = pack.all_registries() if campaign.advertising else ()
-        self.normalizer = PrefixNormalizer(campaign.default_region, exchanges)
-        self._memo: dict[tuple[Any, ...], int] = {}
+        self.numbers = LeadNumbers(campaign.default_region, exchanges)
+        self._memo: dict[Any, int] = {}  # (geography, registry statuses) -> answer
         self._bits: RegistryBits | None = None
         if isinstance(registries, RedisRegistryLookup) and self.registry_ids:
             self._bits = RegistryBits(registries, self.registry_ids)
@@ -315,10 +208,10 @@ class BatchScreener:
         if self.vault.hashes is not None and self.vault.hashes.current()[1] is not None:
             raise StoreError("the hash key is being rotated: scrub again once `callscreen keys status` shows it done")
         codes = bytearray([_INVALID]) * len(raws)
-        located = [(i, found) for i, found in enumerate(self.normalizer.locate_all(raws)) if found is not None]
-        if not located:
+        located = self.numbers.locate_batch(raws)
+        if not len(located.rows):
             return codes
-        e164s = [found[0] for _i, found in located]
+        e164s = located.e164s
         digests = self.vault.digests(e164s)
         group = self._group
         wire, probe_count, probes = b"", 0, []
@@ -333,28 +226,48 @@ class BatchScreener:
         if self._bits is not None:
             registry, planned = self._bits.plan(e164s)
         elif self.registries is not None and self.registry_ids:
-            numbers = [PhoneNumber(e164, *found[1]) for e164, (_i, found) in zip(e164s, located, strict=True)]
+            numbers = [self._number(located, j) for j in range(len(e164s))]
             registry = [c for n in numbers for c in self.registries.commands(n, self.registry_ids)]
         replies = bulk(self.client, probes + registry, wire, 0 if probes else probe_count)
         with_records = self._with_records(digests, replies[:probe_count])
-        marks: Sequence[Any]  # per number: its registry pattern, or its statuses
         if self._bits is not None:
             assert planned is not None
-            marks, statuses_of = self._bits.read(planned, replies[probe_count:]), self._bits.statuses
+            self._decide_all(raws, located, np.array(self._bits.read(planned, replies[probe_count:]), dtype=np.int64),
+                             with_records, codes)
         else:
-            marks, statuses_of = self._statuses(numbers, len(e164s), replies[probe_count:]), _same
-        memo = self._memo
-        for j, (i, (e164, geography)) in enumerate(located):
-            if j in with_records:
-                continue
-            key = (geography, marks[j])
-            code = memo.get(key)
-            if code is None:
-                code = self._decide_empty(raws[i], PhoneNumber(e164, *geography), statuses_of(marks[j]), key)
-            codes[i] = code
+            statuses = self._statuses(numbers, len(e164s), replies[probe_count:])
+            for j, row in enumerate(located.rows.tolist()):
+                if j not in with_records:
+                    key = (int(located.geographies[j]), statuses[j])
+                    code = self._memo.get(key)
+                    codes[row] = code if code is not None else self._decide_empty(
+                        raws[row], self._number(located, j), statuses[j], key)
         if with_records:
             self._screen_full(raws, located, digests, sorted(with_records), codes)
         return codes
+
+    def _number(self, located: Located, j: int) -> PhoneNumber:
+        return PhoneNumber(located.e164s[j], *self.numbers.geographies[int(located.geographies[j])])
+
+    def _decide_all(self, raws: Sequence[str], located: Located, patterns: np.ndarray, with_records: set[int],
+                    codes: bytearray) -> None:
+        """The answers for the numbers without records: one decision per geography and registry
+        pattern (all such a decision reads), remembered across batches."""
+        keep = np.ones(len(patterns), dtype=bool)
+        keep[list(with_records)] = False
+        keys = located.geographies[keep] * (1 << len(self.registry_ids)) + patterns[keep]
+        unique, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+        places = np.flatnonzero(keep)
+        answers = np.empty(len(unique), dtype=np.uint8)
+        assert self._bits is not None
+        for u, (j, key) in enumerate(zip(places[first].tolist(), unique.tolist(), strict=True)):
+            pattern = int(patterns[j])
+            code = self._memo.get(key)
+            if code is None:
+                code = self._decide_empty(raws[int(located.rows[j])], self._number(located, j),
+                                          self._bits.statuses(pattern), key)
+            answers[u] = code
+        np.frombuffer(codes, dtype=np.uint8)[located.rows[keep]] = answers[inverse]
 
     def _with_records(self, digests: list[str], probes: Sequence[Any]) -> set[int]:
         """Which numbers (by position) have any fact key; adapts the probe group size."""
@@ -387,7 +300,7 @@ class BatchScreener:
         return [self.registries.parse(n, self.registry_ids, replies[j * size:(j + 1) * size])
                 for j, n in enumerate(numbers)]
 
-    def _decide_empty(self, raw: str, number: PhoneNumber, statuses: tuple[Any, ...], key: tuple[Any, ...]) -> int:
+    def _decide_empty(self, raw: str, number: PhoneNumber, statuses: tuple[Any, ...], key: Any) -> int:
         """The decision for a number without records; remembered under ``key`` (its geography
         and registry pattern: all that such a decision reads)."""
         decision = decide(ScreeningRequest(raw, number, self.campaign, self.at), Facts(registries=statuses), self.pack)
@@ -396,19 +309,17 @@ class BatchScreener:
         code = self._memo[key] = _ANSWER_CODE[(decision.result, decision.reason)]
         return code
 
-    def _screen_full(self, raws: Sequence[str], located: list[tuple[int, tuple[str, Geography]]], digests: list[str],
-                     positions: list[int], codes: bytearray) -> None:
+    def _screen_full(self, raws: Sequence[str], located: Located, digests: list[str], positions: list[int],
+                     codes: bytearray) -> None:
         queries = []
         commands: list[Any] = []
         for j in positions:
-            i, (e164, geography) = located[j]
-            number = PhoneNumber(e164, *geography)
-            digest = digests[j]
-            query = FactQuery(number, digest, self.at, self.registry_ids, self.registries,
+            number = self._number(located, j)
+            query = FactQuery(number, digests[j], self.at, self.registry_ids, self.registries,
                               attempt_limit=self.pack.attempt_read_limit,
-                              erasure=self.vault.erasure_digests(e164))
+                              erasure=self.vault.erasure_digests(number.e164))
             planned = query.commands()
-            queries.append((i, number, query, len(planned)))
+            queries.append((int(located.rows[j]), number, query, len(planned)))
             commands.extend(planned)
         replies = run_pipeline(self.client, commands)
         index = 0
@@ -483,7 +394,7 @@ def _screen_batch(screener: BatchScreener, batch: _Batch, index: int, bad_limit:
                 bad.append((line, not raw.strip()))
                 if len(bad) >= bad_limit:
                     break
-    learned, screener.normalizer.learned = screener.normalizer.learned, {}
+    learned, screener.numbers.learned = screener.numbers.learned, {}
     return _Screened(bytes(codes), text, bad, learned)
 
 
@@ -587,7 +498,7 @@ def scrub_csv(screener_or_job: BatchScreener | ScrubJob, source: str | Path, out
             writer.writerow([*head, "result", "reason"])
         batches = _batches(handle, batch_rows, line)
         if isinstance(screener_or_job, ScrubJob) and workers > 1:
-            if screener_or_job.campaign.default_region.upper() in _NANP_REGIONS:
+            if is_nanp_region(screener_or_job.campaign.default_region):
                 NanpExchanges.shared()  # loaded once here, inherited by the forked workers
             context = multiprocessing.get_context("fork")
             with context.Pool(workers, _init_worker, (screener_or_job,)) as pool:

@@ -21,14 +21,12 @@ from tqdm import tqdm
 
 from blocklists.disconnects import DisconnectError, import_disconnects
 from blocklists.formats import FORMATS, FormatError
+from blocklists.lead_numbers import exchange_table_path, load_exchanges, save_exchanges
 from blocklists.registry import KINDS, ImportReport, RegistryError, RegistryInfo, RegistryManager
 from blocklists.scrub import (
     BatchScreener,
     ScrubError,
     ScrubJob,
-    exchange_table_path,
-    load_exchanges,
-    save_exchanges,
     scrub_csv,
 )
 from callscreen import codec

@@ -7,24 +7,21 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from blocklists.lead_numbers import LeadNumbers, exchange_table_path, load_exchanges, save_exchanges
 from blocklists.lookup import RedisRegistryLookup
 from blocklists.numbering import locate_e164
 from blocklists.registry import RegistryManager
 from blocklists.registry_bits import RegistryBits, locate_batch
 from blocklists.scrub import (
     BatchScreener,
-    PrefixNormalizer,
     ScrubError,
     ScrubJob,
     bulk,
-    exchange_table_path,
-    load_exchanges,
-    save_exchanges,
     scrub_csv,
 )
 from callscreen.cli.main import main
 from callscreen.models import Campaign, Consent, Contact, LegalBasis, OptOut, Proof, Reason, Result
-from callscreen.numbers import InvalidNumber, normalize
+from callscreen.numbers import InvalidNumber, PhoneNumber, normalize
 from callscreen.screening import build_screener
 from callscreen.store import StoreError, number_key
 from tests_support import TEST_ENCRYPTION_KEY, TEST_HASH_KEY, TEST_LOG_KEY
@@ -156,18 +153,27 @@ def test_the_exchange_cache_agrees_with_full_normalization():
                               f" {digits[:3]}\t{digits[3:6]}\x1f{digits[6:]}/", f"{digits[:3]}\u2013{digits[3:]}",
                               f"+1_{digits}", f"{digits[:3]}\x00{digits[3:]}"])
         spellings.append(spelled)
+    spellings += ["+1" + "2" * 9 + "\u0663", "\u0662125550100", "2" * 200, "+1 212 555 0100" + " " * 300]
     for region in ("US", "GB"):
-        fast = PrefixNormalizer(region)
+        fast = LeadNumbers(region)
+        expected = []
         for raw in spellings:
             try:
-                expected = normalize(raw, region)
+                expected.append(normalize(raw, region))
             except InvalidNumber:
-                expected = None
+                expected.append(None)
             try:
                 got = fast(raw)
             except InvalidNumber:
                 got = None
-            assert got == expected, (raw, region)
+            assert got == expected[-1], (raw, region)
+        for numbers in (LeadNumbers(region), fast):  # a whole batch, exchanges unseen or known
+            located = numbers.locate_batch(spellings)
+            got = [None] * len(spellings)
+            for row, e164, geography in zip(located.rows.tolist(), located.e164s, located.geographies.tolist(),
+                                            strict=True):
+                got[row] = PhoneNumber(e164, *numbers.geographies[geography])
+            assert got == expected, region
 
 
 # --- the command line ---------------------------------------------------------------------------
