@@ -5,16 +5,16 @@ One output row per input row: the input's columns unchanged, then ``result`` and
 decision log gets one summary record for the whole run, not one per number.
 
 Speed comes from batching, never from a different decision:
-- numbers are normalized with :func:`callscreen.numbers.normalize`, except NANP numbers
-  spelled as 10/11 digits or ``+1…``, whose validity and geography (region, time zones,
-  state) depend only on the area code and exchange: those are answered once per area code +
-  exchange from phonenumbers' compiled metadata (:class:`callscreen.nanp.NanpExchanges`,
-  equal to ``normalize`` by construction and by test) and reused (:class:`PrefixNormalizer`);
+- numbers are located as :func:`callscreen.numbers.normalize` would (:mod:`blocklists.lead_numbers`):
+  plainly spelled NANP numbers with numpy over the whole batch, each area code + exchange
+  answered once from phonenumbers' compiled metadata (:class:`callscreen.nanp.NanpExchanges`,
+  equal to ``normalize`` by construction and by test); other spellings by ``normalize``;
 - facts are probed for thousands of numbers per round trip: ``EXISTS`` over the numbers'
   fact keys, several numbers per command while few have records; only numbers that have any
   record get the full :class:`~callscreen.store.FactQuery`;
-- registry bits are read in the same round trip, one ``BITFIELD_RO`` per registry and shard
-  of the live generation (:class:`RegistryBits`) — the same bits the dial-time ``GETBIT`` reads;
+- registry bits are read in the same round trip from the live generation's shards — the same
+  bits the dial-time ``GETBIT`` reads — with ``BITFIELD_RO``, or from a copy of a shard read
+  often (:mod:`blocklists.registry_bits`);
 - :func:`callscreen.decision.decide` is pure, so its answer for a number without records is
   reused for every number with the same geography and registry status;
 - plain CSV lines (no quotes) travel as text: a worker splits them, and returns each line
@@ -174,7 +174,7 @@ if len(_ANSWERS) > 256:
 class BatchScreener:
     """Decides a batch of raw numbers for one campaign at one moment (no logging, no attempts).
 
-    Per batch: the numbers are located (:class:`PrefixNormalizer`), hashed, and probed for
+    Per batch: the numbers are located (:class:`~blocklists.lead_numbers.LeadNumbers`), hashed, and probed for
     records with ``EXISTS`` over their fact keys — :data:`PROBE_GROUP` numbers per command
     while few have records (a group answering 0 has none; the numbers of the other groups are
     probed one by one) — in the same round trip as the registry bits. A number with records
