@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import phonenumbers
+from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE
 
 from callscreen.files import write_atomically
 from callscreen.nanp import Exchange, NanpExchanges
@@ -37,10 +38,7 @@ Geography = tuple[str, tuple[str, ...], str | None]  # region, time zones, subdi
 
 _SEPARATORS = re.compile(r"[\s\-.()/\u00a0\u2010-\u2015]+")  # as callscreen.numbers cleans input
 _ASCII_SEPARATORS = b" \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f-.()/"  # the ASCII part of it
-_NANP_REGIONS = frozenset({
-    "US", "CA", "AG", "AI", "AS", "BB", "BM", "BS", "DM", "DO", "GD", "GU", "JM", "KN", "KY", "LC",
-    "MP", "MS", "PR", "SX", "TC", "TT", "VC", "VG", "VI",
-})
+_NANP_REGIONS = frozenset(COUNTRY_CODE_TO_REGION_CODE[1])  # the regions sharing +1
 _UNSEEN, _INVALID = -1, -2  # in the exchange index: not looked up yet; not a valid exchange
 _POWERS = 10 ** np.arange(9, -1, -1, dtype=np.int64)
 _TEN = np.arange(10)
