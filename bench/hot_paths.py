@@ -25,6 +25,12 @@ Cases (``--only`` takes a name, and may be given more than once):
   bg          the same for Bulgarian mobiles sharing one deciding prefix; 5,000 numbers
   new-prefix  Russian mobiles each of a prefix not met before (a full parse plus the key and the
               kept answer) against ``parse_number``; 5,000 numbers, fresh ones every run
+  ru-national Russian mobiles dialled ``8 999 123-45-67`` in a Russian campaign, sharing one raw
+              deciding prefix (:mod:`callscreen.national`), against ``parse_number``; 5,000
+  uk-national the same for British mobiles dialled ``07911 12…``; 5,000 numbers
+  bg-national the same for Bulgarian mobiles dialled ``0888 …``; 5,000 numbers
+  new-national Russian mobiles dialled ``8 9…``, each of a raw prefix not met before; 5,000
+              numbers, fresh ones every run
   peer        the FastAGI peer identity of a connection (:func:`agi.slots.peer_of`, cached per
               address) against parsing the address each time; 20,000 calls
 
@@ -234,17 +240,18 @@ def nanp_numbers(count: int) -> list[str]:
     return valid((f"212{rng.randint(2000000, 9999999)}" for _ in itertools.count()), "US", count)
 
 
-def new_prefix_case(count: int, runs: int) -> Case:
+def new_prefix_case(count: int, runs: int, name: str = "new-prefix", spelling: str = "+7{}4567",
+                    region: str | None = None) -> Case:
     """Every run of either variant gets the next batch of Russian mobiles, each of a deciding
     prefix (six digits) no earlier number had; both variants get the same batches."""
     prefixes = [f"9{n:05d}" for n in range(100_000)]
     random.Random(2).shuffle(prefixes)
-    numbers = valid((f"+7{prefix}4567" for prefix in prefixes), None, count * runs + 50)
+    numbers = valid((spelling.format(prefix) for prefix in prefixes), region, count * runs + 50)
     for raw in numbers[count * runs:]:  # checked on numbers of prefixes no run uses
-        same("new-prefix", normalize.__wrapped__(raw), parse_number(raw))
-    batches = [[(raw, None) for raw in numbers[i:i + count]] for i in range(0, count * runs, count)]
+        same(name, normalize.__wrapped__(raw, region), parse_number(raw, region))
+    batches = [[(raw, region) for raw in numbers[i:i + count]] for i in range(0, count * runs, count)]
     ours, theirs = iter(batches), iter(batches)
-    return Case("new-prefix", "number", (
+    return Case(name, "number", (
         ("normalize", lambda: cpu_per_item(normalize.__wrapped__, next(ours))),
         ("parse_number (full parse)", lambda: cpu_per_item(parse_number, next(theirs))),
     ))
@@ -252,7 +259,8 @@ def new_prefix_case(count: int, runs: int) -> Case:
 
 # --- running and reporting ------------------------------------------------------------------
 
-CASES = ("store", "header", "decide", "nanp", "us-national", "ru-mobile", "bg", "new-prefix", "peer")
+CASES = ("store", "header", "decide", "nanp", "us-national", "ru-mobile", "bg", "new-prefix", "ru-national",
+         "uk-national", "bg-national", "new-national", "peer")
 
 
 def measure(case: Case, repeat: int) -> dict[str, list[float]]:
@@ -306,6 +314,15 @@ def build(name: str, scale: float, repeat: int, store: Callable[[], StoreBench])
         return numbers_case(name, numbers, None)
     if name == "new-prefix":
         return new_prefix_case(sized(5_000), repeat + 1)
+    if name == "ru-national":
+        numbers = [f"8 999 123-{n // 100 % 100:02d}-{n % 100:02d}" for n in range(sized(5_000))]
+        return numbers_case(name, numbers, "RU")
+    if name == "uk-national":
+        return numbers_case(name, [f"07911 12{n % 10_000:04d}" for n in range(sized(5_000))], "GB")
+    if name == "bg-national":
+        return numbers_case(name, [f"0888 {n:06d}" for n in range(sized(5_000))], "BG")
+    if name == "new-national":
+        return new_prefix_case(sized(5_000), repeat + 1, name, "8 {} 45-67", "RU")
     raise ValueError(name)
 
 
