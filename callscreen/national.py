@@ -137,7 +137,10 @@ class NationalAnswers(prefixes.KeptAnswers[Key, Kept]):
         """``("+" and calling code, how many leading digits were dropped)`` when the parse of
         ``digits`` gave ``e164`` as the region's calling code then the number's own remaining
         digits (None: it did not)."""
-        head = "+" + str(PhoneMetadata.metadata_for_region(region).country_code)
+        found = _region(region)
+        if found is None:
+            return None
+        head = "+" + found.country_code
         cut = len(digits) - (len(e164) - len(head))
         if not e164.startswith(head) or cut < 0 or digits[cut:] != e164[len(head):]:
             return None
