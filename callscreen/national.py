@@ -1,6 +1,6 @@
 """A number dialled in national form kept per raw prefix: what phonenumbers' parse does with it, read from its patterns.
 
-A number written without ``+`` in a campaign's region (``8 999 123-45-67`` in RU, ``07700 900123``
+A number written without ``+`` in a campaign's region (``8 999 123-45-67`` in RU, ``07911 123456``
 in GB, ``0888 123 456`` in BG) takes more of phonenumbers' parse than an E.164 one: the region's
 international prefix written without ``+`` (``810 44…``), its country code written without ``+``
 (``7 999…``), then its national prefix and carrier code (``national_prefix_for_parsing``),
@@ -38,6 +38,7 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from phonenumbers import SUPPORTED_REGIONS, PhoneMetadata
 
@@ -109,11 +110,24 @@ def depth(region: str, length: int, end: int) -> int | None:
 
 class NationalAnswers(prefixes.KeptAnswers[Key, Kept]):
     """What the full parse did with national-form numbers, kept per (region, raw length,
-    national-prefix match end, prefix of :func:`depth` digits), at most ``limit`` of them."""
+    national-prefix match end, prefix of :func:`depth` digits), at most ``limit`` of them
+    (65,536 entries: ≈ 15 MB, beside the E.164 answers' own bound)."""
 
     def __init__(self, limit: int = 65536) -> None:
         super().__init__(limit)
         self._seen: set[tuple[str, int]] = set()  # regions and lengths met before
+        self._shared: dict[tuple[object, ...], Any] = {}  # one copy of each kept answer's parts
+
+    def keep(self, key: Key, answer: Kept) -> None:
+        """Keep ``answer``, sharing its parts with equal ones kept before (a prefix's answer is
+        one of a few hundred per region: its time zones need not be stored 65,536 times)."""
+        if answer is not None:
+            if len(self._shared) >= self.limit:  # never met: a few thousand answers in all
+                self._shared.clear()
+            head, cut, region, zones = answer
+            zones = self._shared.setdefault(zones, zones)
+            answer = self._shared.setdefault((head, cut, region, zones), (head, cut, region, zones))
+        super().keep(key, answer)
 
     def key(self, digits: str, region: str | None) -> Key | None:
         """The key a national-form number's answer is kept under, or None when it must be

@@ -205,6 +205,14 @@ def test_kept_answers_are_bounded_the_oldest_first_out() -> None:
         False, True, True]
 
 
+def test_equal_kept_answers_are_stored_once() -> None:
+    kept = national.NationalAnswers()
+    zones = ("Europe/Moscow", "Asia/Omsk")
+    kept.keep(("RU", 11, 1, "8999123"), ("+7", 1, "RU", zones))
+    kept.keep(("RU", 11, 1, "8999124"), ("+7", 1, "RU", tuple(list(zones))))
+    assert kept.get(("RU", 11, 1, "8999123"))[1] is kept.get(("RU", 11, 1, "8999124"))[1]
+
+
 def test_a_process_that_normalizes_one_national_number_never_reads_the_patterns() -> None:
     from tests_support import in_fresh_python
 
