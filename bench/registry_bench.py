@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from itertools import islice
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 import phonenumbers
@@ -359,30 +359,40 @@ def measure_uk(client: redis.Redis, manager: RegistryManager, rng: random.Random
     manager.drop("gb-tps")
 
 
-def measure_scrub(client: redis.Redis, url: str, vault_keys: tuple[bytes, bytes], lookup: RedisRegistryLookup,
-                  npas: list[int], rng: random.Random, rows: int, work: Path, out: Callable[..., None]) -> None:
-    """A lead list of NANP numbers in three spellings, 1 and 2 worker processes."""
-    vault = NumberVault(*vault_keys)
+def scrub_campaign(client: redis.Redis, vault: NumberVault) -> tuple[Store, Campaign, Any, datetime]:
+    """The store, a US promotions campaign, its policy pack and a moment in calling hours (17:00 UTC yesterday)."""
     store = Store(client, vault)
     campaign = store.put_campaign(Campaign("bench", "promotions", "US", "US", "America/New_York"))
     pack = PolicyBook.load().for_campaign(campaign)
     assert pack is not None
-    at = datetime.now(UTC).replace(hour=17, minute=0) - timedelta(days=1)
+    return store, campaign, pack, datetime.now(UTC).replace(hour=17, minute=0) - timedelta(days=1)
+
+
+def write_leads(store: Store, leads: Path, npas: list[int], rng: random.Random, rows: int, at: datetime) -> None:
+    """A lead list of NANP numbers over ``npas`` in three spellings; 1 % of them get a consent on file."""
+    with open(leads, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "phone"])
+        for i, e164 in enumerate(random_us(npas, rng, rows)):
+            spelled = (e164 if i % 3 == 0 else f"({e164[2:5]}) {e164[5:8]}-{e164[8:]}" if i % 3 == 1
+                       else e164[2:])
+            writer.writerow([i, spelled])
+    with open(leads, newline="") as handle:
+        on_file = [row[1] for row in islice(csv.reader(handle), 1, None, 100)]
+    store.add_consents([(normalize(raw, "US"), Consent(f"c-{i}", "", ("promotions",), LegalBasis.CONSENT,
+                                                      "web_form", at - timedelta(days=30),
+                                                      proof=Proof(form_text="Call me")), None)
+                        for i, raw in enumerate(on_file) if _valid(raw)])
+
+
+def measure_scrub(client: redis.Redis, url: str, vault_keys: tuple[bytes, bytes], lookup: RedisRegistryLookup,
+                  npas: list[int], rng: random.Random, rows: int, work: Path, out: Callable[..., None]) -> None:
+    """A lead list of NANP numbers in three spellings, 1 and 2 worker processes."""
+    vault = NumberVault(*vault_keys)
+    store, campaign, pack, at = scrub_campaign(client, vault)
     for spread_label, area in (("20 area codes", npas[:20]), (f"all {len(npas)} area codes", npas)):
         leads = work / "leads.csv"
-        with open(leads, "w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["id", "phone"])
-            for i, e164 in enumerate(random_us(area, rng, rows)):
-                spelled = (e164 if i % 3 == 0 else f"({e164[2:5]}) {e164[5:8]}-{e164[8:]}" if i % 3 == 1
-                           else e164[2:])
-                writer.writerow([i, spelled])
-        with open(leads, newline="") as handle:  # 1 % of the leads have a consent on file
-            on_file = [row[1] for row in islice(csv.reader(handle), 1, None, 100)]
-        store.add_consents([(normalize(raw, "US"), Consent(f"c-{i}", "", ("promotions",), LegalBasis.CONSENT,
-                                                          "web_form", at - timedelta(days=30),
-                                                          proof=Proof(form_text="Call me")), None)
-                            for i, raw in enumerate(on_file) if _valid(raw)])
+        write_leads(store, leads, area, rng, rows, at)
         table: dict = {}
         for workers, label in ((1, "1 process"), (2, "2 processes"), (1, "1 process, exchange table kept"),
                                (2, "2 processes, exchange table kept")):

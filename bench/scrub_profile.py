@@ -1,0 +1,119 @@
+"""Where a scrub's CPU goes, per row (run by hand): each stage of one scrubbing process, and valkey.
+
+    .venv/bin/python bench/scrub_profile.py [--numbers 2e6] [--rows 1e6] [--area-codes 330] [--runs 3]
+        [--workers 1]
+
+Loads a synthetic US registry (``--numbers`` over ``--area-codes``, as ``bench/registry_bench.py``
+does), writes a lead list of ``--rows`` NANP numbers in three spellings (1 % with a consent on
+file), then scrubs it ``--runs`` times: the first with no exchange table, the next with the table
+the first learned. Each run prints rows/s, the CPU per row of the scrubbing process(es) and of
+valkey-server (from /proc), and, with one process, the CPU per row spent in each stage: the
+per-batch functions of the scrub are wrapped to add up their ``time.process_time``, so a stage's
+figure includes the stages it calls (``screen_codes`` holds most of the others). With
+``--workers`` > 1 only the totals are printed (the stages run in the worker processes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import random
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import redis
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import registry_bench as bench
+
+from blocklists import lead_numbers, registry_bits, scrub
+from blocklists.lookup import RedisRegistryLookup
+from blocklists.registry import RegistryManager
+from callscreen.crypto import NumberVault
+from callscreen.embedded import EmbeddedServer
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+STAGES: tuple[tuple[Any, str], ...] = (
+    (scrub, "_screen_batch"), (scrub.BatchScreener, "screen_codes"), (lead_numbers.LeadNumbers, "locate_batch"),
+    (NumberVault, "digests"), (scrub, "_probe_wire"), (registry_bits.RegistryBits, "plan"), (scrub, "bulk"),
+    (registry_bits.RegistryBits, "read"), (scrub.BatchScreener, "_with_records"),
+    (scrub.BatchScreener, "_decide_all"), (scrub.BatchScreener, "_screen_full"),
+)
+
+
+def process_cpu(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def timed_stages(totals: Counter[str]) -> None:
+    """Wrap each stage so that its CPU time adds up in ``totals``."""
+    for owner, name in STAGES:
+        function = getattr(owner, name)
+
+        def wrapper(*args: Any, _function: Callable[..., Any] = function, _name: str = name, **kwargs: Any) -> Any:
+            started = time.process_time()
+            try:
+                return _function(*args, **kwargs)
+            finally:
+                totals[_name] += time.process_time() - started
+
+        setattr(owner, name, functools.wraps(function)(wrapper))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--numbers", type=float, default=2e6)
+    parser.add_argument("--rows", type=float, default=1e6)
+    parser.add_argument("--area-codes", type=int, default=bench.AREA_CODES)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=1)
+    args = parser.parse_args()
+    totals: Counter[str] = Counter()
+    timed_stages(totals)
+    rng = random.Random(2026)
+    with EmbeddedServer(persist=False) as server, tempfile.TemporaryDirectory() as folder:
+        assert server.process is not None
+        client = redis.Redis.from_url(server.url)
+        npas = bench.area_codes(args.area_codes, rng)
+        templates = bench.Templates(args.numbers / (len(npas) * len(bench.EXCHANGES)), rng)
+        stream = bench.GeneratedStream(npas, templates, random.Random(7))
+        RegistryManager(client).import_file("us-dnc", bench.GeneratedSource(stream), fmt="ftc", country="US")
+        keys = (os.urandom(32), os.urandom(32))
+        vault = NumberVault(*keys)
+        store, campaign, pack, at = bench.scrub_campaign(client, vault)
+        leads = Path(folder) / "leads.csv"
+        bench.write_leads(store, leads, npas, rng, int(args.rows), at)
+        lookup = RedisRegistryLookup(client)
+        table: dict[str, Any] = {}
+        for run in range(args.runs):
+            engine: scrub.BatchScreener | scrub.ScrubJob
+            if args.workers == 1:
+                engine = scrub.BatchScreener(client, vault, campaign, pack, at, lookup, dict(table))
+            else:
+                engine = scrub.ScrubJob(server.url, keys[0], keys[1], campaign, pack, at, dict(table))
+            totals.clear()
+            valkey, own, children = process_cpu(server.process.pid), time.process_time(), os.times()
+            with open(Path(folder) / "out.csv", "w", newline="") as sink:
+                summary = scrub.scrub_csv(engine, leads, sink, workers=args.workers)
+            valkey, own = process_cpu(server.process.pid) - valkey, time.process_time() - own
+            done = os.times()
+            children_cpu = done.children_user + done.children_system - children.children_user - children.children_system
+            table.update(summary.learned_exchanges)
+            per_row = 1e6 / summary.rows
+            print(f"run {run + 1} ({'exchange table kept' if run else 'first run'}, {args.workers} process(es)): "
+                  f"{summary.rate:,.0f} rows/s; CPU per row: scrub {(own + children_cpu) * per_row:.1f} µs, "
+                  f"valkey {valkey * per_row:.1f} µs; load {os.getloadavg()[0]:.1f}", flush=True)
+            if args.workers == 1:
+                print("    " + "  ".join(f"{name} {seconds * per_row:.2f}" for name, seconds in totals.most_common()))
+
+
+if __name__ == "__main__":
+    main()
