@@ -279,7 +279,9 @@ def main() -> None:
 
         # 8. scrub: a lead list of NANP numbers spelled in several ways
         if "scrub" in parts:
-            measure_scrub(client, server.url, vault_keys, lookup, npas, rng, int(args.scrub_rows), work, out)
+            assert server.process is not None
+            measure_scrub(client, server.url, server.process.pid, vault_keys, lookup, npas, rng, int(args.scrub_rows),
+                          work, out)
     sys.stdout.flush()
 
 
@@ -385,9 +387,11 @@ def write_leads(store: Store, leads: Path, npas: list[int], rng: random.Random, 
                         for i, raw in enumerate(on_file) if _valid(raw)])
 
 
-def measure_scrub(client: redis.Redis, url: str, vault_keys: tuple[bytes, bytes], lookup: RedisRegistryLookup,
-                  npas: list[int], rng: random.Random, rows: int, work: Path, out: Callable[..., None]) -> None:
-    """A lead list of NANP numbers in three spellings, 1 and 2 worker processes."""
+def measure_scrub(client: redis.Redis, url: str, server_pid: int, vault_keys: tuple[bytes, bytes],
+                  lookup: RedisRegistryLookup, npas: list[int], rng: random.Random, rows: int, work: Path,
+                  out: Callable[..., None]) -> None:
+    """A lead list of NANP numbers in three spellings, 1 and 2 worker processes; rows/s, and the CPU per row of
+    the scrubbing processes (this one and its workers) and of valkey-server."""
     vault = NumberVault(*vault_keys)
     store, campaign, pack, at = scrub_campaign(client, vault)
     for spread_label, area in (("20 area codes", npas[:20]), (f"all {len(npas)} area codes", npas)):
@@ -402,12 +406,27 @@ def measure_scrub(client: redis.Redis, url: str, vault_keys: tuple[bytes, bytes]
                 engine = BatchScreener(client, vault, campaign, pack, at, lookup, known)
             else:
                 engine = ScrubJob(url, vault_keys[0], vault_keys[1], campaign, pack, at, known)
+            cpu, valkey = scrub_cpu(), process_cpu(server_pid)
             with open(work / "scrubbed.csv", "w", newline="") as sink:
                 summary = scrub_csv(engine, leads, sink, workers=workers)
+            cpu, valkey = scrub_cpu() - cpu, process_cpu(server_pid) - valkey
             table.update(summary.learned_exchanges)
             reasons = ", ".join(f"{k} {v:,}" for k, v in summary.reasons.most_common(4))
             out(f"scrub of {summary.rows:,} rows over {spread_label}, {label}: "
-                f"{summary.seconds:.1f} s = {summary.rate:,.0f} rows/s ({reasons}; load {os.getloadavg()[0]:.1f})")
+                f"{summary.seconds:.1f} s = {summary.rate:,.0f} rows/s; CPU per row {cpu / summary.rows * 1e6:.1f} µs "
+                f"+ valkey {valkey / summary.rows * 1e6:.1f} µs ({reasons}; load {os.getloadavg()[0]:.1f})")
+
+
+def scrub_cpu() -> float:
+    """User + system CPU seconds of this process and its finished children (the scrub's workers)."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds of another process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 if __name__ == "__main__":
     main()

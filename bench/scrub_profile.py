@@ -39,18 +39,12 @@ from blocklists.registry import RegistryManager
 from callscreen.crypto import NumberVault
 from callscreen.embedded import EmbeddedServer
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 STAGES: tuple[tuple[Any, str], ...] = (
     (scrub, "_screen_batch"), (scrub.BatchScreener, "screen_codes"), (lead_numbers.LeadNumbers, "locate_batch"),
     (NumberVault, "digests"), (scrub, "_probe_wire"), (registry_bits.RegistryBits, "plan"), (scrub, "bulk"),
     (registry_bits.RegistryBits, "read"), (scrub.BatchScreener, "_with_records"),
     (scrub.BatchScreener, "_decide_all"), (scrub.BatchScreener, "_screen_full"),
 )
-
-
-def process_cpu(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 def timed_stages(totals: Counter[str]) -> None:
@@ -100,10 +94,10 @@ def main() -> None:
             else:
                 engine = scrub.ScrubJob(server.url, keys[0], keys[1], campaign, pack, at, dict(table))
             totals.clear()
-            valkey, own, children = process_cpu(server.process.pid), time.process_time(), os.times()
+            valkey, own, children = bench.process_cpu(server.process.pid), time.process_time(), os.times()
             with open(Path(folder) / "out.csv", "w", newline="") as sink:
                 summary = scrub.scrub_csv(engine, leads, sink, workers=args.workers)
-            valkey, own = process_cpu(server.process.pid) - valkey, time.process_time() - own
+            valkey, own = bench.process_cpu(server.process.pid) - valkey, time.process_time() - own
             done = os.times()
             children_cpu = done.children_user + done.children_system - children.children_user - children.children_system
             table.update(summary.learned_exchanges)
