@@ -18,7 +18,7 @@ Invariants:
   registry; if it is retired and expires meanwhile (a scrub running past the grace period of a
   reload), the ``EXISTS`` on its shard index sent with every batch says so and the scrub stops
   with an error rather than read a missing shard as "not listed";
-- NANP numbers (``+1`` and ten digits, area code 200–999) are located and read with numpy over
+- NANP numbers (``+1`` and ten digits, area code and exchange 200–999) are located and read with numpy over
   the whole batch; copies of their shards sit in one array per registry (pages never copied
   into are never touched, so they take no memory). Numbers of other schemes are read shard by
   shard. Both give what :func:`~blocklists.numbering.locate_e164` and ``GETBIT`` give.
@@ -68,7 +68,7 @@ def locate_batch(e164s: Sequence[str]) -> Located:
     chars = np.array(e164s, dtype="U13").view(np.uint32).reshape(count, 13) if count else np.zeros((0, 13), np.uint32)
     digits = chars[:, 2:12].astype(np.int64) - 48
     nanp = ((chars[:, 0] == 43) & (chars[:, 1] == 49) & (chars[:, 12] == 0) & (digits[:, 0] >= 2)
-            & ((digits >= 0) & (digits <= 9)).all(axis=1))
+            & (digits[:, 3] >= 2) & ((digits >= 0) & (digits <= 9)).all(axis=1))  # exchange 200-999: offset >= 0
     places = np.flatnonzero(nanp)
     national = digits[places] @ _POWERS
     others: dict[str, tuple[list[int], list[int]]] = {}

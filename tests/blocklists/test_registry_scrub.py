@@ -417,7 +417,7 @@ def test_numbers_are_grouped_by_shard_at_the_offsets_the_registry_uses():
     rng = random.Random(11)
     e164s = [f"+1{rng.randrange(200, 1000)}{rng.randrange(200, 1000)}{rng.randrange(10000):04d}" for _ in range(300)]
     e164s += ["+12002000000", "+19999999999", "+12425550100", "+442079460958", "+79991234567", "+3592123456",
-              "+1212555010", "+121255501000", "+11125550100"]
+              "+1212555010", "+121255501000", "+11125550100", "+12121005555", "+12120995555"]
     rng.shuffle(e164s)
     located = locate_batch(e164s)
     placed = {position: (f"1:{area + 200}", offset) for position, area, offset
