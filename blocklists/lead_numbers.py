@@ -120,8 +120,9 @@ class LeadNumbers:
         national = np.take_along_axis(chars[places], start[places, None] + _TEN, axis=1) @ _POWERS
         geographies = self._geographies_of(national)
         valid = geographies >= 0
-        rows, e164s, found = places[valid].tolist(), [f"+1{n:010d}" for n in national[valid].tolist()], \
-            geographies[valid].tolist()
+        rows = places[valid].tolist()
+        e164s = [f"+1{n:010d}" for n in national[valid].tolist()]
+        found = geographies[valid].tolist()
         slow = np.flatnonzero(~fast).tolist()
         if slow:
             for place in slow:
