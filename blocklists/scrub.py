@@ -44,7 +44,7 @@ import redis
 
 from blocklists.lead_numbers import LeadNumbers, Located, is_nanp_region
 from blocklists.lookup import RedisRegistryLookup
-from blocklists.registry_bits import Planned, RegistryBits
+from blocklists.registry_bits import COPY_BUDGET, Planned, RegistryBits
 from callscreen.cluster import is_cluster_client
 from callscreen.crypto import NumberVault
 from callscreen.decision import ScreeningRequest, decide
@@ -184,7 +184,7 @@ class BatchScreener:
 
     def __init__(self, client: redis.Redis, vault: NumberVault, campaign: Campaign, pack: PolicyPack,
                  at: datetime, registries: RegistryLookup | None,
-                 exchanges: dict[str, Exchange] | None = None) -> None:
+                 exchanges: dict[str, Exchange] | None = None, *, copy_budget: int = COPY_BUDGET) -> None:
         self.client = client
         self.vault = vault
         self.campaign = campaign
@@ -196,7 +196,7 @@ class BatchScreener:
         self._memo: dict[Any, int] = {}  # (geography, registry statuses) -> answer
         self._bits: RegistryBits | None = None
         if isinstance(registries, RedisRegistryLookup) and self.registry_ids:
-            self._bits = RegistryBits(registries, self.registry_ids)
+            self._bits = RegistryBits(registries, self.registry_ids, copy_budget=copy_budget)
         self._group = 1 if is_cluster_client(client) else PROBE_GROUP  # a cluster's EXISTS stays in one slot
 
     def screen(self, raws: Sequence[str]) -> list[tuple[Result, Reason]]:
@@ -347,6 +347,7 @@ class ScrubJob:
     pack: PolicyPack
     at: datetime
     exchanges: dict[str, Exchange] = field(default_factory=dict)
+    copy_budget: int = COPY_BUDGET  # bytes of registry shard copies per process
 
 
 @dataclass(frozen=True, slots=True)
@@ -405,7 +406,7 @@ def _init_worker(job: ScrubJob) -> None:
     global _worker
     client = connect(job.redis_url, timeout=30)
     _worker = BatchScreener(client, vault_from_rings(job.hash_key, job.encryption_key, client), job.campaign, job.pack,
-                            job.at, RedisRegistryLookup(client), job.exchanges)
+                            job.at, RedisRegistryLookup(client), job.exchanges, copy_budget=job.copy_budget)
 
 
 def _work(batch: _Batch, index: int, bad_limit: int) -> _Screened:

@@ -23,6 +23,7 @@ from blocklists.disconnects import DisconnectError, import_disconnects
 from blocklists.formats import FORMATS, FormatError
 from blocklists.lead_numbers import exchange_table_path, load_exchanges, save_exchanges
 from blocklists.registry import KINDS, ImportReport, RegistryError, RegistryInfo, RegistryManager
+from blocklists.registry_bits import COPY_BUDGET
 from blocklists.scrub import (
     BatchScreener,
     ScrubError,
@@ -107,6 +108,8 @@ def register(subparsers: Any) -> None:
     scrub.add_argument("--no-header", action="store_true", help="the file has no header row")
     scrub.add_argument("--out", help="output CSV (default: standard output)")
     scrub.add_argument("--workers", type=int, default=1, help="processes to screen with (default 1)")
+    scrub.add_argument("--memory-mb", type=int, default=COPY_BUDGET >> 20,
+                       help=f"registry shards each process may copy, in MiB (default {COPY_BUDGET >> 20}; 0: none)")
     scrub.add_argument("--quiet", action="store_true", help="no progress bar")
     scrub.set_defaults(handler=run_scrub)
 
@@ -328,17 +331,21 @@ def run_scrub(args: argparse.Namespace, context: CliContext) -> int:
         raise CliError(f"no policy pack for jurisdiction {campaign.jurisdiction!r}", EXIT_INPUT)
     if args.workers < 1:
         raise CliError("--workers must be at least 1", EXIT_INPUT)
+    if args.memory_mb < 0:
+        raise CliError("--memory-mb cannot be negative", EXIT_INPUT)
     source = Path(args.file)
     if not source.is_file():
         raise CliError(f"{source}: no such file", EXIT_INPUT)
     at = args.at or datetime.now(UTC)
     table_path = exchange_table_path(settings.data_dir / "cache")
     exchanges = load_exchanges(table_path)
+    copy_budget = args.memory_mb << 20
     job = ScrubJob(context.redis_url, settings.keyring("hash_key"), settings.keyring("encryption_key"), campaign, pack,
-                   at, exchanges)
+                   at, exchanges, copy_budget)
     engine: BatchScreener | ScrubJob = job
     if args.workers == 1:
-        engine = BatchScreener(context.client, vault, campaign, pack, at, context.registries, exchanges)
+        engine = BatchScreener(context.client, vault, campaign, pack, at, context.registries, exchanges,
+                               copy_budget=copy_budget)
     with open(source, "rb") as handle:
         total = sum(block.count(b"\n") for block in iter(lambda: handle.read(1 << 20), b""))
     # The lead list is only usable with its evidence: a file given with --out appears (atomically)

@@ -428,3 +428,34 @@ def test_numbers_are_grouped_by_shard_at_the_offsets_the_registry_uses():
             placed[position] = (shard, offset)
     assert placed == {position: locate_e164(e164) for position, e164 in enumerate(e164s)}
     assert len(locate_batch([]).places) == 0
+
+
+def test_scrub_memory_mb_bounds_the_shard_copies_and_changes_no_answer(cli, tmp_path, redis_client):
+    """300 numbers of one shard: copied by default (one GET of the shard), read bit by bit with
+    ``--memory-mb 0``; the same rows either way."""
+    from blocklists import storage
+    from callscreen.cluster import is_cluster_client
+    from tests_support import monitored
+
+    (tmp_path / "dnc.txt").write_text("".join(f"212,555{n:04d}\n" for n in range(0, 600, 7)))
+    cli("registry", "import", "dnc.txt", "--id", "us-dnc", "--country", "US", "--quiet")
+    cli("campaign", "add", "us-promo", "--purpose", "promotions", "--jurisdiction", "US",
+        "--timezone", "America/New_York")
+    (tmp_path / "leads.csv").write_text("phone\n" + "".join(f"+1212555{n:04d}\n" for n in range(300)))
+    shard = storage.shard_key("us-dnc", 1, "1:212")
+    server = redis_client.get_redis_connection(redis_client.get_node_from_key(shard)) \
+        if is_cluster_client(redis_client) else redis_client
+    outputs = {}
+    for memory in ("400", "0"):
+        def scrub(memory=memory):
+            code, _, err = cli("scrub", "leads.csv", "--campaign", "us-promo", "--at", "2026-11-20T15:00:00Z",
+                               "--out", f"out-{memory}.csv", "--memory-mb", memory, "--quiet")
+            assert code == 0, err
+        sent = [entry["command"] for entry in monitored(server, scrub)]
+        copied = [command for command in sent if command.split()[0].upper() == "GET" and shard in command]
+        assert len(copied) == (1 if memory == "400" else 0), sent[:5]
+        outputs[memory] = (tmp_path / f"out-{memory}.csv").read_text()
+    assert outputs["400"] == outputs["0"]
+    assert outputs["0"].count("national_dnc") == len(range(0, 300, 7))
+    code, _, err = cli("scrub", "leads.csv", "--campaign", "us-promo", "--memory-mb", "-1", "--quiet")
+    assert code == 3 and "--memory-mb cannot be negative" in err
