@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from itertools import islice
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 import numpy as np
 import phonenumbers
@@ -385,6 +385,33 @@ def write_leads(store: Store, leads: Path, npas: list[int], rng: random.Random, 
                                                       "web_form", at - timedelta(days=30),
                                                       proof=Proof(form_text="Call me")), None)
                         for i, raw in enumerate(on_file) if _valid(raw)])
+
+
+class ScrubWorld(NamedTuple):
+    """A loaded registry, a campaign and a lead list, for the scrub benches."""
+
+    keys: tuple[bytes, bytes]  # hash key, encryption key
+    vault: NumberVault
+    campaign: Campaign
+    pack: Any
+    at: datetime
+    leads: Path
+
+
+def scrub_world(client: redis.Redis, numbers: float, spread: int, rows: int, folder: Path,
+                rng: random.Random) -> ScrubWorld:
+    """A synthetic US registry of ``numbers`` over ``spread`` area codes loaded as ``us-dnc``, the campaign
+    of :func:`scrub_campaign`, and ``folder/leads.csv`` from :func:`write_leads` over those area codes."""
+    npas = area_codes(spread, rng)
+    templates = Templates(numbers / (len(npas) * len(EXCHANGES)), rng)
+    stream = GeneratedStream(npas, templates, random.Random(7))
+    RegistryManager(client).import_file("us-dnc", GeneratedSource(stream), fmt="ftc", country="US")
+    keys = (os.urandom(32), os.urandom(32))
+    vault = NumberVault(*keys)
+    store, campaign, pack, at = scrub_campaign(client, vault)
+    leads = folder / "leads.csv"
+    write_leads(store, leads, npas, rng, rows, at)
+    return ScrubWorld(keys, vault, campaign, pack, at, leads)
 
 
 def measure_scrub(client: redis.Redis, url: str, server_pid: int, vault_keys: tuple[bytes, bytes],

@@ -27,8 +27,6 @@ import registry_bench as bench
 
 from blocklists import scrub
 from blocklists.lookup import RedisRegistryLookup
-from blocklists.registry import RegistryManager
-from callscreen.crypto import NumberVault
 from callscreen.embedded import EmbeddedServer
 
 PROBE = r"""
@@ -64,15 +62,8 @@ def main() -> None:
     rng = random.Random(3)
     with EmbeddedServer(persist=False) as server, tempfile.TemporaryDirectory() as folder:
         client = redis.Redis.from_url(server.url)
-        npas = bench.area_codes(bench.AREA_CODES, rng)
-        templates = bench.Templates(args.numbers / (len(npas) * len(bench.EXCHANGES)), rng)
-        stream = bench.GeneratedStream(npas, templates, random.Random(7))
-        RegistryManager(client).import_file("us-dnc", bench.GeneratedSource(stream), fmt="ftc", country="US")
-        keys = (os.urandom(32), os.urandom(32))
-        vault = NumberVault(*keys)
-        store, campaign, pack, at = bench.scrub_campaign(client, vault)
-        leads = Path(folder) / "leads.csv"
-        bench.write_leads(store, leads, npas, rng, int(args.rows), at)
+        world = bench.scrub_world(client, args.numbers, bench.AREA_CODES, int(args.rows), Path(folder), rng)
+        keys, vault, campaign, pack, at, leads = world
         idle = probe(server.url, args.seconds)
         print(f"nothing else running: {idle.communicate()[0].strip()}", flush=True)
         for workers in (1, 2):

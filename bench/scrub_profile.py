@@ -35,7 +35,6 @@ import registry_bench as bench
 
 from blocklists import lead_numbers, registry_bits, scrub
 from blocklists.lookup import RedisRegistryLookup
-from blocklists.registry import RegistryManager
 from callscreen.crypto import NumberVault
 from callscreen.embedded import EmbeddedServer
 
@@ -76,15 +75,8 @@ def main() -> None:
     with EmbeddedServer(persist=False) as server, tempfile.TemporaryDirectory() as folder:
         assert server.process is not None
         client = redis.Redis.from_url(server.url)
-        npas = bench.area_codes(args.area_codes, rng)
-        templates = bench.Templates(args.numbers / (len(npas) * len(bench.EXCHANGES)), rng)
-        stream = bench.GeneratedStream(npas, templates, random.Random(7))
-        RegistryManager(client).import_file("us-dnc", bench.GeneratedSource(stream), fmt="ftc", country="US")
-        keys = (os.urandom(32), os.urandom(32))
-        vault = NumberVault(*keys)
-        store, campaign, pack, at = bench.scrub_campaign(client, vault)
-        leads = Path(folder) / "leads.csv"
-        bench.write_leads(store, leads, npas, rng, int(args.rows), at)
+        world = bench.scrub_world(client, args.numbers, args.area_codes, int(args.rows), Path(folder), rng)
+        keys, vault, campaign, pack, at, leads = world
         lookup = RedisRegistryLookup(client)
         table: dict[str, Any] = {}
         for run in range(args.runs):
