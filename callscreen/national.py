@@ -146,6 +146,20 @@ class NationalAnswers(prefixes.KeptAnswers[Key, Kept]):
         needed = depth(region, len(digits), end)
         return None if needed is None else (region, len(digits), end, digits[:needed])
 
+    def kept_from(self, key: Key, digits: str, number: Any) -> Kept:
+        """How many leading digits the parse dropped, with its answer; nothing when the E.164 is
+        not the calling code then the number's own remaining digits, or the number has a
+        subdivision (only US numbers do, and they are not kept here)."""
+        found = self.dropped(digits, key[0], number.e164)
+        if found is None or number.subdivision is not None:
+            return None
+        return (*found, number.region, number.timezones)
+
+    def answered(self, digits: str, kept: Kept) -> tuple[str, str, tuple[str, ...]]:
+        assert kept is not None
+        head, cut, region, zones = kept
+        return head + digits[cut:], region, zones
+
     @staticmethod
     def dropped(digits: str, region: str, e164: str) -> tuple[str, int] | None:
         """``("+" and calling code, how many leading digits were dropped)`` when the parse of

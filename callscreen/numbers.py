@@ -12,12 +12,13 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import phonenumbers
 from phonenumbers import timezone
 
 from callscreen.national import NationalAnswers
-from callscreen.prefixes import PrefixAnswers
+from callscreen.prefixes import KeptAnswers, PrefixAnswers
 
 MAX_INPUT_LENGTH = 64
 _SEPARATORS = re.compile(r"[\s\-.()/\u00a0\u2010-\u2015]+")
@@ -138,9 +139,7 @@ def normalize(raw: str, default_region: str | None = None) -> PhoneNumber:
     text = _clean(raw)
     nsn = _nanp_national(text, default_region)
     if nsn is None:
-        if text.startswith("+"):
-            return _by_prefix(raw, default_region, text)
-        return _by_national_prefix(raw, default_region, text)
+        return _by_kept_answer(raw, default_region, text)
     from callscreen.nanp import NanpExchanges  # loads the geocoder's data once, as parse_number does
 
     found = NanpExchanges.shared().exchange(nsn)
@@ -161,53 +160,38 @@ def _nanp_national(text: str, default_region: str | None) -> str | None:
 
 
 _PREFIX_ANSWERS = PrefixAnswers()
-
-
-def _by_prefix(raw: str, default_region: str | None, text: str) -> PhoneNumber:
-    """An E.164 number answered from the numbers before it that share its deciding prefix
-    (:mod:`callscreen.prefixes`), else by :func:`parse_number`, whose answer is then kept."""
-    key = _PREFIX_ANSWERS.key(text[1:])
-    if key is None:
-        return parse_number(raw, default_region, text)
-    known, answer = _PREFIX_ANSWERS.get(key)
-    if not known:
-        try:
-            number = parse_number(raw, default_region, text)
-        except NotAssigned:
-            _PREFIX_ANSWERS.keep(key, None)
-            raise
-        _PREFIX_ANSWERS.keep(key, (number.region, number.timezones))
-        return number
-    if answer is None:
-        raise NotAssigned(f"not a valid number: {raw!r}")
-    return PhoneNumber(e164=text, region=answer[0], timezones=answer[1])
-
-
 _NATIONAL_ANSWERS = NationalAnswers()
 
 
-def _by_national_prefix(raw: str, default_region: str | None, text: str) -> PhoneNumber:
-    """A number in national form answered from the numbers before it that share its raw
-    deciding prefix (:mod:`callscreen.national`), else by :func:`parse_number`, whose answer
-    and the digits it dropped are then kept."""
-    key = _NATIONAL_ANSWERS.key(text, default_region)
+def _by_kept_answer(raw: str, default_region: str | None, text: str) -> PhoneNumber:
+    """A number answered from the numbers before it that share its deciding prefix: an E.164
+    one by :mod:`callscreen.prefixes`, one in national form by :mod:`callscreen.national`. The
+    first number of a prefix, and any number those modules give no key, is :func:`parse_number`;
+    what it answered (an invalid number too, never a parse error) is then kept."""
+    answers: KeptAnswers[Any, Any]
+    if text.startswith("+"):
+        answers, digits = _PREFIX_ANSWERS, text[1:]
+        key = _PREFIX_ANSWERS.key(digits)
+    else:
+        answers, digits = _NATIONAL_ANSWERS, text
+        key = _NATIONAL_ANSWERS.key(digits, default_region)
     if key is None:
         return parse_number(raw, default_region, text)
-    known, kept = _NATIONAL_ANSWERS.get(key)
-    if not known:
-        try:
-            number = parse_number(raw, default_region, text)
-        except NotAssigned:
-            _NATIONAL_ANSWERS.keep(key, None)
-            raise
-        found = _NATIONAL_ANSWERS.dropped(text, key[0], number.e164)
-        if found is not None and number.subdivision is None:
-            _NATIONAL_ANSWERS.keep(key, (*found, number.region, number.timezones))
-        return number
-    if kept is None:
-        raise NotAssigned(f"not a valid number: {raw!r}")
-    head, cut, region, zones = kept
-    return PhoneNumber(e164=head + text[cut:], region=region, timezones=zones)
+    known, kept = answers.get(key)
+    if known:
+        if kept is None:
+            raise NotAssigned(f"not a valid number: {raw!r}")
+        e164, region, zones = answers.answered(digits, kept)
+        return PhoneNumber(e164=e164, region=region, timezones=zones)
+    try:
+        number = parse_number(raw, default_region, text)
+    except NotAssigned:
+        answers.keep(key, None)
+        raise
+    found = answers.kept_from(key, digits, number)
+    if found is not None:
+        answers.keep(key, found)
+    return number
 
 
 def parse_number(raw: str, default_region: str | None = None, text: str | None = None) -> PhoneNumber:

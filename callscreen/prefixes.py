@@ -209,6 +209,15 @@ class KeptAnswers(Generic[K, V]):
                 self._answers.pop(next(iter(self._answers)), None)
             self._answers[key] = answer
 
+    def kept_from(self, key: K, digits: str, number: Any) -> V | None:
+        """What to keep under ``key`` from the full parse of ``digits`` (``number``: the valid
+        :class:`~callscreen.numbers.PhoneNumber` it gave); None keeps nothing."""
+        raise NotImplementedError
+
+    def answered(self, digits: str, kept: V) -> tuple[str, str, tuple[str, ...]]:
+        """``(E.164, region, time zones)`` of ``digits``, from the valid answer kept under its key."""
+        raise NotImplementedError
+
 
 class PrefixAnswers(KeptAnswers[tuple[int, int, str], Answer]):
     """Answers kept per (calling code, national length, prefix of :func:`depth` digits), at most
@@ -238,3 +247,10 @@ class PrefixAnswers(KeptAnswers[tuple[int, int, str], Answer]):
         if needed is None or (strip is not None and strip(national)):
             return None
         return code, len(national), national[:needed]
+
+    def kept_from(self, key: tuple[int, int, str], digits: str, number: Any) -> Answer:
+        return number.region, number.timezones
+
+    def answered(self, digits: str, kept: Answer) -> tuple[str, str, tuple[str, ...]]:
+        assert kept is not None
+        return "+" + digits, kept[0], kept[1]
