@@ -232,9 +232,11 @@ class BatchScreener:
         with_records = self._with_records(digests, replies[:probe_count])
         if self._bits is not None:
             assert planned is not None
-            self._decide_all(raws, located, np.array(self._bits.read(planned, replies[probe_count:]), dtype=np.int64),
-                             with_records, codes)
-        else:
+            patterns = np.array(self._bits.read(planned, replies[probe_count:]), dtype=np.int64)
+            self._decide_all(raws, located, patterns, self._bits.statuses, with_records, codes)
+        elif numbers is None:  # no registry to read: every number's statuses are ()
+            self._decide_all(raws, located, np.zeros(len(e164s), dtype=np.int64), _no_statuses, with_records, codes)
+        else:  # a registry lookup other than Redis's: statuses as it parses them
             statuses = self._statuses(numbers, len(e164s), replies[probe_count:])
             for j, row in enumerate(located.rows.tolist()):
                 if j not in with_records:
@@ -249,23 +251,22 @@ class BatchScreener:
     def _number(self, located: Located, j: int) -> PhoneNumber:
         return PhoneNumber(located.e164s[j], *self.numbers.geographies[int(located.geographies[j])])
 
-    def _decide_all(self, raws: Sequence[str], located: Located, patterns: np.ndarray, with_records: set[int],
-                    codes: bytearray) -> None:
+    def _decide_all(self, raws: Sequence[str], located: Located, patterns: np.ndarray,
+                    statuses_of: Callable[[int], tuple[Any, ...]], with_records: set[int], codes: bytearray) -> None:
         """The answers for the numbers without records: one decision per geography and registry
-        pattern (all such a decision reads), remembered across batches."""
+        pattern (all such a decision reads; ``statuses_of`` turns a pattern into statuses),
+        remembered across batches."""
         keep = np.ones(len(patterns), dtype=bool)
         keep[list(with_records)] = False
         keys = located.geographies[keep] * (1 << len(self.registry_ids)) + patterns[keep]
         unique, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
         places = np.flatnonzero(keep)
         answers = np.empty(len(unique), dtype=np.uint8)
-        assert self._bits is not None
         for u, (j, key) in enumerate(zip(places[first].tolist(), unique.tolist(), strict=True)):
-            pattern = int(patterns[j])
             code = self._memo.get(key)
             if code is None:
                 code = self._decide_empty(raws[int(located.rows[j])], self._number(located, j),
-                                          self._bits.statuses(pattern), key)
+                                          statuses_of(int(patterns[j])), key)
             answers[u] = code
         np.frombuffer(codes, dtype=np.uint8)[located.rows[keep]] = answers[inverse]
 
@@ -330,8 +331,8 @@ class BatchScreener:
             codes[i] = _ANSWER_CODE[(decision.result, decision.reason)]
 
 
-def _same(statuses: Any) -> Any:
-    return statuses
+def _no_statuses(_pattern: int) -> tuple[()]:
+    return ()
 
 
 # --- the CSV run ---------------------------------------------------------------------------------
