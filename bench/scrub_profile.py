@@ -96,7 +96,9 @@ def main() -> None:
             per_row = 1e6 / summary.rows
             print(f"run {run + 1} ({'exchange table kept' if run else 'first run'}, {args.workers} process(es)): "
                   f"{summary.rate:,.0f} rows/s; CPU per row: scrub {(own + children_cpu) * per_row:.1f} µs, "
-                  f"valkey {valkey * per_row:.1f} µs; load {os.getloadavg()[0]:.1f}", flush=True)
+                  f"valkey {valkey * per_row:.1f} µs"
+                  + (f" (parent {own * per_row:.1f}, workers {children_cpu * per_row:.1f})" if args.workers > 1 else "")
+                  + f"; load {os.getloadavg()[0]:.1f}", flush=True)
             if args.workers == 1:
                 print("    " + "  ".join(f"{name} {seconds * per_row:.2f}" for name, seconds in totals.most_common()))
 
