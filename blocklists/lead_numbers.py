@@ -1,10 +1,11 @@
 """A lead list's numbers located for the scrub: E.164 and geography, as :func:`normalize` answers.
 
-NANP validity (phonenumbers' patterns end in ``\\d{4}`` after the exchange), time zones and
-geocoding depend only on the first six national digits, so each area code + exchange is answered
+NANP validity, time zones and geocoding depend only on the first six national digits outside the
+few area codes :func:`callscreen.nanp.deep_areas` names, so each area code + exchange is answered
 once, by :class:`callscreen.nanp.NanpExchanges` (``normalize``'s answer from the compiled
 metadata, without a full parse), and reused for the other numbers: a table of the exchanges seen
-(kept between runs in a file, see :func:`exchange_table_path`).
+(kept between runs in a file, see :func:`exchange_table_path`). Numbers of the deep area codes go
+through :func:`normalize` one by one.
 
 Invariants:
 
@@ -31,7 +32,7 @@ import phonenumbers
 from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE
 
 from callscreen.files import write_atomically
-from callscreen.nanp import Exchange, NanpExchanges
+from callscreen.nanp import Exchange, NanpExchanges, deep_areas
 from callscreen.numbers import MAX_INPUT_LENGTH, InvalidNumber, PhoneNumber, normalize
 
 Geography = tuple[str, tuple[str, ...], str | None]  # region, time zones, subdivision: all a decision reads
@@ -39,7 +40,7 @@ Geography = tuple[str, tuple[str, ...], str | None]  # region, time zones, subdi
 _SEPARATORS = re.compile(r"[\s\-.()/\u00a0\u2010-\u2015]+")  # as callscreen.numbers cleans input
 _ASCII_SEPARATORS = b" \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f-.()/"  # the ASCII part of it
 _NANP_REGIONS = frozenset(COUNTRY_CODE_TO_REGION_CODE[1])  # the regions sharing +1
-_UNSEEN, _INVALID = -1, -2  # in the exchange index: not looked up yet; not a valid exchange
+_UNSEEN, _INVALID, _DEEP = -1, -2, -3  # in the exchange index: not looked up yet; not valid; not by exchange
 _POWERS = 10 ** np.arange(9, -1, -1, dtype=np.int64)
 _TEN = np.arange(10)
 
@@ -91,6 +92,8 @@ class LeadNumbers:
         for prefix, entry in (known or {}).items():
             if len(prefix) == 6 and prefix.isdigit() and prefix.isascii():
                 self._index[int(prefix)] = _INVALID if entry is None else self._geography_id(entry)
+        for area in deep_areas():  # (a table kept by an earlier version may hold their exchanges)
+            self._index[area * 1000:(area + 1) * 1000] = _DEEP
         self.learned: dict[str, Exchange] = {}  # exchanges resolved here (to persist)
         self._exchanges: NanpExchanges | None = None
 
@@ -123,7 +126,7 @@ class LeadNumbers:
         rows = places[valid].tolist()
         e164s = [f"+1{n:010d}" for n in national[valid].tolist()]
         found = geographies[valid].tolist()
-        slow = np.flatnonzero(~fast).tolist()
+        slow = np.flatnonzero(~fast).tolist() + places[geographies == _DEEP].tolist()
         if slow:
             for place in slow:
                 number = self._normalized(raws[place])
@@ -137,7 +140,8 @@ class LeadNumbers:
 
     def _geographies_of(self, national: np.ndarray) -> np.ndarray:
         """The geography of each ten-digit national number's area code + exchange (negative: not
-        a valid number); an exchange not seen yet is learned from its first number."""
+        a valid number, or :data:`_DEEP`: not answered by exchange); an exchange not seen yet is
+        learned from its first number."""
         exchanges = national // 10**4
         found = self._index[exchanges]
         unseen = found == _UNSEEN

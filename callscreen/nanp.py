@@ -14,9 +14,13 @@ in a few µs from the same phonenumbers metadata, compiled once per process:
 Anything outside that path — a national number not starting with 2–9, a number type that is
 not geographic (toll-free, premium, personal…), a US number the geocoder has no area for —
 is answered by ``parse_number`` itself, so every answer equals ``parse_number``'s (a test compares
-them over every area code, valid or not). The answer depends only on the first six national
-digits, because every NANP pattern ends in ``\\d{4}`` after the exchange and the prefix maps
-hold at most ``1`` + six digits for ``+1``.
+them over every area code, valid or not).
+
+Outside a few area codes, the answer depends only on the first six national digits (area code +
+exchange): the prefix maps hold at most ``1`` + six digits for ``+1``, and nearly every pattern
+accepts any four digits after the exchange. :func:`deep_areas` names the area codes where a
+pattern reaches further (``246521[0369]\\d{3}``, Barbados' fixed lines), read from the patterns'
+structure; there an answer holds for one number, not for its exchange.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE, is_number_
 from phonenumbers.prefix import _LOCALE_NORMALIZATION_MAP, _find_lang, _full_locale
 
 from callscreen.numbers import InvalidNumber, PhoneNumber, clean_zones, parse_number, us_subdivision
+from callscreen.prefixes import Unreadable, start_depth, whole_depth
 
 Exchange = tuple[str, tuple[str, ...], str | None] | None  # region, time zones, subdivision; None: invalid
 
@@ -136,6 +141,39 @@ def _stages(regions: tuple[_Region, ...]) -> tuple[tuple[_Region | None, Callabl
             stages.append((region, None, {}))
     close()
     return tuple(stages)
+
+
+_SHORTEST_EXCHANGE = 6  # area code + exchange
+
+
+@functools.cache
+def deep_areas() -> frozenset[int]:
+    """Area codes (0–999) where a number's answer may depend on more than its first six digits.
+
+    Each NANP region's patterns (the general one, each number type's) are read with
+    :func:`callscreen.prefixes.whole_depth`: a region with a pattern constraining a seventh digit
+    or later makes deep the area codes its leading digits can start; every area code is deep when
+    such a region has no leading digits (it is decided by its patterns alone), or when a pattern
+    cannot be read."""
+    every = frozenset(range(1000))
+    deep: set[int] = set()
+    for code in COUNTRY_CODE_TO_REGION_CODE[1]:
+        meta = PhoneMetadata.metadata_for_region(code)
+        descs = (meta.general_desc, meta.fixed_line, meta.mobile, *(getattr(meta, name) for name in _TYPES))
+        try:
+            reach = max((whole_depth(pattern, _NSN_LENGTH) for desc in descs if (pattern := _pattern(desc))), default=0)
+            if reach <= _SHORTEST_EXCHANGE:
+                continue
+            if not meta.leading_digits:
+                return every
+            leading = start_depth(meta.leading_digits, _NSN_LENGTH)
+        except (Unreadable, re.error, RecursionError):
+            return every
+        starts = re.compile(meta.leading_digits).match
+        width = max(leading - 3, 0)  # leading digits past the area code: every spelling of them is tried
+        deep.update(npa for npa in range(1000) if any(
+            starts(f"{npa:03d}{rest:0{width}d}".ljust(_NSN_LENGTH, "0")) for rest in range(10 ** width)))
+    return frozenset(deep)
 
 
 class NanpExchanges:

@@ -176,6 +176,28 @@ def test_the_exchange_cache_agrees_with_full_normalization():
             assert got == expected, region
 
 
+def test_numbers_of_deep_area_codes_are_answered_one_by_one_not_by_exchange():
+    # Barbados 246 521: a fixed line when the seventh digit is 0, 3, 6 or 9, otherwise invalid
+    raws = ["+12465210000", "+12465215555", "2465219999", "2465214444", "+18766060000", "+18766065555"]
+    expected = []
+    for raw in raws:
+        try:
+            expected.append(normalize(raw, "US"))
+        except InvalidNumber:
+            expected.append(None)
+    assert expected[0] is not None and expected[1] is None  # the metadata still draws this line
+    wrong_table = {"246521": ("BB", ("America/Barbados",), None), "876606": None}  # kept by an earlier version
+    for order in (raws, raws[::-1]):
+        for numbers in (LeadNumbers("US"), LeadNumbers("US", wrong_table)):
+            located = numbers.locate_batch(order)
+            got = dict.fromkeys(order)
+            for row, e164, geography in zip(located.rows.tolist(), located.e164s, located.geographies.tolist(),
+                                            strict=True):
+                got[order[row]] = PhoneNumber(e164, *numbers.geographies[geography])
+            assert [got[raw] for raw in raws] == expected
+            assert not numbers.learned  # nothing of a deep area code is kept as an exchange
+
+
 # --- the command line ---------------------------------------------------------------------------
 
 @pytest.fixture
