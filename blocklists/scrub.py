@@ -50,7 +50,7 @@ from callscreen.crypto import NumberVault
 from callscreen.decision import ScreeningRequest, decide
 from callscreen.keys import Keyring
 from callscreen.models import Campaign, Facts, Reason, Result
-from callscreen.nanp import Exchange, NanpExchanges
+from callscreen.nanp import Exchange, NanpExchanges, deep_areas
 from callscreen.numbers import PhoneNumber
 from callscreen.policy import PolicyPack
 from callscreen.rotation import vault_from_rings
@@ -502,6 +502,7 @@ def scrub_csv(screener_or_job: BatchScreener | ScrubJob, source: str | Path, out
         if isinstance(screener_or_job, ScrubJob) and workers > 1:
             if is_nanp_region(screener_or_job.campaign.default_region):
                 NanpExchanges.shared()  # loaded once here, inherited by the forked workers
+            deep_areas()  # (read from the patterns once, here too)
             context = multiprocessing.get_context("fork")
             with context.Pool(workers, _init_worker, (screener_or_job,)) as pool:
                 pending = ((batch, pool.apply_async(_work, (batch, index, bad_limit))) for batch in batches)
