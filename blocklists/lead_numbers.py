@@ -147,16 +147,17 @@ class LeadNumbers:
         unseen = found == _UNSEEN
         if unseen.any():
             _exchanges, first = np.unique(exchanges[unseen], return_index=True)
-            for number in national[unseen][first].tolist():
-                self._learn(f"{number:010d}")
+            self._learn([f"{number:010d}" for number in national[unseen][first].tolist()])
             found = self._index[exchanges]
         return found
 
-    def _learn(self, nsn: str) -> None:
+    def _learn(self, nsns: list[str]) -> None:
+        """Answer the exchanges of ``nsns`` (one number of each) and keep the answers."""
         if self._exchanges is None:
             self._exchanges = NanpExchanges.shared()
-        entry = self.learned[nsn[:6]] = self._exchanges.exchange(nsn)
-        self._index[int(nsn[:6])] = _INVALID if entry is None else self._geography_id(entry)
+        for nsn, entry in zip(nsns, self._exchanges.exchanges(nsns), strict=True):
+            self.learned[nsn[:6]] = entry
+            self._index[int(nsn[:6])] = _INVALID if entry is None else self._geography_id(entry)
 
     def _geography_id(self, geography: Geography) -> int:
         found = self._geography_ids.get(geography)

@@ -501,7 +501,7 @@ def scrub_csv(screener_or_job: BatchScreener | ScrubJob, source: str | Path, out
         batches = _batches(handle, batch_rows, line)
         if isinstance(screener_or_job, ScrubJob) and workers > 1:
             if is_nanp_region(screener_or_job.campaign.default_region):
-                NanpExchanges.shared()  # loaded once here, inherited by the forked workers
+                NanpExchanges.shared().prepare_for_many()  # loaded once here, inherited by the forked workers
             deep_areas()  # (read from the patterns once, here too)
             context = multiprocessing.get_context("fork")
             with context.Pool(workers, _init_worker, (screener_or_job,)) as pool:

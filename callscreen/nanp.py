@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import phonenumbers
@@ -198,6 +198,7 @@ class NanpExchanges:
         self._area_zones: dict[str, tuple[str, ...] | None] = {}
         self._clean: dict[tuple[str, tuple[str, ...]], tuple[str, ...]] = {}
         self._states: dict[str, str | None] = {}
+        self._area_names: dict[str, list[str | None]] = {}  # "1" + area code -> description by exchange
         # Numbers of a non-geographic type (toll-free, premium, personal…): phonenumbers gives
         # the country-level zones of +1 and, as description, a region's name or "" — none of
         # which names a US state (checked here; otherwise such numbers go to parse_number).
@@ -218,6 +219,20 @@ class NanpExchanges:
 
     def exchange(self, nsn: str) -> Exchange:
         """The answer for a 10-digit national number (ASCII digits)."""
+        return self._exchange(nsn, self._description)
+
+    def exchanges(self, nsns: Sequence[str]) -> list[Exchange]:
+        """:meth:`exchange` of many numbers (a scrub's new exchanges). The same answers, but the
+        geocoder's descriptions are read per area code, all of its keys at once (≈ 0.3 ms), and
+        kept: its large table is not searched number by number."""
+        return [self._exchange(nsn, self._area_description) for nsn in nsns]
+
+    def prepare_for_many(self) -> None:
+        """Build now what :meth:`exchanges` builds on first use (a parent does, before forking
+        the workers that call it)."""
+        _ = self._longer_keys
+
+    def _exchange(self, nsn: str, description_of: Callable[[str], str | None]) -> Exchange:
         if len(nsn) != _NSN_LENGTH or not (nsn.isascii() and nsn.isdigit()):
             raise ValueError("a NANP national number has 10 digits")
         if nsn[0] in "01":  # leading zeros and the national prefix: phonenumbers' parsing decides
@@ -240,7 +255,7 @@ class NanpExchanges:
                 zones = self._area_zones[area] = self._longest(self._zone_data, 4, digits)
         subdivision = None
         if region == "US":
-            description = self._description(digits)
+            description = description_of(digits)
             if description is None:
                 return self._normalized(nsn)
             try:
@@ -279,17 +294,54 @@ class NanpExchanges:
                 return found
         return None
 
-    def _description(self, digits: str) -> str | None:
+    def _description(self, digits: str, longest: int | None = None) -> str | None:
         """The geocoder's English area description (``description_for_valid_number``), or None
-        when it has none (phonenumbers then falls back to the country name)."""
+        when it has none (phonenumbers then falls back to the country name); from keys of at
+        most ``longest`` digits when given."""
         data = self._geo_data
-        for length in range(self._geo_prefix, 0, -1):
+        for length in range(self._geo_prefix if longest is None else longest, 0, -1):
             names = data.get(digits[:length])
             if names is not None:
-                name = names.get("en") if self._plain_english else _find_lang(names, "en", None, None)
+                name = self._english(names)
                 if name is not None:
                     return name or None
         return None
+
+    def _english(self, names: dict[str, str]) -> str | None:
+        """The English name of a geocoder entry, as phonenumbers chooses it for "en"."""
+        return names.get("en") if self._plain_english else _find_lang(names, "en", None, None)
+
+    def _area_description(self, digits: str) -> str | None:
+        """:meth:`_description` from the descriptions of the number's area code, built once."""
+        area = digits[:4]
+        names = self._area_names.get(area)
+        if names is None:
+            names = self._area_names[area] = self._descriptions_of_area(area)
+        return names[int(digits[4:7])]
+
+    def _descriptions_of_area(self, area: str) -> list[str | None]:
+        """:meth:`_description` of each exchange of ``area`` ("1" + area code): the area code's own
+        description, then over it the geocoder's longer keys of that area code, shortest first,
+        each over the exchanges it covers (a key of "1" + area code + one digit covers 100)."""
+        names = [self._description(area + "000000", longest=min(len(area), self._geo_prefix))] * 1000
+        for key, name in self._longer_keys.get(area, ()):
+            width = 10 ** (len(area) + 3 - len(key))
+            start = int(key[len(area):]) * width
+            names[start:start + width] = [name] * width
+        return names
+
+    @functools.cached_property
+    def _longer_keys(self) -> dict[str, list[tuple[str, str | None]]]:
+        """The geocoder's +1 keys longer than "1" + area code (at most :attr:`_geo_prefix` long)
+        that have an English name, by area, shortest first, each with what :meth:`_description`
+        answers from it."""
+        grouped: dict[str, list[tuple[str, str | None]]] = {}
+        keys = [key for key in self._geo_data if key.startswith("1") and 4 < len(key) <= self._geo_prefix]
+        for key in sorted(keys, key=len):
+            name = self._english(self._geo_data[key])
+            if name is not None:
+                grouped.setdefault(key[:4], []).append((key, name or None))
+        return grouped
 
     @staticmethod
     def _normalized(nsn: str) -> Exchange:
