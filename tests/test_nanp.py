@@ -74,3 +74,15 @@ def test_the_deep_areas_are_few_and_exclude_the_mainland():
     deep = deep_areas()
     assert 0 < len(deep) < 20
     assert not deep & {212, 305, 416, 604, 800, 907}
+
+
+def test_answers_for_many_numbers_are_those_for_one_number_at_a_time(exchanges):
+    from phonenumbers.geodata import GEOCODE_DATA
+
+    # every area code, and every exchange of the area codes whose geocoder keys cover 10 or 100 exchanges
+    ranged = sorted({int(key[1:4]) for key in GEOCODE_DATA if key.startswith("1") and len(key) in (5, 6)})
+    assert ranged
+    nsns = [f"{npa:03d}{exchange:03d}4321" for npa in range(1000) for exchange in range(0, 1000, 37)]
+    nsns += [f"{npa:03d}{exchange:03d}1234" for npa in ranged for exchange in range(1000)]
+    many = NanpExchanges()
+    assert many.exchanges(nsns) == [exchanges.exchange(nsn) for nsn in nsns]
