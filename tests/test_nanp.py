@@ -86,3 +86,15 @@ def test_answers_for_many_numbers_are_those_for_one_number_at_a_time(exchanges):
     nsns += [f"{npa:03d}{exchange:03d}1234" for npa in ranged for exchange in range(1000)]
     many = NanpExchanges()
     assert many.exchanges(nsns) == [exchanges.exchange(nsn) for nsn in nsns]
+
+
+def test_descriptions_read_per_area_code_are_those_searched_per_number(exchanges):
+    from phonenumbers.geodata import GEOCODE_DATA
+
+    # nested keys (an area code + one or two digits, then longer keys inside with other names)
+    ranged = sorted({key[:4] for key in GEOCODE_DATA if key.startswith("1") and len(key) in (5, 6)})
+    many = NanpExchanges()
+    for area in ranged:
+        for exchange in range(1000):
+            digits = f"{area}{exchange:03d}0000"
+            assert many._area_description(digits) == exchanges._description(digits), digits
