@@ -146,18 +146,19 @@ class LeadNumbers:
         found = self._index[exchanges]
         unseen = found == _UNSEEN
         if unseen.any():
-            _exchanges, first = np.unique(exchanges[unseen], return_index=True)
-            self._learn([f"{number:010d}" for number in national[unseen][first].tolist()])
+            new, first = np.unique(exchanges[unseen], return_index=True)
+            self._learn(new, [f"{number:010d}" for number in national[unseen][first].tolist()])
             found = self._index[exchanges]
         return found
 
-    def _learn(self, nsns: list[str]) -> None:
-        """Answer the exchanges of ``nsns`` (one number of each) and keep the answers."""
+    def _learn(self, exchanges: np.ndarray, nsns: list[str]) -> None:
+        """Answer ``exchanges`` (area code + exchange; ``nsns`` holds a number of each) and keep the answers."""
         if self._exchanges is None:
             self._exchanges = NanpExchanges.shared()
-        for nsn, entry in zip(nsns, self._exchanges.exchanges(nsns), strict=True):
-            self.learned[nsn[:6]] = entry
-            self._index[int(nsn[:6])] = _INVALID if entry is None else self._geography_id(entry)
+        entries = self._exchanges.exchanges(nsns)
+        self.learned.update(zip([nsn[:6] for nsn in nsns], entries, strict=True))
+        geography_id = self._geography_id
+        self._index[exchanges] = [_INVALID if entry is None else geography_id(entry) for entry in entries]
 
     def _geography_id(self, geography: Geography) -> int:
         found = self._geography_ids.get(geography)
