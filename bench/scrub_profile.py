@@ -1,7 +1,7 @@
 """Where a scrub's CPU goes, per row (run by hand): each stage of one scrubbing process, and valkey.
 
     .venv/bin/python bench/scrub_profile.py [--numbers 2e6] [--rows 1e6] [--area-codes 330] [--runs 3]
-        [--workers 1]
+        [--workers 1] [--batch-rows 5000]
 
 Loads a synthetic US registry (``--numbers`` over ``--area-codes``, as ``bench/registry_bench.py``
 does), writes a lead list of ``--rows`` NANP numbers in three spellings (1 % with a consent on
@@ -68,6 +68,7 @@ def main() -> None:
     parser.add_argument("--area-codes", type=int, default=bench.AREA_CODES)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--batch-rows", type=int, default=scrub.BATCH_ROWS)
     args = parser.parse_args()
     totals: Counter[str] = Counter()
     timed_stages(totals)
@@ -88,7 +89,7 @@ def main() -> None:
             totals.clear()
             valkey, own, children = bench.process_cpu(server.process.pid), time.process_time(), os.times()
             with open(Path(folder) / "out.csv", "w", newline="") as sink:
-                summary = scrub.scrub_csv(engine, leads, sink, workers=args.workers)
+                summary = scrub.scrub_csv(engine, leads, sink, workers=args.workers, batch_rows=args.batch_rows)
             valkey, own = bench.process_cpu(server.process.pid) - valkey, time.process_time() - own
             done = os.times()
             children_cpu = done.children_user + done.children_system - children.children_user - children.children_system
