@@ -14,12 +14,16 @@ from blocklists.registry import RegistryManager
 from blocklists.registry_bits import RegistryBits, locate_batch
 from blocklists.scrub import (
     BatchScreener,
+    HexDigests,
     ScrubError,
     ScrubJob,
+    _probe,
+    _probe_wire,
     bulk,
     scrub_csv,
 )
 from callscreen.cli.main import main
+from callscreen.crypto import NumberVault
 from callscreen.models import Campaign, Consent, Contact, LegalBasis, OptOut, Proof, Reason, Result
 from callscreen.numbers import InvalidNumber, PhoneNumber, normalize
 from callscreen.screening import build_screener
@@ -196,6 +200,22 @@ def test_numbers_of_deep_area_codes_are_answered_one_by_one_not_by_exchange():
                 got[order[row]] = PhoneNumber(e164, *numbers.geographies[geography])
             assert [got[raw] for raw in raws] == expected
             assert not numbers.learned  # nothing of a deep area code is kept as an exchange
+
+
+@pytest.mark.parametrize(("count", "group"), [(21, 8), (16, 8), (5, 8), (7, 1), (1, 1)])
+def test_the_probe_built_for_a_whole_batch_is_what_the_client_would_pack(count, group):
+    hiredis = pytest.importorskip("hiredis")
+    vault = NumberVault(TEST_HASH_KEY, TEST_ENCRYPTION_KEY)
+    e164s = [f"+1212555{1000 + i:04d}" for i in range(count)]
+    digests = HexDigests(vault.digest_bytes(e164s), count)
+    assert list(digests) == [vault.digest(e164) for e164 in e164s]
+    assert [digests[j] for j in range(count)] == list(digests)
+    expected = []
+    for start in range(0, count, group):
+        keys = [key for digest in list(digests)[start:start + group] for key in _probe(digest)[1:]]
+        expected.append(hiredis.pack_command(("EXISTS", *keys)))
+    wire, commands = _probe_wire(digests, group)
+    assert wire == b"".join(expected) and commands == len(expected)
 
 
 # --- the command line ---------------------------------------------------------------------------
