@@ -40,7 +40,7 @@ from callscreen.embedded import EmbeddedServer
 
 STAGES: tuple[tuple[Any, str], ...] = (
     (scrub, "_screen_batch"), (scrub.BatchScreener, "screen_codes"), (lead_numbers.LeadNumbers, "locate_batch"),
-    (NumberVault, "digests"), (scrub, "_probe_wire"), (registry_bits.RegistryBits, "plan"), (scrub, "bulk"),
+    (NumberVault, "digest_bytes"), (scrub.HexDigests, "__init__"), (scrub, "_probe_wire"), (registry_bits.RegistryBits, "plan"), (scrub, "bulk"),
     (registry_bits.RegistryBits, "read"), (scrub.BatchScreener, "_with_records"),
     (scrub.BatchScreener, "_decide_all"), (scrub.BatchScreener, "_screen_full"),
 )
