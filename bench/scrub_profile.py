@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import importlib
 import os
 import random
 import sys
@@ -33,23 +34,37 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import registry_bench as bench
 
-from blocklists import lead_numbers, registry_bits, scrub
+from blocklists import scrub
 from blocklists.lookup import RedisRegistryLookup
-from callscreen.crypto import NumberVault
 from callscreen.embedded import EmbeddedServer
 
-STAGES: tuple[tuple[Any, str], ...] = (
-    (scrub, "_screen_batch"), (scrub.BatchScreener, "screen_codes"), (lead_numbers.LeadNumbers, "locate_batch"),
-    (NumberVault, "digest_bytes"), (scrub.HexDigests, "__init__"), (scrub, "_probe_wire"), (registry_bits.RegistryBits, "plan"), (scrub, "bulk"),
-    (registry_bits.RegistryBits, "read"), (scrub.BatchScreener, "_with_records"),
-    (scrub.BatchScreener, "_decide_all"), (scrub.BatchScreener, "_screen_full"),
+STAGES = (  # (where, function): a stage missing from the code under test (an older tree) is skipped
+    ("blocklists.scrub", "_screen_batch"), ("blocklists.scrub.BatchScreener", "screen_codes"),
+    ("blocklists.lead_numbers.LeadNumbers", "locate_batch"), ("callscreen.crypto.NumberVault", "digest_bytes"),
+    ("callscreen.crypto.NumberVault", "digests"), ("blocklists.scrub.HexDigests", "__init__"),
+    ("blocklists.scrub", "_probe_wire"), ("blocklists.registry_bits.RegistryBits", "plan"),
+    ("blocklists.scrub", "bulk"),
+    ("blocklists.registry_bits.RegistryBits", "read"), ("blocklists.scrub.BatchScreener", "_with_records"),
+    ("blocklists.scrub.BatchScreener", "_decide_all"), ("blocklists.scrub.BatchScreener", "_screen_full"),
 )
+
+
+def _owner(where: str) -> Any:
+    """The module or class at ``where`` (a module, or a module and a class), or None."""
+    try:
+        return importlib.import_module(where)
+    except ImportError:
+        module, _, name = where.rpartition(".")
+        return getattr(importlib.import_module(module), name, None)
 
 
 def timed_stages(totals: Counter[str]) -> None:
     """Wrap each stage so that its CPU time adds up in ``totals``."""
-    for owner, name in STAGES:
-        function = getattr(owner, name)
+    for where, name in STAGES:
+        owner = _owner(where)
+        function = getattr(owner, name, None)
+        if function is None:
+            continue
 
         def wrapper(*args: Any, _function: Callable[..., Any] = function, _name: str = name, **kwargs: Any) -> Any:
             started = time.process_time()
