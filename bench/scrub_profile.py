@@ -62,7 +62,7 @@ def timed_stages(totals: Counter[str]) -> None:
     """Wrap each stage so that its CPU time adds up in ``totals``."""
     for where, name in STAGES:
         owner = _owner(where)
-        function = getattr(owner, name, None)
+        function = None if owner is None else getattr(owner, name, None)
         if function is None:
             continue
 
