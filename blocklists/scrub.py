@@ -139,12 +139,17 @@ def _probe(digest: str) -> Command:
     return ("EXISTS", *[number_key(digest, kind) for kind in _FACT_KINDS])
 
 
-def _probe_wire(digests: HexDigests, group: int) -> tuple[bytes, int]:
+def _probe_wire(digests: Sequence[str], group: int) -> tuple[bytes, int]:
     """``EXISTS`` over the fact keys of ``group`` numbers at a time, in the protocol's form, built
     with numpy for the whole batch (each number's keys are a fixed template with its digest at
     fixed places); and the count of commands."""
-    rows = digests.rows
-    count, width = rows.shape
+    if not digests:
+        return b"", 0
+    count, width = len(digests), len(digests[0])
+    rows = np.frombuffer("".join(digests).encode("ascii"), dtype=np.uint8)
+    if len(rows) != count * width:
+        raise ValueError("digests of different lengths")
+    rows = rows.reshape(count, width)
     parts = [part.encode("ascii") for part in _probe_template(width).split("\0")]
     size = sum(map(len, parts)) + width * (len(parts) - 1)
     numbers = np.empty((count, size), dtype=np.uint8)
@@ -176,35 +181,6 @@ def _probe_template(digest_length: int) -> str:
     ``\\0`` where its digest goes in each."""
     keys = [number_key("\0" * digest_length, kind) for kind in _FACT_KINDS]
     return "".join(f"${len(key)}\r\n{key.replace(chr(0) * digest_length, chr(0))}\r\n" for key in keys)
-
-
-_HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
-
-
-class HexDigests(Sequence[str]):
-    """A batch's keyed digests, hex-encoded all at once: :attr:`rows` holds one row of ASCII hex
-    digits per number (what the probe is built from); ``digests[j]`` is number j's digest, as
-    :meth:`~callscreen.crypto.NumberVault.digest` spells it."""
-
-    def __init__(self, blob: bytes, count: int) -> None:
-        raw = np.frombuffer(blob, dtype=np.uint8).reshape(count, -1 if count else 0)
-        self.rows = np.empty((count, 2 * raw.shape[1]), dtype=np.uint8)
-        self.rows[:, 0::2] = _HEX_DIGITS[raw >> 4]
-        self.rows[:, 1::2] = _HEX_DIGITS[raw & 15]
-        self._text = self.rows.tobytes().decode("ascii")
-        self._width = self.rows.shape[1]
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, j: int) -> str:  # type: ignore[override]
-        if not 0 <= j < len(self.rows):
-            raise IndexError(j)
-        return self._text[j * self._width:(j + 1) * self._width]
-
-    def __iter__(self) -> Iterator[str]:
-        width = self._width
-        return (self._text[at:at + width] for at in range(0, len(self._text), width))
 
 
 _ANSWERS = [(result, reason) for result in Result for reason in Reason]
@@ -257,7 +233,7 @@ class BatchScreener:
         if not len(located.rows):
             return codes
         e164s = located.e164s
-        digests = HexDigests(self.vault.digest_bytes(e164s), len(e164s))
+        digests = self.vault.digests(e164s)
         group = self._group
         wire, probe_count, probes = b"", 0, []
         if is_cluster_client(self.client):
@@ -315,7 +291,7 @@ class BatchScreener:
             answers[u] = code
         np.frombuffer(codes, dtype=np.uint8)[located.rows[keep]] = answers[inverse]
 
-    def _with_records(self, digests: HexDigests, probes: Sequence[Any]) -> set[int]:
+    def _with_records(self, digests: list[str], probes: Sequence[Any]) -> set[int]:
         """Which numbers (by position) have any fact key; adapts the probe group size."""
         group = self._group
         found: set[int] = set()
@@ -355,7 +331,7 @@ class BatchScreener:
         code = self._memo[key] = _ANSWER_CODE[(decision.result, decision.reason)]
         return code
 
-    def _screen_full(self, raws: Sequence[str], located: Located, digests: HexDigests, positions: list[int],
+    def _screen_full(self, raws: Sequence[str], located: Located, digests: list[str], positions: list[int],
                      codes: bytearray) -> None:
         queries = []
         commands: list[Any] = []

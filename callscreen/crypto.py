@@ -161,10 +161,9 @@ class NumberVault:
     def _hash_key_in_force(self) -> bytes:
         return self._hash_key if self.hashes is None else self.hashes.current()[0]
 
-    def digest_bytes(self, e164s: Sequence[str]) -> bytes:
-        """:meth:`digest` of many numbers, not hex-encoded: ``DIGEST_HEX_CHARS // 2`` bytes per
-        number, concatenated in order (a scrub encodes a whole batch at once). The hash key in
-        force is read once, and its HMAC pads are hashed once (RFC 2104), not once per number."""
+    def digests(self, e164s: Sequence[str]) -> list[str]:
+        """:meth:`digest` of many numbers: the hash key in force is read once, and its HMAC pads
+        are hashed once (RFC 2104), not once per number."""
         active = self._hash_key_in_force()
         pads = self._pads.get(active)
         if pads is None:
@@ -177,8 +176,8 @@ class NumberVault:
             inner.update(e164.encode("ascii"))
             outer = outer_copy()
             outer.update(inner.digest())
-            out.append(outer.digest()[:size])
-        return b"".join(out)
+            out.append(outer.digest()[:size].hex())
+        return out
 
     def previous_digest(self, e164: str) -> str | None:
         """While the hash key is being rotated, the number's digest under the key being retired
