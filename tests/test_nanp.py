@@ -98,3 +98,13 @@ def test_descriptions_read_per_area_code_are_those_searched_per_number(exchanges
         for exchange in range(1000):
             digits = f"{area}{exchange:03d}0000"
             assert many._area_description(digits) == exchanges._description(digits), digits
+
+
+def test_the_prefix_maps_reach_no_further_than_the_exchange():
+    # deep_areas reads only the patterns: time zones and descriptions keyed by a seventh national
+    # digit would make answers per exchange wrong everywhere (a phonenumbers upgrade must fail here)
+    from phonenumbers import timezone
+    from phonenumbers.geodata import GEOCODE_DATA
+
+    for data in (timezone.TIMEZONE_DATA, GEOCODE_DATA):
+        assert max(len(key) for key in data if key.startswith("1")) <= 1 + 6
