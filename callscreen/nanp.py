@@ -17,10 +17,10 @@ is answered by ``parse_number`` itself, so every answer equals ``parse_number``'
 them over every area code, valid or not).
 
 Outside a few area codes, the answer depends only on the first six national digits (area code +
-exchange): the prefix maps hold at most ``1`` + six digits for ``+1`` (a test checks it), and nearly every pattern
-accepts any four digits after the exchange. :func:`deep_areas` names the area codes where a
-pattern reaches further (``246521[0369]\\d{3}``, Barbados' fixed lines), read from the patterns'
-structure; there an answer holds for one number, not for its exchange.
+exchange): the prefix maps hold at most ``1`` + six digits for ``+1`` (a test checks it), and
+nearly every pattern accepts any four digits after the exchange. :func:`deep_areas` names the
+area codes where a pattern reaches further (``246521[0369]\\d{3}``, Barbados' fixed lines), read
+from the patterns' structure; there an answer holds for one number, not for its exchange.
 """
 
 from __future__ import annotations
