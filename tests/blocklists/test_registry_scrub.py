@@ -116,6 +116,17 @@ def test_scrub_answers_every_row_exactly_as_the_dial_time_check_would(world, tmp
         "national_dnc", "legitimate_interest", "national_dnc", "no_basis", "consent"]
 
 
+def test_scrub_answers_numbers_of_one_exchange_that_differ_in_the_seventh_digit_as_the_dial_time_check(
+        world, tmp_path):
+    screener, lookup = world
+    rows = [[str(i), raw] for i, raw in enumerate(
+        ["+12465210000", "+12465215555", "2465219999", "2465214444", "+18766060000", "+18766065555"] * 2)]
+    out, _ = scrub_rows(screener, lookup, "us-promo", ["id", "phone"], rows, path=tmp_path / "in.csv", batch_rows=4)
+    expected = [screener.screen(raw, "us-promo", AT, dry_run=True) for _i, raw in rows]
+    assert [line[-2:] for line in out[1:]] == [[e.result.value, e.reason.value] for e in expected]
+    assert expected[0].reason != expected[1].reason  # one exchange, two answers: the metadata still draws it
+
+
 def test_scrub_reports_bad_rows_with_line_numbers_and_counts_no_attempt_and_logs_nothing_per_row(
         world, redis_client, tmp_path):
     screener, lookup = world
