@@ -22,7 +22,6 @@ Invariants:
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,12 +32,11 @@ from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE
 
 from callscreen.files import write_atomically
 from callscreen.nanp import Exchange, NanpExchanges, deep_areas
-from callscreen.numbers import MAX_INPUT_LENGTH, InvalidNumber, PhoneNumber, normalize
+from callscreen.numbers import MAX_INPUT_LENGTH, SEPARATORS, InvalidNumber, PhoneNumber, normalize
 
 Geography = tuple[str, tuple[str, ...], str | None]  # region, time zones, subdivision: all a decision reads
 
-_SEPARATORS = re.compile(r"[\s\-.()/\u00a0\u2010-\u2015]+")  # as callscreen.numbers cleans input
-_ASCII_SEPARATORS = b" \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f-.()/"  # the ASCII part of it
+_ASCII_SEPARATORS = bytes(c for c in range(128) if SEPARATORS.fullmatch(chr(c)))  # the ASCII part of them
 _NANP_REGIONS = frozenset(COUNTRY_CODE_TO_REGION_CODE[1])  # the regions sharing +1
 _UNSEEN, _INVALID, _DEEP = -1, -2, -3  # in the exchange index: not looked up yet; not valid; not by exchange
 _POWERS = 10 ** np.arange(9, -1, -1, dtype=np.int64)
@@ -180,4 +178,4 @@ def _without_separators(raws: Sequence[str]) -> list[str]:
     if joined.isascii() and joined.count("\0") == len(raws) - 1:
         return joined.encode().translate(None, _ASCII_SEPARATORS).decode().split("\0")
     return [raw.encode().translate(None, _ASCII_SEPARATORS).decode() if raw.isascii()
-            else _SEPARATORS.sub("", raw.strip()) for raw in raws]
+            else SEPARATORS.sub("", raw.strip()) for raw in raws]

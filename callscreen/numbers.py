@@ -21,7 +21,7 @@ from callscreen.national import NationalAnswers
 from callscreen.prefixes import KeptAnswers, PrefixAnswers
 
 MAX_INPUT_LENGTH = 64
-_SEPARATORS = re.compile(r"[\s\-.()/\u00a0\u2010-\u2015]+")
+SEPARATORS = re.compile(r"[\s\-.()/\u00a0\u2010-\u2015]+")  # removed from input before parsing
 _ALLOWED = re.compile(r"^\+?[0-9]+$")
 
 US_STATES = {
@@ -98,7 +98,7 @@ def _clean(raw: str) -> str:
         raise InvalidNumber("number must be text")
     if len(raw) > MAX_INPUT_LENGTH:
         raise InvalidNumber(f"number longer than {MAX_INPUT_LENGTH} characters")
-    text = _SEPARATORS.sub("", raw.strip())
+    text = SEPARATORS.sub("", raw.strip())
     if text.startswith("00"):
         text = "+" + text[2:]
     if not text or not _ALLOWED.match(text):
