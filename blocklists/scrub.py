@@ -150,16 +150,11 @@ def _probe_wire(digests: Sequence[str], group: int) -> tuple[bytes, int]:
     if len(rows) != count * width:
         raise ValueError("digests of different lengths")
     rows = rows.reshape(count, width)
-    parts = [part.encode("ascii") for part in _probe_template(width).split("\0")]
-    size = sum(map(len, parts)) + width * (len(parts) - 1)
-    numbers = np.empty((count, size), dtype=np.uint8)
-    at = 0
-    for k, part in enumerate(parts):
-        numbers[:, at:at + len(part)] = np.frombuffer(part, dtype=np.uint8)
-        at += len(part)
-        if k < len(parts) - 1:
-            numbers[:, at:at + width] = rows
-            at += width
+    template, places = _probe_template(width)
+    size = len(template)
+    numbers = np.tile(template, (count, 1))
+    for at in places:
+        numbers[:, at:at + width] = rows
     full, rest = divmod(count, group)
     wire = []
     if full:
@@ -176,11 +171,16 @@ def _probe_head(numbers: int) -> bytes:
 
 
 @functools.cache
-def _probe_template(digest_length: int) -> str:
-    """One number's fact keys as ``EXISTS`` arguments in the protocol's form, with a single
-    ``\\0`` where its digest goes in each."""
-    keys = [number_key("\0" * digest_length, kind) for kind in _FACT_KINDS]
-    return "".join(f"${len(key)}\r\n{key.replace(chr(0) * digest_length, chr(0))}\r\n" for key in keys)
+def _probe_template(digest_length: int) -> tuple[np.ndarray, tuple[int, ...]]:
+    """One number's fact keys as ``EXISTS`` arguments in the protocol's form with the digest left
+    blank (read-only), and the places the digest goes."""
+    blank = "\0" * digest_length
+    text = "".join(f"${len(key)}\r\n{key}\r\n" for key in (number_key(blank, kind) for kind in _FACT_KINDS))
+    places, at = [], text.find(blank)
+    while at >= 0:
+        places.append(at)
+        at = text.find(blank, at + digest_length)
+    return np.frombuffer(text.encode("ascii"), dtype=np.uint8), tuple(places)
 
 
 _ANSWERS = [(result, reason) for result in Result for reason in Reason]
