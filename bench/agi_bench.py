@@ -37,6 +37,7 @@ from callscreen.embedded import EmbeddedServer  # noqa: E402
 from callscreen.models import Campaign, Consent, LegalBasis  # noqa: E402
 from callscreen.numbers import normalize  # noqa: E402
 from callscreen.store import Store  # noqa: E402
+from harness.processes import process_cpu  # noqa: E402
 
 BIN = Path(sys.executable).parent
 KEYS = {"CALLSCREEN_HASH_KEY": "11" * 32, "CALLSCREEN_ENCRYPTION_KEY": "22" * 32, "CALLSCREEN_LOG_KEY": "33" * 32}
@@ -49,7 +50,6 @@ HEADER = (
     "agi_rdnis: unknown\nagi_context: outbound-marketing\nagi_extension: {n}\nagi_priority: 1\n"
     "agi_enhanced: 0.0\nagi_accountcode: \nagi_threadid: 140702713157312\nagi_arg_1: bench\n\n"
 )
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def daytime_zone() -> str:
@@ -78,11 +78,7 @@ def seed(url: str) -> None:
 
 def cpu_seconds(pid: int) -> float:
     """CPU time of ``pid`` and its children (the workers of ``serve --workers N``)."""
-    total = 0.0
-    for candidate in [pid, *_children(pid)]:
-        fields = Path(f"/proc/{candidate}/stat").read_text().rsplit(")", 1)[1].split()
-        total += (int(fields[11]) + int(fields[12])) / CLK_TCK
-    return total
+    return sum(process_cpu(candidate) for candidate in [pid, *_children(pid)])
 
 
 def _children(pid: int) -> list[int]:

@@ -51,7 +51,7 @@ sys.path.insert(0, str(ROOT))
 from callscreen.models import Objection, OptOut, Suppression  # noqa: E402
 from callscreen.numbers import normalize  # noqa: E402
 from harness.pbx import Asterisk, Call, Dialer, Installation  # noqa: E402
-from harness.processes import CALLSCREEN, free_port, start_serve  # noqa: E402
+from harness.processes import CALLSCREEN, free_port, process_cpu, start_serve  # noqa: E402
 from harness.screening import ALWAYS, CAPTURED, LISTED, LISTED_NUMBER, NIGHT, Screening, fresh_number  # noqa: E402
 
 ALLOW = "ALLOW"
@@ -60,7 +60,6 @@ UNAVAILABLE = "screening_unavailable"
 MIX = (ALLOW, "no_basis", ALLOW, "opted_out", ALLOW, "outside_calling_hours", ALLOW, "objection",
        ALLOW, "complaint_suppressed", ALLOW, "invalid_number", ALLOW, "unknown_campaign", ALLOW,
        "national_dnc", ALLOW, "no_basis", ALLOW, "opted_out")
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 IDLE_SECONDS = 2.0
 WARM_CALLS = 40
 POOL = 40  # numbers per BLOCK reason (a blocked call is no attempt, so they may repeat)
@@ -86,8 +85,7 @@ class Proc:
     used: float = 0.0
 
     def cpu(self) -> float:
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+        return process_cpu(self.pid)
 
     def begin(self) -> None:
         self.start = self.cpu()

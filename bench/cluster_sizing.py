@@ -40,6 +40,7 @@ from callscreen.embedded import EmbeddedCluster, EmbeddedServer  # noqa: E402
 from callscreen.models import Proof  # noqa: E402
 from callscreen.screening import build_screener  # noqa: E402
 from callscreen.store import connect  # noqa: E402
+from harness.processes import process_cpu  # noqa: E402
 from harness.screening import seed_consents  # noqa: E402
 
 AT = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)  # 13:00 in Moscow, a Friday
@@ -144,12 +145,7 @@ def _worker(url: str, shards: int, population: int, seconds: float, in_flight: i
 
 
 def store_cpu(pids: list[int]) -> float:
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])
-    return total / ticks
+    return sum(process_cpu(pid) for pid in pids)
 
 
 def throughput(masters: int, workers: int, seconds: float, population: int, in_flight: int, folder: Path) -> None:

@@ -37,6 +37,8 @@ import numpy as np
 import phonenumbers
 import redis
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # harness/ (not installed)
+
 from blocklists.formats import Source
 from blocklists.lookup import RedisRegistryLookup
 from blocklists.registry import RegistryManager
@@ -47,6 +49,7 @@ from callscreen.models import Campaign, Consent, LegalBasis, Proof
 from callscreen.numbers import InvalidNumber, PhoneNumber, normalize
 from callscreen.policy import PolicyBook
 from callscreen.store import FactQuery, Store, run_pipeline
+from harness.processes import process_cpu
 
 US_NUMBERS = 253_000_000
 AREA_CODES = 330
@@ -449,11 +452,6 @@ def scrub_cpu() -> float:
     times = os.times()
     return times.user + times.system + times.children_user + times.children_system
 
-
-def process_cpu(pid: int) -> float:
-    """User + system CPU seconds of another process, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 if __name__ == "__main__":
     main()

@@ -37,6 +37,7 @@ import registry_bench as bench
 from blocklists import scrub
 from blocklists.lookup import RedisRegistryLookup
 from callscreen.embedded import EmbeddedServer
+from harness.processes import process_cpu
 
 STAGES = (  # (where, function): a stage missing from the code under test (an older tree) is skipped
     ("blocklists.scrub", "_screen_batch"), ("blocklists.scrub.BatchScreener", "screen_codes"),
@@ -101,10 +102,10 @@ def main() -> None:
             else:
                 engine = scrub.ScrubJob(server.url, keys[0], keys[1], campaign, pack, at, dict(table))
             totals.clear()
-            valkey, own, children = bench.process_cpu(server.process.pid), time.process_time(), os.times()
+            valkey, own, children = process_cpu(server.process.pid), time.process_time(), os.times()
             with open(Path(folder) / "out.csv", "w", newline="") as sink:
                 summary = scrub.scrub_csv(engine, leads, sink, workers=args.workers, batch_rows=args.batch_rows)
-            valkey, own = bench.process_cpu(server.process.pid) - valkey, time.process_time() - own
+            valkey, own = process_cpu(server.process.pid) - valkey, time.process_time() - own
             done = os.times()
             children_cpu = done.children_user + done.children_system - children.children_user - children.children_system
             table.update(summary.learned_exchanges)

@@ -22,6 +22,13 @@ TEST_HASH_KEY = bytes(range(32))
 TEST_ENCRYPTION_KEY = bytes(range(32, 64))
 TEST_LOG_KEY = bytes(range(64, 96))
 CALLSCREEN = str(Path(sys.executable).with_name("callscreen"))
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds of a process (all its threads, not its children), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 def free_port() -> int:
