@@ -36,7 +36,7 @@ from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE, is_number_
 from phonenumbers.prefix import _LOCALE_NORMALIZATION_MAP, _find_lang, _full_locale
 
 from callscreen.numbers import InvalidNumber, PhoneNumber, clean_zones, parse_number, us_subdivision
-from callscreen.prefixes import Unreadable, start_depth, whole_depth
+from callscreen.prefixes import Unreadable, number_patterns, start_depth, whole_depth
 
 Exchange = tuple[str, tuple[str, ...], str | None] | None  # region, time zones, subdivision; None: invalid
 
@@ -150,7 +150,7 @@ _SHORTEST_EXCHANGE = 6  # area code + exchange
 def deep_areas() -> frozenset[int]:
     """Area codes (0–999) where a number's answer may depend on more than its first six digits.
 
-    Each NANP region's patterns (the general one, each number type's) are read with
+    Each NANP region's patterns (:func:`callscreen.prefixes.number_patterns`) are read with
     :func:`callscreen.prefixes.whole_depth`: a region with a pattern constraining a seventh digit
     or later makes deep the area codes its leading digits can start; every area code is deep when
     such a region has no leading digits (it is decided by its patterns alone), or when a pattern
@@ -159,9 +159,8 @@ def deep_areas() -> frozenset[int]:
     deep: set[int] = set()
     for code in COUNTRY_CODE_TO_REGION_CODE[1]:
         meta = PhoneMetadata.metadata_for_region(code)
-        descs = (meta.general_desc, meta.fixed_line, meta.mobile, *(getattr(meta, name) for name in _TYPES))
         try:
-            reach = max((whole_depth(pattern, _NSN_LENGTH) for desc in descs if (pattern := _pattern(desc))), default=0)
+            reach = max((whole_depth(pattern, _NSN_LENGTH) for pattern in number_patterns(meta)), default=0)
             if reach <= _SHORTEST_EXCHANGE:
                 continue
             if not meta.leading_digits:

@@ -127,7 +127,8 @@ def start_depth(pattern: str, length: int) -> int:
     return max((d for _n, d in _paths(sre_parse.parse(pattern), length)), default=0)
 
 
-def _patterns(metadata: Any) -> list[str]:
+def number_patterns(metadata: Any) -> list[str]:
+    """A region's general pattern and each number type's (what phonenumbers matches a whole national number against)."""
     found = [metadata.general_desc.national_number_pattern] if metadata.general_desc else []
     for name in _TYPES:
         desc = getattr(metadata, name)
@@ -160,7 +161,7 @@ def deciding_digits(calling_code: int, length: int) -> int | None:
                 return None
             if metadata.leading_digits:
                 needed = max(needed, start_depth(metadata.leading_digits, length))
-            for pattern in _patterns(metadata):
+            for pattern in number_patterns(metadata):
                 needed = max(needed, whole_depth(pattern, length))
     except (Unreadable, re.error, RecursionError):
         return None
