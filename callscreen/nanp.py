@@ -171,7 +171,7 @@ def deep_areas() -> frozenset[int]:
         starts = re.compile(meta.leading_digits).match
         width = max(leading - 3, 0)  # leading digits past the area code: every spelling of them is tried
         deep.update(npa for npa in range(1000) if any(
-            starts(f"{npa:03d}{rest:0{width}d}".ljust(_NSN_LENGTH, "0")) for rest in range(10 ** width)))
+            starts(f"{npa * 10 ** width + rest:0{3 + width}d}".ljust(_NSN_LENGTH, "0")) for rest in range(10 ** width)))
     return frozenset(deep)
 
 
