@@ -373,8 +373,10 @@ def scrub_campaign(client: redis.Redis, vault: NumberVault) -> tuple[Store, Camp
     return store, campaign, pack, datetime.now(UTC).replace(hour=17, minute=0) - timedelta(days=1)
 
 
-def write_leads(store: Store, leads: Path, npas: list[int], rng: random.Random, rows: int, at: datetime) -> None:
-    """A lead list of NANP numbers over ``npas`` in three spellings; 1 % of them get a consent on file."""
+def write_leads(store: Store, leads: Path, npas: list[int], rng: random.Random, rows: int, at: datetime,
+                with_records: float = 0.01) -> None:
+    """A lead list of NANP numbers over ``npas`` in three spellings; a share ``with_records`` of them (1 % unless
+    told) get a consent on file, spread evenly over the list."""
     with open(leads, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["id", "phone"])
@@ -383,7 +385,8 @@ def write_leads(store: Store, leads: Path, npas: list[int], rng: random.Random, 
                        else e164[2:])
             writer.writerow([i, spelled])
     with open(leads, newline="") as handle:
-        on_file = [row[1] for row in islice(csv.reader(handle), 1, None, 100)]
+        on_file = [row[1] for i, row in enumerate(islice(csv.reader(handle), 1, None))
+                   if int((i + 1) * with_records) > int(i * with_records)]
     store.add_consents([(normalize(raw, "US"), Consent(f"c-{i}", "", ("promotions",), LegalBasis.CONSENT,
                                                       "web_form", at - timedelta(days=30),
                                                       proof=Proof(form_text="Call me")), None)
@@ -402,9 +405,10 @@ class ScrubWorld(NamedTuple):
 
 
 def scrub_world(client: redis.Redis, numbers: float, spread: int, rows: int, folder: Path,
-                rng: random.Random) -> ScrubWorld:
+                rng: random.Random, with_records: float = 0.01) -> ScrubWorld:
     """A synthetic US registry of ``numbers`` over ``spread`` area codes loaded as ``us-dnc``, the campaign
-    of :func:`scrub_campaign`, and ``folder/leads.csv`` from :func:`write_leads` over those area codes."""
+    of :func:`scrub_campaign`, and ``folder/leads.csv`` from :func:`write_leads` over those area codes (a share
+    ``with_records`` of its rows with a consent on file)."""
     npas = area_codes(spread, rng)
     templates = Templates(numbers / (len(npas) * len(EXCHANGES)), rng)
     stream = GeneratedStream(npas, templates, random.Random(7))
@@ -413,7 +417,7 @@ def scrub_world(client: redis.Redis, numbers: float, spread: int, rows: int, fol
     vault = NumberVault(*keys)
     store, campaign, pack, at = scrub_campaign(client, vault)
     leads = folder / "leads.csv"
-    write_leads(store, leads, npas, rng, rows, at)
+    write_leads(store, leads, npas, rng, rows, at, with_records)
     return ScrubWorld(keys, vault, campaign, pack, at, leads)
 
 

@@ -1,16 +1,18 @@
 """Where a scrub's CPU goes, per row (run by hand): each stage of one scrubbing process, and valkey.
 
     .venv/bin/python bench/scrub_profile.py [--numbers 2e6] [--rows 1e6] [--area-codes 330] [--runs 3]
-        [--workers 1] [--batch-rows 5000]
+        [--workers 1] [--batch-rows 5000] [--with-records 1]
 
 Loads a synthetic US registry (``--numbers`` over ``--area-codes``, as ``bench/registry_bench.py``
-does), writes a lead list of ``--rows`` NANP numbers in three spellings (1 % with a consent on
-file), then scrubs it ``--runs`` times: the first with no exchange table, the next with the table
-the first learned. Each run prints rows/s, the CPU per row of the scrubbing process(es) and of
-valkey-server (from /proc), and, with one process, the CPU per row spent in each stage: the
-per-batch functions of the scrub are wrapped to add up their ``time.process_time``, so a stage's
-figure includes the stages it calls (``screen_codes`` holds most of the others). With
-``--workers`` > 1 only the totals are printed (the stages run in the worker processes).
+does), writes a lead list of ``--rows`` NANP numbers in three spellings (``--with-records``
+percent of them with a consent on file: 1 unless told), then scrubs it ``--runs`` times: the
+first with no exchange table, the next with the table the first learned. Each run prints
+rows/s, the CPU per row of the scrubbing process(es) and of valkey-server (from /proc), and,
+with one process, the CPU per row spent in each stage: the per-batch functions of the scrub are
+wrapped to add up their ``time.process_time``, so a stage's figure includes the stages it calls
+(``screen_codes`` holds most of the others; ``run_pipeline``, ``parse`` and ``decide`` are the
+numbers with records inside ``_screen_full``). With ``--workers`` > 1 only the totals are
+printed (the stages run in the worker processes).
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ STAGES = (  # (where, function): a stage missing from the code under test (an ol
     ("blocklists.scrub", "bulk"),
     ("blocklists.registry_bits.RegistryBits", "read"), ("blocklists.scrub.BatchScreener", "_with_records"),
     ("blocklists.scrub.BatchScreener", "_decide_all"), ("blocklists.scrub.BatchScreener", "_screen_full"),
+    # inside _screen_full, the numbers with records: their facts' round trip, reading them, deciding
+    ("blocklists.scrub", "run_pipeline"), ("callscreen.store.FactQuery", "parse"), ("blocklists.scrub", "decide"),
 )
 
 
@@ -84,6 +88,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--batch-rows", type=int, default=scrub.BATCH_ROWS)
+    parser.add_argument("--with-records", type=float, default=1.0,
+                        help="percent of the lead list's rows with a consent on file (default 1)")
     args = parser.parse_args()
     totals: Counter[str] = Counter()
     timed_stages(totals)
@@ -91,7 +97,8 @@ def main() -> None:
     with EmbeddedServer(persist=False) as server, tempfile.TemporaryDirectory() as folder:
         assert server.process is not None
         client = redis.Redis.from_url(server.url)
-        world = bench.scrub_world(client, args.numbers, args.area_codes, int(args.rows), Path(folder), rng)
+        world = bench.scrub_world(client, args.numbers, args.area_codes, int(args.rows), Path(folder), rng,
+                                  args.with_records / 100)
         keys, vault, campaign, pack, at, leads = world
         lookup = RedisRegistryLookup(client)
         table: dict[str, Any] = {}

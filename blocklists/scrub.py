@@ -32,7 +32,7 @@ import multiprocessing
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from itertools import chain
 from pathlib import Path
@@ -213,6 +213,7 @@ class BatchScreener:
         self.at = at
         self.registries = registries
         self.registry_ids = pack.all_registries() if campaign.advertising else ()
+        self._attempt_limit = pack.attempt_read_limit  # (the pack is fixed for the screener's life)
         self.numbers = LeadNumbers(campaign.default_region, exchanges)
         self._memo: dict[Any, int] = {}  # (geography, registry statuses) -> answer
         self._bits: RegistryBits | None = None
@@ -251,10 +252,12 @@ class BatchScreener:
             registry = [c for n in numbers for c in self.registries.commands(n, self.registry_ids)]
         replies = bulk(self.client, probes + registry, wire, 0 if probes else probe_count)
         with_records = self._with_records(digests, replies[:probe_count])
+        read_with_batch: tuple[np.ndarray, Callable[[int], tuple[Any, ...]]] | None = None
         if self._bits is not None:
             assert planned is not None
             patterns = np.array(self._bits.read(planned, replies[probe_count:]), dtype=np.int64)
             self._decide_all(raws, located, patterns, self._bits.statuses, with_records, codes)
+            read_with_batch = (patterns, self._bits.statuses)
         elif numbers is None:  # no registry to read: every number's statuses are ()
             self._decide_all(raws, located, np.zeros(len(e164s), dtype=np.int64), _no_statuses, with_records, codes)
         else:  # a registry lookup other than Redis's: statuses as it parses them
@@ -266,7 +269,7 @@ class BatchScreener:
                     codes[row] = code if code is not None else self._decide_empty(
                         raws[row], self._number(located, j), statuses[j], key)
         if with_records:
-            self._screen_full(raws, located, digests, sorted(with_records), codes)
+            self._screen_full(raws, located, digests, sorted(with_records), codes, read_with_batch)
         return codes
 
     def _number(self, located: Located, j: int) -> PhoneNumber:
@@ -332,22 +335,32 @@ class BatchScreener:
         return code
 
     def _screen_full(self, raws: Sequence[str], located: Located, digests: list[str], positions: list[int],
-                     codes: bytearray) -> None:
+                     codes: bytearray,
+                     read_with_batch: tuple[np.ndarray, Callable[[int], tuple[Any, ...]]] | None = None) -> None:
+        """The full query and decision for the numbers at ``positions`` (those with records).
+
+        ``read_with_batch`` holds the batch's registry patterns and what each stands for: then
+        the registries are not read again per number, and these numbers are decided on the
+        same registry answers as the batch's others."""
+        registry_ids, registries = (self.registry_ids, self.registries) if read_with_batch is None else ((), None)
         queries = []
         commands: list[Any] = []
         for j in positions:
             number = self._number(located, j)
-            query = FactQuery(number, digests[j], self.at, self.registry_ids, self.registries,
-                              attempt_limit=self.pack.attempt_read_limit,
-                              erasure=self.vault.erasure_digests(number.e164))
+            query = FactQuery(number, digests[j], self.at, registry_ids, registries,
+                              attempt_limit=self._attempt_limit, erasure=self.vault.erasure_digests(number.e164))
             planned = query.commands()
-            queries.append((int(located.rows[j]), number, query, len(planned)))
+            queries.append((j, number, query, len(planned)))
             commands.extend(planned)
         replies = run_pipeline(self.client, commands)
         index = 0
-        for i, number, query, size in queries:
+        for j, number, query, size in queries:
             facts = query.parse(replies[index:index + size])
             index += size
+            if read_with_batch is not None:
+                patterns, statuses_of = read_with_batch
+                facts = replace(facts, registries=statuses_of(int(patterns[j])))
+            i = int(located.rows[j])
             decision = decide(ScreeningRequest(raws[i], number, self.campaign, self.at), facts, self.pack)
             codes[i] = _ANSWER_CODE[(decision.result, decision.reason)]
 

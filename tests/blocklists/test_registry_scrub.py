@@ -391,6 +391,30 @@ def test_numbers_with_records_anywhere_in_a_probe_group_get_their_full_facts(wor
     assert {line[-1] for line in out[1:]} >= {"consent", "opted_out", "no_basis"}
 
 
+def test_numbers_with_records_are_decided_on_the_registry_bits_their_batch_read(world, tmp_path, redis_client):
+    """Numbers with records get their full facts, but not a second registry read each: their
+    registry answer is the one read for their whole batch (a listed number with a legitimate
+    interest stays refused for the listing, one with consent is allowed)."""
+    from blocklists import storage
+    from callscreen.cluster import is_cluster_client
+    from tests_support import monitored
+
+    screener, lookup = world
+    shard = storage.shard_key("us-dnc", 1, "1:212")
+    server = redis_client.get_redis_connection(redis_client.get_node_from_key(shard)) \
+        if is_cluster_client(redis_client) else redis_client
+    results = {}
+
+    def scrub():
+        results["us"] = scrub_rows(screener, lookup, "us-promo", ["id", "name", "phone"], US_LEADS,
+                                   path=tmp_path / "us.csv")[0]
+
+    sent = [entry["command"] for entry in monitored(server, scrub)]
+    assert [line[-1] for line in results["us"][1:4]] == ["consent", "national_dnc", "consent"]
+    assert any(number_key(screener.vault.digest("+12125550102"), "consents") in c for c in sent)  # full facts read
+    assert [c for c in sent if c.split()[0].strip('"').upper() == "GETBIT"] == []
+
+
 def test_a_registry_generation_gone_mid_scrub_stops_the_scrub(world, redis_client):
     from blocklists import storage
 
