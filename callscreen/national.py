@@ -108,6 +108,49 @@ def depth(region: str, length: int, end: int) -> int | None:
     return needed if needed < length else None
 
 
+@functools.lru_cache(maxsize=4096)
+def _general_decider(region: str, length: int) -> prefixes.PrefixDecider | None:
+    metadata = PhoneMetadata.metadata_for_region(region)
+    pattern = metadata.general_desc.national_number_pattern if metadata.general_desc else None
+    try:
+        return prefixes.PrefixDecider(prefixes.whole_shapes(pattern, length) if pattern else ())
+    except (prefixes.Unreadable, re.error, RecursionError):
+        return None
+
+
+def deciding_prefix(region: str, digits: str, end: int) -> int | None:
+    """How many leading digits of ``digits`` (a national-form number of ``region`` whose
+    national-prefix match ends at ``end``) decide the parse, for this number: each step of
+    :func:`depth`, read prefix by prefix (:class:`callscreen.prefixes.PrefixDecider`), so at most
+    :func:`depth` and often far fewer (None: parsed in full)."""
+    bound = depth(region, len(digits), end)
+    found = _region(region)
+    if bound is None or found is None:
+        return None
+    code = int(found.country_code)
+
+    def national(text: str) -> int:
+        needed = prefixes.deciding_prefix(code, text) if text else None
+        if needed is None:
+            raise _NoDepth
+        return needed
+
+    def general(text: str) -> int:
+        decider = _general_decider(region, len(text))
+        if decider is None:
+            raise _NoDepth
+        return decider.digits(text)
+
+    try:
+        if end < 0:
+            needed = national(digits)
+        else:
+            needed = max(general(digits), end + general(digits[end:]), national(digits), end + national(digits[end:]))
+    except _NoDepth:
+        return bound
+    return min(needed, bound)
+
+
 class NationalAnswers(prefixes.KeptAnswers[Key, Kept]):
     """What the full parse did with national-form numbers, kept per (region, raw length,
     national-prefix match end, prefix of :func:`depth` digits), at most ``limit`` of them
@@ -143,7 +186,7 @@ class NationalAnswers(prefixes.KeptAnswers[Key, Kept]):
             return None
         match = found.national_prefix.match(digits) if found.national_prefix else None
         end = match.end() if match else -1
-        needed = depth(region, len(digits), end)
+        needed = deciding_prefix(region, digits, end)
         return None if needed is None else (region, len(digits), end, digits[:needed])
 
     def kept_from(self, key: Key, digits: str, number: Any) -> Kept:

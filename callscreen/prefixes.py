@@ -170,6 +170,171 @@ def deciding_digits(calling_code: int, length: int) -> int | None:
     return max(needed, longest - len(prefix))
 
 
+# --- deciding digits, prefix by prefix ------------------------------------------------------
+#
+# :func:`deciding_digits` is the most any number of a calling code and length needs: a Russian
+# mobile gets six digits because one branch (``9300…``) reads six, though every other ``9…``
+# number is decided by two. A :class:`PrefixDecider` reads, number by number, the fewest leading
+# digits after which nothing that number could still match reads further. It follows every way
+# a pattern can match (a *shape*: per position, the digits taken), so it answers "which
+# alternatives are still possible after these digits", which the depth alone cannot.
+
+Shape = tuple[int, ...]  # per position, the digits it takes (bit d: digit d), or _UNREAD
+_ALL = (1 << 10) - 1
+_UNREAD = _ALL | 1 << 10  # a class whose digits are not read: it takes every digit, and constrains
+_MOST_SHAPES = 20_000  # more alternatives than this: the pattern is left to deciding_digits
+_MOST_NODES = 1 << 16  # prefixes remembered per decider
+
+
+def _digit_bit(code: int) -> int:
+    return 1 << (code - 48) if 48 <= code <= 57 else 0
+
+
+def _class_digits(items: list[tuple[Any, Any]]) -> int:
+    """The digits a character class takes (_UNREAD when it names a category other than \\d)."""
+    taken, negated = 0, False
+    for op, av in items:
+        if op is sre.NEGATE:
+            negated = True
+        elif op is sre.LITERAL:
+            taken |= _digit_bit(av)
+        elif op is sre.RANGE:
+            for code in range(max(av[0], 48), min(av[1], 57) + 1):
+                taken |= _digit_bit(code)
+        elif op is sre.CATEGORY and av is sre.CATEGORY_DIGIT:
+            taken |= _ALL
+        else:
+            return _UNREAD
+    return _ALL & ~taken if negated else taken
+
+
+def _shapes_then(first: Iterable[Shape], second: Iterable[Shape], limit: int) -> frozenset[Shape]:
+    second = tuple(second)
+    joined = frozenset(a + b for a in first for b in second if len(a) + len(b) <= limit)
+    if len(joined) > _MOST_SHAPES:
+        raise Unreadable("too many alternatives to follow one by one")
+    return joined
+
+
+def _shapes_of(items: Iterable[tuple[Any, Any]], limit: int) -> frozenset[Shape]:
+    result: frozenset[Shape] = frozenset({()})
+    for op, av in items:
+        result = _shapes_then(result, _shape_item(op, av, limit), limit)
+    return result
+
+
+def _shape_item(op: Any, av: Any, limit: int) -> frozenset[Shape]:
+    if op is sre.LITERAL:
+        bit = _digit_bit(av)
+        return frozenset({(bit,)}) if bit else frozenset()
+    if op is sre.NOT_LITERAL:
+        return frozenset({(_ALL & ~_digit_bit(av),)})
+    if op is sre.ANY:
+        return frozenset({(_ALL,)})
+    if op is sre.IN:
+        digits = _class_digits(av)
+        return frozenset({(digits,)}) if digits else frozenset()
+    if op is sre.SUBPATTERN:
+        return _shapes_of(av[-1], limit)
+    if op is sre.BRANCH:
+        found = frozenset().union(*(_shapes_of(alternative, limit) for alternative in av[1]))
+        if len(found) > _MOST_SHAPES:
+            raise Unreadable("too many alternatives to follow one by one")
+        return found
+    if op in (sre.MAX_REPEAT, sre.MIN_REPEAT, getattr(sre, "POSSESSIVE_REPEAT", sre.MAX_REPEAT)):
+        low, high, sub = av
+        once, found, run = _shapes_of(sub, limit), set(), frozenset({()})
+        for count in range(min(high, limit) + 1):
+            if count >= low:
+                found |= run
+            run = _shapes_then(run, once, limit)
+            if not run:
+                break
+        return frozenset(found)
+    if op is sre.AT and av in _ANCHORS:
+        return frozenset({()})
+    raise Unreadable(f"{op} in a pattern")
+
+
+def whole_shapes(pattern: str, length: int) -> frozenset[Shape]:
+    """Every way ``pattern`` matches a whole ``length``-digit string."""
+    return frozenset(s for s in _shapes_of(sre_parse.parse(pattern), length) if len(s) == length)
+
+
+def start_shapes(pattern: str, length: int) -> frozenset[Shape]:
+    """Every way ``pattern`` matches at the start (``re.match``) of a ``length``-digit string."""
+    return _shapes_of(sre_parse.parse(pattern), length)
+
+
+def _reads_to(shape: Shape) -> int:
+    """How many leading positions of ``shape`` constrain a digit (up to the last that does)."""
+    for at in range(len(shape) - 1, -1, -1):
+        if shape[at] != _ALL:
+            return at + 1
+    return 0
+
+
+class PrefixDecider:
+    """The fewest leading digits of a string after which none of the shapes it could still take
+    reads a further digit; numbers sharing that prefix then take exactly the same shapes.
+
+    Invariant: the count for a string depends only on its first that-many digits, so numbers
+    sharing them get the same count (it is the first position where no shape is undecided).
+    Prefixes already walked are remembered (at most :data:`_MOST_NODES`)."""
+
+    def __init__(self, shapes: Iterable[Shape]) -> None:
+        self._root = tuple((shape, reads) for shape in set(shapes) if (reads := _reads_to(shape)) > 0)
+        self._nodes: dict[str, tuple[tuple[Shape, int], ...]] = {}
+
+    def digits(self, text: str) -> int:
+        """The count for ``text`` (ASCII digits); ``len(text)`` when every digit decides."""
+        live, nodes = self._root, self._nodes
+        for at in range(len(text)):
+            if not live:
+                return at
+            prefix = text[:at + 1]
+            found = nodes.get(prefix)
+            if found is None:
+                bit = 1 << (ord(text[at]) - 48)
+                found = tuple((shape, reads) for shape, reads in live if reads > at + 1 and shape[at] & bit)
+                if len(nodes) >= _MOST_NODES:
+                    nodes.clear()
+                nodes[prefix] = found
+            live = found
+        return len(text)
+
+
+@functools.lru_cache(maxsize=1024)
+def prefix_decider(calling_code: int, length: int) -> PrefixDecider | None:
+    """The :class:`PrefixDecider` over everything phonenumbers reads of a ``length``-digit national
+    number of ``calling_code`` (what :func:`deciding_digits` bounds: each region's leading digits
+    at the start, its general and number-type patterns on the whole number, the time-zone keys at
+    the start); None where that gives no depth, or the patterns have too many alternatives."""
+    if deciding_digits(calling_code, length) is None:
+        return None
+    shapes: set[Shape] = set()
+    try:
+        for code in COUNTRY_CODE_TO_REGION_CODE[calling_code]:
+            metadata = PhoneMetadata.metadata_for_region(code)
+            if metadata.leading_digits:
+                shapes |= start_shapes(metadata.leading_digits, length)
+            for pattern in number_patterns(metadata):
+                shapes |= whole_shapes(pattern, length)
+    except (Unreadable, re.error, RecursionError):
+        return None
+    prefix = str(calling_code)
+    shapes.update(tuple(1 << int(digit) for digit in key[len(prefix):]) for key in timezone.TIMEZONE_DATA
+                  if key.startswith(prefix) and len(key) - len(prefix) <= length)  # (a longer key never matches)
+    return PrefixDecider(shapes)
+
+
+def deciding_prefix(calling_code: int, national: str) -> int | None:
+    """How many leading digits of ``national`` (ASCII digits) decide its validity, region and time
+    zones, for this number: at most :func:`deciding_digits`, often far fewer (None: not known)."""
+    decider = prefix_decider(calling_code, len(national))
+    return None if decider is None else decider.digits(national)
+
+
 @functools.lru_cache(maxsize=1024)
 def _strippable(calling_code: int) -> Callable[[str], Any] | None:
     """The main region's national prefix, matched at the start of a national number."""
@@ -243,11 +408,13 @@ class PrefixAnswers(KeptAnswers[tuple[int, int, str], Answer]):
         if shape not in self._seen:  # a process that normalizes one number (the classic AGI
             self._seen.add(shape)    # script) never pays for reading the patterns (1-20 ms)
             return None
-        needed = depth(*shape)
-        strip = _strippable(code)
-        if needed is None or (strip is not None and strip(national)):
+        if depth(*shape) is None:
             return None
-        return code, len(national), national[:needed]
+        strip = _strippable(code)
+        if strip is not None and strip(national):
+            return None
+        needed = deciding_prefix(code, national)
+        return code, len(national), national[:depth(*shape) if needed is None else needed]
 
     def kept_from(self, key: tuple[int, int, str], digits: str, number: Any) -> Answer:
         return number.region, number.timezones

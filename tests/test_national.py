@@ -66,11 +66,29 @@ def _numbers(region: str, rng: random.Random, depth=None) -> Iterator[str]:
                     yield head + last + "".join(rng.choice("0123456789") for _ in range(len(form) - needed))
 
 
-def _compare(regions, rng: random.Random) -> dict[str, object]:
+def _around_own_prefix(region: str, rng: random.Random) -> Iterator[str]:
+    """Numbers sharing the raw prefix each example form is kept under (its own
+    :func:`national.deciding_prefix`), and prefixes one digit apart at its last place."""
+    found = national._region(region)
+    for form in _forms(region):
+        match = found.national_prefix.match(form) if found and found.national_prefix else None
+        needed = national.deciding_prefix(region, form, match.end() if match else -1) if found else None
+        if not needed:
+            continue
+        kept = min(needed - 1, (match.end() if match else 0) + 1)
+        for base in range(3):
+            head = form[:needed - 1] if base == 0 else form[:kept] + "".join(
+                rng.choice("0123456789") for _ in range(needed - 1 - kept))
+            for last in rng.sample("0123456789", 3):
+                for _suffix in range(2):
+                    yield head + last + "".join(rng.choice("0123456789") for _ in range(len(form) - needed))
+
+
+def _compare(regions, rng: random.Random, numbers_of=_numbers) -> dict[str, object]:
     checked: dict[str, object] = {"from a prefix": 0, "valid": 0, "invalid": 0, "regions": set(),
                                   "differ": []}
     for region in regions:
-        for digits in _numbers(region, rng):
+        for digits in numbers_of(region, rng):
             raw = _spell(digits, rng)
             key = numbers._NATIONAL_ANSWERS.key(digits, region)
             if key is not None and numbers._NATIONAL_ANSWERS.get(key)[0]:
@@ -100,6 +118,32 @@ def test_every_region_answers_national_forms_exactly_as_a_full_parse() -> None:
     # number (a transform rule) and +1 (the NANP table's)
     left_out = set(phonenumbers.SUPPORTED_REGIONS) - checked["regions"]
     assert all(_rewrites_or_nanp(region) for region in left_out) and len(left_out) < 40
+
+
+def test_national_forms_kept_under_their_own_deciding_prefix_get_the_full_parse_answer() -> None:
+    """A national-form number is kept under the raw prefix that decides it (``8 9`` and one
+    digit for most Russian mobiles). Around every region's examples, numbers sharing such a
+    prefix, or one digit apart at its last place, get the full parse's answer."""
+    checked = _compare(sorted(phonenumbers.SUPPORTED_REGIONS), random.Random(1202), _around_own_prefix)
+    assert checked["differ"] == []
+    assert checked["valid"] > 3000 and checked["invalid"] > 3000 and len(checked["regions"]) > 150
+
+
+def test_the_comparison_finds_a_deciding_prefix_one_digit_short(monkeypatch) -> None:
+    """That comparison is sharp: with every prefix read one digit short, numbers of many regions
+    get another number's answer."""
+    from callscreen import prefixes
+
+    exact = prefixes.PrefixDecider.digits
+    monkeypatch.setattr(prefixes.PrefixDecider, "digits", lambda self, text: max(exact(self, text) - 1, 1))
+    monkeypatch.setattr(numbers, "_NATIONAL_ANSWERS", national.NationalAnswers())
+    checked = _compare(sorted(phonenumbers.SUPPORTED_REGIONS), random.Random(1202), _around_own_prefix)
+    assert len({region for _raw, region in checked["differ"]}) > 40
+
+
+def test_a_russian_mobile_in_national_form_is_kept_under_its_first_three_digits() -> None:
+    assert national.deciding_prefix("RU", "89161234567", 1) == national.deciding_prefix("RU", "89991234567", 1) == 3
+    assert national.deciding_prefix("RU", "89300051234", 1) == 7  # 930 05… reads six digits past the 8
 
 
 def _rewrites_or_nanp(region: str) -> bool:
@@ -219,9 +263,11 @@ def test_a_process_that_normalizes_one_national_number_never_reads_the_patterns(
     printed = in_fresh_python(
         "from callscreen import national\n"
         "from callscreen.numbers import normalize\n"
+        "from callscreen import prefixes\n"
         "normalize('89161234567', 'RU')\n"
-        "print(national.depth.cache_info().currsize)\n"
+        "print(national.depth.cache_info().currsize, prefixes.prefix_decider.cache_info().currsize)\n"
         "normalize('89161234568', 'RU')\n"
-        "print(national.depth.cache_info().currsize)\n"
+        "print(national.depth.cache_info().currsize, prefixes.prefix_decider.cache_info().currsize)\n"
     )
-    assert printed.split() == ["0", "1"]
+    # the second reads the patterns once: for the 11 digits as written and the 10 left after the 8
+    assert printed.split() == ["0", "0", "1", "2"]

@@ -8,7 +8,7 @@ import phonenumbers
 import pytest
 from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE
 
-from callscreen import prefixes
+from callscreen import numbers, prefixes
 from callscreen.numbers import _PREFIX_ANSWERS, InvalidNumber, normalize, parse_number
 
 
@@ -81,6 +81,74 @@ def test_every_calling_code_answers_by_prefix_exactly_as_a_full_parse() -> None:
     assert checked["valid"] > 1000 and checked["invalid"] > 1000 and checked["from a prefix"] > 3000
 
 
+def _examples(code: int) -> list[str]:
+    """National numbers of the calling code's example numbers (fixed line and mobile, every region)."""
+    found = []
+    for region in COUNTRY_CODE_TO_REGION_CODE[code]:
+        for kind in (phonenumbers.PhoneNumberType.FIXED_LINE, phonenumbers.PhoneNumberType.MOBILE):
+            example = phonenumbers.example_number_for_type(region, kind)
+            nsn = phonenumbers.national_significant_number(example) if example else ""
+            if nsn and nsn[0] != "0" and nsn not in found:
+                found.append(nsn)
+    return found
+
+
+def _around_own_prefix(code: int, rng: random.Random) -> list[str]:
+    """Numbers sharing the prefix each example is kept under (its own deciding prefix), with
+    other digits at that prefix's last place: a prefix one digit short gives some of them
+    another number's answer."""
+    found = []
+    for nsn in _examples(code):
+        needed = prefixes.deciding_prefix(code, nsn)
+        if not needed:
+            continue
+        for base in range(3):
+            head = nsn[:needed - 1] if base == 0 else nsn[:1] + "".join(
+                rng.choice("0123456789") for _ in range(needed - 2))
+            for last in rng.sample("0123456789", 3):
+                for _suffix in range(2):
+                    tail = "".join(rng.choice("0123456789") for _ in range(len(nsn)))
+                    found.append((head + last + tail)[:len(nsn)])
+    return found
+
+
+def _differing_codes(rng: random.Random) -> tuple[set[int], int]:
+    differ, compared = set(), 0
+    for code in sorted(COUNTRY_CODE_TO_REGION_CODE):
+        if code == 1 or "001" in COUNTRY_CODE_TO_REGION_CODE[code]:
+            continue
+        for national in _around_own_prefix(code, rng):
+            raw = f"+{code}{national}"
+            compared += 1
+            if _answer(normalize.__wrapped__, raw) != _answer(parse_number, raw):
+                differ.add(code)
+    return differ, compared
+
+
+def test_numbers_kept_under_their_own_deciding_prefix_get_the_full_parse_answer() -> None:
+    """A number is kept under the prefix that decides it (two digits for most Russian mobiles,
+    six for 930 05…). Around every calling code's examples, numbers sharing such a prefix,
+    or one digit apart at its last place, get the full parse's answer."""
+    differ, compared = _differing_codes(random.Random(1202))
+    assert differ == set() and compared > 5000
+
+
+def test_the_comparison_finds_a_deciding_prefix_one_digit_short(monkeypatch) -> None:
+    """The comparison above is sharp: with every deciding prefix one digit short, numbers of
+    many calling codes get another number's answer."""
+    exact = prefixes.PrefixDecider.digits
+    monkeypatch.setattr(prefixes.PrefixDecider, "digits", lambda self, text: max(exact(self, text) - 1, 1))
+    monkeypatch.setattr(numbers, "_PREFIX_ANSWERS", prefixes.PrefixAnswers())
+    differ, _compared = _differing_codes(random.Random(1202))
+    assert len(differ) > 40
+
+
+def test_most_russian_mobiles_share_a_two_digit_prefix_and_930_05_reads_six() -> None:
+    assert prefixes.deciding_digits(7, 10) == 6  # the most any of them needs
+    assert prefixes.deciding_prefix(7, "9161234567") == prefixes.deciding_prefix(7, "9991234567") == 2
+    assert prefixes.deciding_prefix(7, "9300051234") == 6
+
+
 def test_a_russian_mobile_after_the_first_of_its_prefix_is_not_parsed_again() -> None:
     from test_numbers import _phonenumbers_functions_called
 
@@ -98,8 +166,8 @@ def test_a_process_that_normalizes_one_number_never_reads_the_patterns() -> None
         "from callscreen import prefixes\n"
         "from callscreen.numbers import normalize\n"
         "normalize('+79161234567')\n"
-        "print(prefixes.depth.cache_info().currsize)\n"
+        "print(prefixes.depth.cache_info().currsize, prefixes.prefix_decider.cache_info().currsize)\n"
         "normalize('+79161234568')\n"
-        "print(prefixes.depth.cache_info().currsize)\n"
+        "print(prefixes.depth.cache_info().currsize, prefixes.prefix_decider.cache_info().currsize)\n"
     )
-    assert printed.split() == ["0", "1"]
+    assert printed.split() == ["0", "0", "1", "1"]
