@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.append(str(ROOT))  # after PYTHONPATH: PYTHONPATH=<tree> measures <tree>
 
 from callscreen.crypto import NumberVault  # noqa: E402
 from callscreen.embedded import EmbeddedServer  # noqa: E402

@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.append(str(ROOT))  # after PYTHONPATH: PYTHONPATH=<tree> measures <tree>
 
 from callscreen.models import Objection, OptOut, Suppression  # noqa: E402
 from callscreen.numbers import normalize  # noqa: E402

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.append(str(ROOT))  # after PYTHONPATH: PYTHONPATH=<tree> measures <tree>
 
 from callscreen.config import Settings  # noqa: E402
 from callscreen.embedded import EmbeddedCluster, EmbeddedServer  # noqa: E402

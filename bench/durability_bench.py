@@ -27,7 +27,7 @@ import redis
 import redis.asyncio
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.append(str(ROOT))  # after PYTHONPATH: PYTHONPATH=<tree> measures <tree>
 
 from callscreen.config import Settings  # noqa: E402
 from callscreen.embedded import EmbeddedServer  # noqa: E402

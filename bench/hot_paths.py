@@ -59,7 +59,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.append(str(ROOT))  # after PYTHONPATH: PYTHONPATH=<tree> measures <tree>
 sys.path.insert(0, str(ROOT / "bench"))
 
 from agi_bench import HEADER  # noqa: E402

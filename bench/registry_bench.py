@@ -37,7 +37,7 @@ import numpy as np
 import phonenumbers
 import redis
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # harness/ (not installed)
+sys.path.append(str(Path(__file__).resolve().parents[1]))  # after PYTHONPATH: PYTHONPATH=<tree> measures <tree>
 
 from blocklists.formats import Source
 from blocklists.lookup import RedisRegistryLookup
