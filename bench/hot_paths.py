@@ -23,14 +23,16 @@ Cases (``--only`` takes a name, and may be given more than once):
   ru-mobile   ``normalize`` of Russian mobiles sharing one deciding prefix (its kept answer)
               against ``parse_number``; 5,000 numbers
   bg          the same for Bulgarian mobiles sharing one deciding prefix; 5,000 numbers
-  new-prefix  Russian mobiles each of a prefix not met before (a full parse plus the key and the
-              kept answer) against ``parse_number``; 5,000 numbers, fresh ones every run
+  new-prefix  Russian mobiles spread one per six-digit prefix, as a live stream or a lead list
+              spreads them, against ``parse_number``; 5,000 numbers, fresh ones every run (while
+              every Russian mobile was kept under six digits, each was a prefix not met before:
+              a full parse; most now share a prefix of two, see ``prefixes.PrefixDecider``)
   ru-national Russian mobiles dialled ``8 999 123-45-67`` in a Russian campaign, sharing one raw
               deciding prefix (:mod:`callscreen.national`), against ``parse_number``; 5,000
   uk-national the same for British mobiles dialled ``07911 12…``; 5,000 numbers
   bg-national the same for Bulgarian mobiles dialled ``0888 …``; 5,000 numbers
-  new-national Russian mobiles dialled ``8 9…``, each of a raw prefix not met before; 5,000
-              numbers, fresh ones every run
+  new-national the same Russian mobiles dialled ``8 9…`` in a Russian campaign; 5,000 numbers,
+              fresh ones every run
   peer        the FastAGI peer identity of a connection (:func:`agi.slots.peer_of`, cached per
               address) against parsing the address each time; 20,000 calls
 
@@ -242,8 +244,8 @@ def nanp_numbers(count: int) -> list[str]:
 
 def new_prefix_case(count: int, runs: int, name: str = "new-prefix", spelling: str = "+7{}4567",
                     region: str | None = None) -> Case:
-    """Every run of either variant gets the next batch of Russian mobiles, each of a deciding
-    prefix (six digits) no earlier number had; both variants get the same batches."""
+    """Every run of either variant gets the next batch of Russian mobiles, each of a six-digit
+    prefix no earlier number had; both variants get the same batches."""
     prefixes = [f"9{n:05d}" for n in range(100_000)]
     random.Random(2).shuffle(prefixes)
     numbers = valid((spelling.format(prefix) for prefix in prefixes), region, count * runs + 50)

@@ -118,15 +118,34 @@ def _general_decider(region: str, length: int) -> prefixes.PrefixDecider | None:
         return None
 
 
+_READ: dict[tuple[str, int, int, str], int] = {}  # (region, length, end, first depth() digits) -> deciding digits
+_MOST_READ = 1 << 16
+
+
 def deciding_prefix(region: str, digits: str, end: int) -> int | None:
     """How many leading digits of ``digits`` (a national-form number of ``region`` whose
     national-prefix match ends at ``end``) decide the parse, for this number: each step of
     :func:`depth`, read prefix by prefix (:class:`callscreen.prefixes.PrefixDecider`), so at most
-    :func:`depth` and often far fewer (None: parsed in full)."""
+    :func:`depth` and often far fewer (None: parsed in full). The count is remembered per first
+    :func:`depth` digits: it reads no further (at most :data:`_MOST_READ` of them)."""
     bound = depth(region, len(digits), end)
-    found = _region(region)
-    if bound is None or found is None:
+    if bound is None:
         return None
+    key = (region, len(digits), end, digits[:bound])
+    needed = _READ.get(key)
+    if needed is None:
+        needed = _read_prefix(region, digits, end, bound)
+        if len(_READ) >= _MOST_READ:
+            _READ.clear()
+        _READ[key] = needed
+    return needed
+
+
+def _read_prefix(region: str, digits: str, end: int, bound: int) -> int:
+    """:func:`deciding_prefix` read afresh: the most any of depth()'s steps needs for these digits."""
+    found = _region(region)
+    if found is None:
+        return bound
     code = int(found.country_code)
 
     def national(text: str) -> int:

@@ -137,6 +137,7 @@ def test_the_comparison_finds_a_deciding_prefix_one_digit_short(monkeypatch) -> 
     exact = prefixes.PrefixDecider.digits
     monkeypatch.setattr(prefixes.PrefixDecider, "digits", lambda self, text: max(exact(self, text) - 1, 1))
     monkeypatch.setattr(numbers, "_NATIONAL_ANSWERS", national.NationalAnswers())
+    monkeypatch.setattr(national, "_READ", {})
     checked = _compare(sorted(phonenumbers.SUPPORTED_REGIONS), random.Random(1202), _around_own_prefix)
     assert len({region for _raw, region in checked["differ"]}) > 40
 
