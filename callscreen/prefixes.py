@@ -345,7 +345,10 @@ def _strippable(calling_code: int) -> Callable[[str], Any] | None:
 
 def split(digits: str) -> tuple[int, str] | None:
     """``(calling code, national number)`` of an E.164 number's digits, or None (calling codes
-    are a prefix code: the first one to three digits that name one are it)."""
+    are a prefix code: the first one to three digits that name one are it; none starts with 0,
+    and ``int`` would read ``07…`` as 7)."""
+    if digits[:1] == "0":
+        return None
     for size in (1, 2, 3):
         code = int(digits[:size]) if digits[:size].isdigit() else -1
         if code in COUNTRY_CODE_TO_REGION_CODE:

@@ -149,6 +149,19 @@ def test_most_russian_mobiles_share_a_two_digit_prefix_and_930_05_reads_six() ->
     assert prefixes.deciding_prefix(7, "9300051234") == 6
 
 
+def test_a_number_whose_calling_code_starts_with_0_is_no_number_even_beside_a_kept_prefix() -> None:
+    """``+07 916…`` is not ``+7 916…``: phonenumbers refuses it, so it must not be answered from
+    the Russian mobiles kept before it (it was, as a valid number with the E.164 ``+07916…``)."""
+    for raw in ("+79161234567", "+79161234568"):
+        normalize.__wrapped__(raw)
+    assert prefixes.split("079161234569") is None
+    for raw, region in (("+079161234569", None), ("00 07 916 123 45 70", "RU"), ("+0 7 916 123-45-71", "RU")):
+        with pytest.raises(InvalidNumber) as refused:
+            normalize.__wrapped__(raw, region)
+        assert _answer(lambda r, region=region: parse_number(r, region), raw) == (
+            type(refused.value).__name__, str(refused.value))
+
+
 def test_a_russian_mobile_after_the_first_of_its_prefix_is_not_parsed_again() -> None:
     from test_numbers import _phonenumbers_functions_called
 
