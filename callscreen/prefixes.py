@@ -91,6 +91,25 @@ def _paths(items: Iterable[tuple[Any, Any]], limit: int) -> Paths:
     return result
 
 
+_REPEATS = (sre.MAX_REPEAT, sre.MIN_REPEAT, getattr(sre, "POSSESSIVE_REPEAT", sre.MAX_REPEAT))
+T = TypeVar("T")
+
+
+def _repeated(once: frozenset[T], empty: T, then: Callable[[Iterable[T], Iterable[T], int], frozenset[T]],
+              low: int, high: int, limit: int) -> frozenset[T]:
+    """``once`` repeated ``low`` to ``high`` times (no more than ``limit`` digits): the runs of each
+    count, built by ``then`` from the run of no repeat, ``empty``."""
+    found: set[T] = set()
+    run: frozenset[T] = frozenset({empty})
+    for count in range(high + 1):
+        if count >= low:
+            found |= run
+        run = then(run, once, limit)
+        if not run:
+            break
+    return frozenset(found)
+
+
 def _item(op: Any, av: Any, limit: int) -> Paths:
     if op is sre.LITERAL or op is sre.NOT_LITERAL:
         return frozenset({(1, 1)})
@@ -102,16 +121,9 @@ def _item(op: Any, av: Any, limit: int) -> Paths:
         return _paths(av[-1], limit)
     if op is sre.BRANCH:
         return frozenset().union(*(_paths(alternative, limit) for alternative in av[1]))
-    if op in (sre.MAX_REPEAT, sre.MIN_REPEAT, getattr(sre, "POSSESSIVE_REPEAT", sre.MAX_REPEAT)):
+    if op in _REPEATS:
         low, high, sub = av
-        once, found, run = _paths(sub, limit), set(), frozenset({(0, 0)})
-        for count in range(min(high, limit) + 1):
-            if count >= low:
-                found |= run
-            run = _then(run, once, limit)
-            if not run:
-                break
-        return frozenset(found)
+        return _repeated(_paths(sub, limit), (0, 0), _then, low, min(high, limit), limit)
     if op is sre.AT and av in _ANCHORS:
         return frozenset({(0, 0)})
     raise Unreadable(f"{op} in a pattern")
@@ -241,16 +253,9 @@ def _shape_item(op: Any, av: Any, limit: int) -> frozenset[Shape]:
         if len(found) > _MOST_SHAPES:
             raise Unreadable("too many alternatives to follow one by one")
         return found
-    if op in (sre.MAX_REPEAT, sre.MIN_REPEAT, getattr(sre, "POSSESSIVE_REPEAT", sre.MAX_REPEAT)):
+    if op in _REPEATS:
         low, high, sub = av
-        once, found, run = _shapes_of(sub, limit), set(), frozenset({()})
-        for count in range(min(high, limit) + 1):
-            if count >= low:
-                found |= run
-            run = _shapes_then(run, once, limit)
-            if not run:
-                break
-        return frozenset(found)
+        return _repeated(_shapes_of(sub, limit), (), _shapes_then, low, min(high, limit), limit)
     if op is sre.AT and av in _ANCHORS:
         return frozenset({()})
     raise Unreadable(f"{op} in a pattern")

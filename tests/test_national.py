@@ -46,14 +46,16 @@ def _forms(region: str) -> Iterator[str]:
                     yield form
 
 
-def _numbers(region: str, rng: random.Random, depth=None) -> Iterator[str]:
-    """Numbers sharing raw prefixes of :func:`national.depth` digits, several per prefix, and
-    prefixes one digit apart (so that a depth one digit short answers some of them wrongly)."""
+def _numbers(region: str, rng: random.Random, depth=None, read=None) -> Iterator[str]:
+    """Numbers sharing raw prefixes of :func:`national.depth` digits (or of what ``read(region,
+    digits, end)`` gives for each form), several per prefix, and prefixes one digit apart (so
+    that a depth one digit short answers some of them wrongly)."""
     depth = depth or national.depth
     found = national._region(region)
     for form in _forms(region):
         match = found.national_prefix.match(form) if found and found.national_prefix else None
-        needed = depth(region, len(form), match.end() if match else -1) if found else None
+        end = match.end() if match else -1
+        needed = (read(region, form, end) if read else depth(region, len(form), end)) if found else None
         if not needed:
             yield form  # parsed in full: still the same answer
             continue
@@ -67,21 +69,9 @@ def _numbers(region: str, rng: random.Random, depth=None) -> Iterator[str]:
 
 
 def _around_own_prefix(region: str, rng: random.Random) -> Iterator[str]:
-    """Numbers sharing the raw prefix each example form is kept under (its own
-    :func:`national.deciding_prefix`), and prefixes one digit apart at its last place."""
-    found = national._region(region)
-    for form in _forms(region):
-        match = found.national_prefix.match(form) if found and found.national_prefix else None
-        needed = national.deciding_prefix(region, form, match.end() if match else -1) if found else None
-        if not needed:
-            continue
-        kept = min(needed - 1, (match.end() if match else 0) + 1)
-        for base in range(3):
-            head = form[:needed - 1] if base == 0 else form[:kept] + "".join(
-                rng.choice("0123456789") for _ in range(needed - 1 - kept))
-            for last in rng.sample("0123456789", 3):
-                for _suffix in range(2):
-                    yield head + last + "".join(rng.choice("0123456789") for _ in range(len(form) - needed))
+    """:func:`_numbers` around the raw prefix each example form is kept under: its own
+    :func:`national.deciding_prefix`, often shorter than the depth."""
+    return _numbers(region, rng, read=national.deciding_prefix)
 
 
 def _compare(regions, rng: random.Random, numbers_of=_numbers) -> dict[str, object]:
