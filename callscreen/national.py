@@ -12,10 +12,11 @@ the start of the digits, by ``re`` as the parse matches it: its end is part of t
 match every step is a whole-number match of the general pattern (on the number, and on what the
 match leaves) or a test of a length, and :func:`depth` reads how many leading digits decide them
 and the national number left (:func:`callscreen.prefixes.deciding_digits`) from the patterns'
-structure, as :mod:`callscreen.prefixes` does. Numbers of one region, raw length and match end
-that share that many leading digits take the same steps, drop the same leading digits and leave
-national numbers with the same answer: :class:`NationalAnswers` keeps, per such prefix, how many
-digits the first one's full parse dropped and its answer.
+structure, as :mod:`callscreen.prefixes` does; :func:`deciding_prefix` reads, step by step,
+the fewest of those digits a number's own digits need. Numbers of one region, raw length and
+match end that share that many leading digits take the same steps, drop the same leading digits
+and leave national numbers with the same answer: :class:`NationalAnswers` keeps, per such
+prefix, how many digits the first one's full parse dropped and its answer.
 
 Invariants:
 
@@ -172,7 +173,7 @@ def _read_prefix(region: str, digits: str, end: int, bound: int) -> int:
 
 class NationalAnswers(prefixes.KeptAnswers[Key, Kept]):
     """What the full parse did with national-form numbers, kept per (region, raw length,
-    national-prefix match end, prefix of :func:`depth` digits), at most ``limit`` of them
+    national-prefix match end, prefix of :func:`deciding_prefix` digits), at most ``limit`` of them
     (65,536 entries: ≈ 15 MB, beside the E.164 answers' own bound)."""
 
     def __init__(self, limit: int = 65536) -> None:

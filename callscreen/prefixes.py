@@ -5,8 +5,10 @@ expressions over its national number, and a full parse costs ~100 µs. For most 
 every such pattern constrains only the first few national digits and accepts any digit after
 them (a Russian mobile: the first six, then ``\\d{4}``). :func:`depth` reads that from the
 patterns themselves (their structure, through ``re``'s own parser) for one calling code and one
-national length; :class:`PrefixAnswers` then keeps one full parse's answer per prefix of that
-depth and answers every other number sharing the prefix from it.
+national length, the most any such number needs; :class:`PrefixDecider` reads, for each
+number, the fewest of them its own digits need (two for most Russian mobiles, six for ``9300
+05…``). :class:`PrefixAnswers` then keeps one full parse's answer per such prefix and answers
+every other number sharing the prefix from it.
 
 Invariants:
 
@@ -394,7 +396,7 @@ class KeptAnswers(Generic[K, V]):
 
 
 class PrefixAnswers(KeptAnswers[tuple[int, int, str], Answer]):
-    """Answers kept per (calling code, national length, prefix of :func:`depth` digits), at most
+    """Answers kept per (calling code, national length, prefix of :func:`deciding_prefix` digits), at most
     ``limit`` of them (65,536 entries: 10–20 MB)."""
 
     def __init__(self, limit: int = 65536) -> None:
