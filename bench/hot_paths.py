@@ -33,6 +33,8 @@ Cases (``--only`` takes a name, and may be given more than once):
   bg-national the same for Bulgarian mobiles dialled ``0888 …``; 5,000 numbers
   new-national the same Russian mobiles dialled ``8 9…`` in a Russian campaign; 5,000 numbers,
               fresh ones every run
+  new-calling-code the same written ``7 9…`` (the calling code without ``+``), as CRM exports
+              often write them
   peer        the FastAGI peer identity of a connection (:func:`agi.slots.peer_of`, cached per
               address) against parsing the address each time; 20,000 calls
 
@@ -262,7 +264,7 @@ def new_prefix_case(count: int, runs: int, name: str = "new-prefix", spelling: s
 # --- running and reporting ------------------------------------------------------------------
 
 CASES = ("store", "header", "decide", "nanp", "us-national", "ru-mobile", "bg", "new-prefix", "ru-national",
-         "uk-national", "bg-national", "new-national", "peer")
+         "uk-national", "bg-national", "new-national", "new-calling-code", "peer")
 
 
 def measure(case: Case, repeat: int) -> dict[str, list[float]]:
@@ -325,6 +327,8 @@ def build(name: str, scale: float, repeat: int, store: Callable[[], StoreBench])
         return numbers_case(name, [f"0888 {n:06d}" for n in range(sized(5_000))], "BG")
     if name == "new-national":
         return new_prefix_case(sized(5_000), repeat + 1, name, "8 {} 45-67", "RU")
+    if name == "new-calling-code":
+        return new_prefix_case(sized(5_000), repeat + 1, name, "7 {} 45-67", "RU")
     raise ValueError(name)
 
 

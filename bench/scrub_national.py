@@ -1,9 +1,10 @@
 """A Russian lead list scrubbed (run by hand): numbers dialled ``8 9XX XXX-XX-XX``, as most Russian
 call centres write them, in a Russian campaign.
 
-    .venv/bin/python bench/scrub_national.py [--rows 2e5] [--with-records 1] [--runs 2]
+    .venv/bin/python bench/scrub_national.py [--rows 2e5] [--with-records 1] [--runs 2] [--written 8|7|+7]
 
-Writes ``--rows`` Russian mobiles spread evenly over the whole 9XX range (random digits, so
+Writes ``--rows`` Russian mobiles spread evenly over the whole 9XX range (``--written 7``:
+``7 9XX…``, the calling code without ``+``, as CRM exports often write them; ``+7``: E.164) (random digits, so
 nearly every six-digit prefix is met), gives ``--with-records`` percent of them a consent on
 file, then scrubs the list ``--runs`` times with one process and with two, on an embedded
 valkey-server. Prints rows/s and the CPU per row of the scrubbing process(es), and the count
@@ -33,11 +34,11 @@ from callscreen.policy import PolicyBook
 from callscreen.store import Store
 
 
-def write_leads(path: Path, rows: int, rng: random.Random) -> None:
+def write_leads(path: Path, rows: int, rng: random.Random, written: str = "8") -> None:
     with open(path, "w") as handle:
         handle.write("id,phone\n")
         for i in range(rows):
-            handle.write(f"{i},8 9{rng.randint(0, 99):02d} {rng.randint(0, 999):03d}-"
+            handle.write(f"{i},{written} 9{rng.randint(0, 99):02d} {rng.randint(0, 999):03d}-"
                          f"{rng.randint(0, 99):02d}-{rng.randint(0, 99):02d}\n")
 
 
@@ -62,6 +63,7 @@ def main() -> None:
     parser.add_argument("--rows", type=float, default=2e5)
     parser.add_argument("--with-records", type=float, default=1.0, help="percent of rows with a consent (default 1)")
     parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument("--written", choices=("8", "7", "+7"), default="8", help="what precedes 9XX (default 8)")
     args = parser.parse_args()
     with EmbeddedServer(persist=False) as server, tempfile.TemporaryDirectory() as folder:
         client = redis.Redis.from_url(server.url)
@@ -74,7 +76,7 @@ def main() -> None:
         while at.weekday() >= 5:  # a working day: calling hours hold in Moscow at noon
             at -= timedelta(days=1)
         leads = Path(folder) / "leads.csv"
-        write_leads(leads, int(args.rows), random.Random(5))
+        write_leads(leads, int(args.rows), random.Random(5), args.written)
         store.add_consents([(normalize(raw, "RU"), Consent(f"c-{i}", "", ("promotions",), LegalBasis.CONSENT,
                                                            "web_form", at - timedelta(days=30),
                                                            proof=Proof(form_text="Call me")), None)

@@ -142,33 +142,77 @@ def deciding_prefix(region: str, digits: str, end: int) -> int | None:
     return needed
 
 
-def _read_prefix(region: str, digits: str, end: int, bound: int) -> int:
-    """:func:`deciding_prefix` read afresh: the most any of depth()'s steps needs for these digits."""
+def _read_prefix(region: str, digits: str, end: int, bound: int, *, strict: bool = False) -> int:
+    """:func:`deciding_prefix` read afresh: the most any of depth()'s steps needs for these
+    digits (``bound`` where a step cannot be read, or :class:`_NoDepth` if ``strict``)."""
     found = _region(region)
-    if found is None:
-        return bound
-    code = int(found.country_code)
-
-    def national(text: str) -> int:
-        needed = prefixes.deciding_prefix(code, text) if text else None
-        if needed is None:
-            raise _NoDepth
-        return needed
-
-    def general(text: str) -> int:
-        decider = _general_decider(region, len(text))
-        if decider is None:
-            raise _NoDepth
-        return decider.digits(text)
-
     try:
+        if found is None:
+            raise _NoDepth
+        code = int(found.country_code)
         if end < 0:
-            needed = national(digits)
+            needed = _national_digits(code, digits)
         else:
-            needed = max(general(digits), end + general(digits[end:]), national(digits), end + national(digits[end:]))
+            needed = max(_general_digits(region, digits), end + _general_digits(region, digits[end:]),
+                         _national_digits(code, digits), end + _national_digits(code, digits[end:]))
     except _NoDepth:
+        if strict:
+            raise
         return bound
     return min(needed, bound)
+
+
+def prefix_digits(region: str, digits: str, end: int) -> int | None:
+    """How many leading digits key the answer of ``digits``, a number of ``region`` written
+    without ``+`` or an international prefix (None: parsed in full)."""
+    found = _region(region)
+    if found is not None and digits.startswith(found.country_code):
+        return calling_code_prefix(region, digits, end)
+    return deciding_prefix(region, digits, end)
+
+
+def calling_code_prefix(region: str, digits: str, end: int) -> int | None:
+    """:func:`deciding_prefix` for digits that start with ``region``'s calling code, written
+    without ``+`` (``7 999 …`` in RU). The parse strips the code when the whole number does not
+    match the general pattern and what is left does (after its own national prefix, stripped as
+    for any number), or when the whole is too long; else it reads the whole as a national number.
+    Both ways are covered: the digits deciding each match, and the answer either way (None:
+    parsed in full)."""
+    found = _region(region)
+    bound = depth(region, len(digits), end)  # the whole read as a national number
+    if found is None or bound is None:
+        return None
+    code = int(found.country_code)
+    cut = len(found.country_code)
+    rest = digits[cut:]
+    match = found.national_prefix.match(rest) if found.national_prefix else None
+    end_in_rest = match.end() if match else -1
+    try:
+        needed = max(_general_digits(region, digits), _read_prefix(region, digits, end, bound, strict=True),
+                     cut + _general_digits(region, rest), cut + _national_digits(code, rest))
+        if end_in_rest >= 0:
+            after = rest[end_in_rest:]
+            needed = max(needed, cut + end_in_rest + _general_digits(region, after),
+                         cut + end_in_rest + _national_digits(code, after))
+    except _NoDepth:
+        return None
+    return needed if needed < len(digits) else None
+
+
+def _general_digits(region: str, text: str) -> int:
+    """How many leading digits of ``text`` decide whether it matches ``region``'s general pattern."""
+    decider = _general_decider(region, len(text))
+    if decider is None:
+        raise _NoDepth
+    return decider.digits(text)
+
+
+def _national_digits(code: int, text: str) -> int:
+    """How many leading digits of ``text``, a national number of ``code``, decide its answer."""
+    needed = prefixes.deciding_prefix(code, text) if text else None
+    if needed is None:
+        raise _NoDepth
+    return needed
 
 
 class NationalAnswers(prefixes.KeptAnswers[Key, Kept]):
@@ -198,7 +242,7 @@ class NationalAnswers(prefixes.KeptAnswers[Key, Kept]):
         found = _region(region) if isinstance(region, str) else None
         if found is None or not digits.isascii() or not digits.isdigit():
             return None
-        if found.international.match(digits) or digits.startswith(found.country_code):
+        if found.international.match(digits):
             return None
         shape = (region, len(digits))
         if shape not in self._seen:
@@ -206,7 +250,7 @@ class NationalAnswers(prefixes.KeptAnswers[Key, Kept]):
             return None
         match = found.national_prefix.match(digits) if found.national_prefix else None
         end = match.end() if match else -1
-        needed = deciding_prefix(region, digits, end)
+        needed = prefix_digits(region, digits, end)
         return None if needed is None else (region, len(digits), end, digits[:needed])
 
     def kept_from(self, key: Key, digits: str, number: Any) -> Kept:

@@ -32,14 +32,16 @@ def _spell(digits: str, rng: random.Random) -> str:
 
 def _forms(region: str) -> Iterator[str]:
     """Digits of the region's example numbers as dialled nationally: with the national prefix
-    where the region writes one, without it, and one digit shorter and longer."""
+    where the region writes one, without it, after the calling code written without ``+``, and
+    one digit shorter and longer."""
     seen: set[str] = set()
     for kind in (PhoneNumberType.FIXED_LINE, PhoneNumberType.MOBILE):
         example = phonenumbers.example_number_for_type(region, kind)
         if example is None:
             continue
         written = "".join(c for c in phonenumbers.format_number(example, PhoneNumberFormat.NATIONAL) if c.isdigit())
-        for digits in (written, phonenumbers.national_significant_number(example)):
+        nsn = phonenumbers.national_significant_number(example)
+        for digits in (written, nsn, str(example.country_code) + nsn):  # the last: the calling code without +
             for form in (digits, digits[:-1], digits + "5"):
                 if len(form) >= 2 and form not in seen:
                     seen.add(form)
@@ -71,7 +73,7 @@ def _numbers(region: str, rng: random.Random, depth=None, read=None) -> Iterator
 def _around_own_prefix(region: str, rng: random.Random) -> Iterator[str]:
     """:func:`_numbers` around the raw prefix each example form is kept under: its own
     :func:`national.deciding_prefix`, often shorter than the depth."""
-    return _numbers(region, rng, read=national.deciding_prefix)
+    return _numbers(region, rng, read=national.prefix_digits)
 
 
 def _compare(regions, rng: random.Random, numbers_of=_numbers) -> dict[str, object]:
@@ -128,6 +130,21 @@ def test_the_comparison_finds_a_deciding_prefix_one_digit_short(monkeypatch) -> 
     monkeypatch.setattr(prefixes.PrefixDecider, "digits", lambda self, text: max(exact(self, text) - 1, 1))
     monkeypatch.setattr(numbers, "_NATIONAL_ANSWERS", national.NationalAnswers())
     monkeypatch.setattr(national, "_READ", {})
+    checked = _compare(sorted(phonenumbers.SUPPORTED_REGIONS), random.Random(1202), _around_own_prefix)
+    assert len({region for _raw, region in checked["differ"]}) > 40
+
+
+def test_the_comparison_finds_a_calling_code_prefix_one_digit_short(monkeypatch) -> None:
+    """The same for numbers written after the calling code without ``+``: with their prefix read
+    one digit short, numbers of many regions get another number's answer."""
+    exact = national.calling_code_prefix
+
+    def short(region, digits, end):
+        needed = exact(region, digits, end)
+        return None if needed is None else max(needed - 1, 1)
+
+    monkeypatch.setattr(national, "calling_code_prefix", short)
+    monkeypatch.setattr(numbers, "_NATIONAL_ANSWERS", national.NationalAnswers())
     checked = _compare(sorted(phonenumbers.SUPPORTED_REGIONS), random.Random(1202), _around_own_prefix)
     assert len({region for _raw, region in checked["differ"]}) > 40
 
@@ -191,6 +208,8 @@ def test_the_comparison_finds_a_depth_one_digit_short(monkeypatch) -> None:
     pytest.param("0888 123 456", "0888 654 321", "BG", id="bulgarian-mobile"),
     pytest.param("030 1234567", "030 1239876", "DE", id="berlin"),
     pytest.param("0612345678", "06 12 34 98 76", "FR", id="french-mobile"),
+    pytest.param("7 999 123-45-67", "7 (999) 765-43-21", "RU", id="russian-mobile-with-the-calling-code-without-plus"),
+    pytest.param("44 7911 123456", "447911 123499", "GB", id="uk-mobile-with-the-calling-code-without-plus"),
 ])
 def test_a_national_number_after_the_first_of_its_prefix_is_not_parsed_again(first, second, region) -> None:
     from test_numbers import _phonenumbers_functions_called
@@ -205,7 +224,6 @@ def test_a_national_number_after_the_first_of_its_prefix_is_not_parsed_again(fir
 
 @pytest.mark.parametrize(("raw", "region"), [
     pytest.param("810 44 20 7946 0958", "RU", id="international-prefix-without-plus"),
-    pytest.param("7 999 123 45 67", "RU", id="country-code-without-plus"),
     pytest.param("011 15 2345-6789", "AR", id="national-prefix-with-a-transform-rule"),
     pytest.param("0612345678", "ru", id="region-code-phonenumbers-does-not-accept"),
 ])
