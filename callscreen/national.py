@@ -7,8 +7,9 @@ international prefix written without ``+`` (``810 44…``), its country code wri
 stripped only when what is left matches the region's general pattern wherever the whole number
 did and has a possible length. What is left is then judged as in :mod:`callscreen.prefixes`.
 
-For a number of neither of the first two forms, the national-prefix pattern is matched here, at
-the start of the digits, by ``re`` as the parse matches it: its end is part of the key. Past that
+For a number that does not start with the international prefix, the national-prefix pattern
+is matched here, at the start of the digits, by ``re`` as the parse matches it: its end is part
+of the key. Past that
 match every step is a whole-number match of the general pattern (on the number, and on what the
 match leaves) or a test of a length, and :func:`depth` reads how many leading digits decide them
 and the national number left (:func:`callscreen.prefixes.deciding_digits`) from the patterns'
@@ -16,14 +17,17 @@ structure, as :mod:`callscreen.prefixes` does; :func:`deciding_prefix` reads, st
 the fewest of those digits a number's own digits need. Numbers of one region, raw length and
 match end that share that many leading digits take the same steps, drop the same leading digits
 and leave national numbers with the same answer: :class:`NationalAnswers` keeps, per such
-prefix, how many digits the first one's full parse dropped and its answer.
+prefix, how many digits the first one's full parse dropped and its answer. A number starting
+with the region's calling code may be read either way (the code stripped, when the whole does
+not match the general pattern and what is left does, or the whole is too long; else as a
+national number): :func:`calling_code_prefix` covers the digits deciding both ways.
 
 Invariants:
 
 - parsed in full: a region whose national prefix has a transform rule (the digits the parse
   leaves are not the number's own: Argentina, Brazil, Japan, the NANP islands…) or a ``+1``
-  calling code (:mod:`callscreen.nanp`); a number the region's international prefix matches or
-  that starts with the region's calling code (the parse may read a calling code there); a length
+  calling code (:mod:`callscreen.nanp`); a number the region's international prefix matches
+  (the parse reads a calling code of any country there); a length
   or match end whose patterns give no depth, or whose depth is the whole number; and the first
   number of a region and length (a one-number process never reads the patterns);
 - what is kept is how many leading digits the first full parse dropped, checked against its

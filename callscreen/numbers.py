@@ -133,7 +133,8 @@ def normalize(raw: str, default_region: str | None = None) -> PhoneNumber:
     its time (its region, time-zone and geocoder look-ups each repeat the number-type regexes
     of every NANP region). Any other E.164 number is answered per deciding prefix
     (:mod:`callscreen.prefixes`), and a number in national form (``8 999 …`` with ``RU``,
-    ``07911 …`` with ``GB``) per raw deciding prefix (:mod:`callscreen.national`): the first
+    ``07911 …`` with ``GB``, or after the calling code without ``+``: ``7 999 …``) per raw
+    deciding prefix (:mod:`callscreen.national`): the first
     number of a prefix by :func:`parse_number`, the next ones from what it answered. Everything
     else, and whatever those modules cannot prove the same, is :func:`parse_number`."""
     text = _clean(raw)
