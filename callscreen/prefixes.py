@@ -418,13 +418,12 @@ class PrefixAnswers(KeptAnswers[tuple[int, int, str], Answer]):
         if shape not in self._seen:  # a process that normalizes one number (the classic AGI
             self._seen.add(shape)    # script) never pays for reading the patterns (1-20 ms)
             return None
-        if depth(*shape) is None:
-            return None
+        bound = depth(*shape)
         strip = _strippable(code)
-        if strip is not None and strip(national):
+        if bound is None or (strip is not None and strip(national)):
             return None
         needed = deciding_prefix(code, national)
-        return code, len(national), national[:depth(*shape) if needed is None else needed]
+        return code, len(national), national[:bound if needed is None else needed]
 
     def kept_from(self, key: tuple[int, int, str], digits: str, number: Any) -> Answer:
         return number.region, number.timezones
