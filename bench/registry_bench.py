@@ -283,7 +283,7 @@ def main() -> None:
         # 8. scrub: a lead list of NANP numbers spelled in several ways
         if "scrub" in parts:
             assert server.process is not None
-            measure_scrub(client, server.url, server.process.pid, vault_keys, lookup, npas, rng, int(args.scrub_rows),
+            measure_scrub(client, server.url, server.process.pid, vault_keys, npas, rng, int(args.scrub_rows),
                           work, out)
     sys.stdout.flush()
 
@@ -385,12 +385,11 @@ def write_leads(store: Store, leads: Path, npas: list[int], rng: random.Random, 
                        else e164[2:])
             writer.writerow([i, spelled])
     with open(leads, newline="") as handle:
-        on_file = [row[1] for i, row in enumerate(islice(csv.reader(handle), 1, None))
-                   if int((i + 1) * with_records) > int(i * with_records)]
+        consented = [row[1] for i, row in enumerate(islice(csv.reader(handle), 1, None)) if on_file(i, with_records)]
     store.add_consents([(normalize(raw, "US"), Consent(f"c-{i}", "", ("promotions",), LegalBasis.CONSENT,
                                                       "web_form", at - timedelta(days=30),
                                                       proof=Proof(form_text="Call me")), None)
-                        for i, raw in enumerate(on_file) if _valid(raw)])
+                        for i, raw in enumerate(consented) if _valid(raw)])
 
 
 class ScrubWorld(NamedTuple):
@@ -422,8 +421,7 @@ def scrub_world(client: redis.Redis, numbers: float, spread: int, rows: int, fol
 
 
 def measure_scrub(client: redis.Redis, url: str, server_pid: int, vault_keys: tuple[bytes, bytes],
-                  lookup: RedisRegistryLookup, npas: list[int], rng: random.Random, rows: int, work: Path,
-                  out: Callable[..., None]) -> None:
+                  npas: list[int], rng: random.Random, rows: int, work: Path, out: Callable[..., None]) -> None:
     """A lead list of NANP numbers in three spellings, 1 and 2 worker processes; rows/s, and the CPU per row of
     the scrubbing processes (this one and its workers) and of valkey-server."""
     vault = NumberVault(*vault_keys)
@@ -435,11 +433,7 @@ def measure_scrub(client: redis.Redis, url: str, server_pid: int, vault_keys: tu
         for workers, label in ((1, "1 process"), (2, "2 processes"), (1, "1 process, exchange table kept"),
                                (2, "2 processes, exchange table kept")):
             known = table if "kept" in label else {}
-            engine: BatchScreener | ScrubJob
-            if workers == 1:
-                engine = BatchScreener(client, vault, campaign, pack, at, lookup, known)
-            else:
-                engine = ScrubJob(url, vault_keys[0], vault_keys[1], campaign, pack, at, known)
+            engine = scrub_engine(workers, client, url, vault_keys, vault, campaign, pack, at, known)
             cpu, valkey = scrub_cpu(), process_cpu(server_pid)
             with open(work / "scrubbed.csv", "w", newline="") as sink:
                 summary = scrub_csv(engine, leads, sink, workers=workers)
@@ -449,6 +443,19 @@ def measure_scrub(client: redis.Redis, url: str, server_pid: int, vault_keys: tu
             out(f"scrub of {summary.rows:,} rows over {spread_label}, {label}: "
                 f"{summary.seconds:.1f} s = {summary.rate:,.0f} rows/s; CPU per row {cpu / summary.rows * 1e6:.1f} µs "
                 f"+ valkey {valkey / summary.rows * 1e6:.1f} µs ({reasons}; load {os.getloadavg()[0]:.1f})")
+
+
+def scrub_engine(workers: int, client: redis.Redis, url: str, keys: tuple[bytes, bytes], vault: NumberVault,
+                 campaign: Campaign, pack: Any, at: datetime, known: dict | None = None) -> BatchScreener | ScrubJob:
+    """What ``scrub_csv`` runs: one screener in this process, or a job for ``workers`` processes."""
+    if workers == 1:
+        return BatchScreener(client, vault, campaign, pack, at, RedisRegistryLookup(client), dict(known or {}))
+    return ScrubJob(url, keys[0], keys[1], campaign, pack, at, dict(known or {}))
+
+
+def on_file(row: int, share: float) -> bool:
+    """Whether row ``row`` (from 0) is one of the ``share`` of a lead list's rows with a consent, spread evenly."""
+    return int((row + 1) * share) > int(row * share)
 
 
 def scrub_cpu() -> float:

@@ -26,7 +26,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import registry_bench as bench
 
 from blocklists import scrub
-from blocklists.lookup import RedisRegistryLookup
 from callscreen.embedded import EmbeddedServer
 
 PROBE = r"""
@@ -68,11 +67,7 @@ def main() -> None:
         print(f"nothing else running: {idle.communicate()[0].strip()}", flush=True)
         for workers in (1, 2):
             running = probe(server.url, args.seconds)
-            engine: scrub.BatchScreener | scrub.ScrubJob
-            if workers == 1:
-                engine = scrub.BatchScreener(client, vault, campaign, pack, at, RedisRegistryLookup(client))
-            else:
-                engine = scrub.ScrubJob(server.url, keys[0], keys[1], campaign, pack, at)
+            engine = bench.scrub_engine(workers, client, server.url, keys, vault, campaign, pack, at)
             with open(Path(folder) / "out.csv", "w", newline="") as sink:
                 summary = scrub.scrub_csv(engine, leads, sink, workers=workers)
             print(f"during a scrub, {workers} process(es), {summary.rate:,.0f} rows/s: "

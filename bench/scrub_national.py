@@ -17,15 +17,18 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import sys
 import tempfile
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import redis
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import registry_bench as bench
+
 from blocklists import scrub
-from blocklists.lookup import RedisRegistryLookup
 from callscreen.crypto import NumberVault
 from callscreen.embedded import EmbeddedServer
 from callscreen.models import Campaign, Consent, LegalBasis, Proof
@@ -48,7 +51,7 @@ def consented(path: Path, share: float) -> list[str]:
     with open(path) as handle:
         next(handle)
         for i, line in enumerate(handle):
-            if int((i + 1) * share) > int(i * share):
+            if bench.on_file(i, share):
                 raw = line.split(",", 1)[1].strip()
                 try:
                     normalize(raw, "RU")
@@ -83,17 +86,11 @@ def main() -> None:
                             for i, raw in enumerate(consented(leads, args.with_records / 100))])
         for run in range(args.runs):
             for workers in (1, 2):
-                engine: scrub.BatchScreener | scrub.ScrubJob
-                if workers == 1:
-                    engine = scrub.BatchScreener(client, vault, campaign, pack, at, RedisRegistryLookup(client))
-                else:
-                    engine = scrub.ScrubJob(server.url, *keys, campaign, pack, at, {})
-                own, children = time.process_time(), os.times()
+                engine = bench.scrub_engine(workers, client, server.url, keys, vault, campaign, pack, at)
+                cpu = bench.scrub_cpu()
                 with open(Path(folder) / "out.csv", "w") as out:
                     summary = scrub.scrub_csv(engine, leads, out, workers=workers)
-                done = os.times()
-                cpu = (time.process_time() - own + done.children_user + done.children_system
-                       - children.children_user - children.children_system)
+                cpu = bench.scrub_cpu() - cpu
                 print(f"run {run + 1}, {workers} process(es): {summary.rate:,.0f} rows/s; CPU per row "
                       f"{cpu / summary.rows * 1e6:.1f} µs; {dict(summary.reasons.most_common())}; "
                       f"load {os.getloadavg()[0]:.1f}", flush=True)

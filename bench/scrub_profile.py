@@ -37,7 +37,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import registry_bench as bench
 
 from blocklists import scrub
-from blocklists.lookup import RedisRegistryLookup
 from callscreen.embedded import EmbeddedServer
 from harness.processes import process_cpu
 
@@ -100,14 +99,9 @@ def main() -> None:
         world = bench.scrub_world(client, args.numbers, args.area_codes, int(args.rows), Path(folder), rng,
                                   args.with_records / 100)
         keys, vault, campaign, pack, at, leads = world
-        lookup = RedisRegistryLookup(client)
         table: dict[str, Any] = {}
         for run in range(args.runs):
-            engine: scrub.BatchScreener | scrub.ScrubJob
-            if args.workers == 1:
-                engine = scrub.BatchScreener(client, vault, campaign, pack, at, lookup, dict(table))
-            else:
-                engine = scrub.ScrubJob(server.url, keys[0], keys[1], campaign, pack, at, dict(table))
+            engine = bench.scrub_engine(args.workers, client, server.url, keys, vault, campaign, pack, at, table)
             totals.clear()
             valkey, own, children = process_cpu(server.process.pid), time.process_time(), os.times()
             with open(Path(folder) / "out.csv", "w", newline="") as sink:
