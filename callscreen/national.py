@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,6 +87,19 @@ def _general(metadata: PhoneMetadata, length: int) -> int:
     return prefixes.whole_depth(pattern, length) if pattern else 0
 
 
+def _steps(end: int, general: Callable[[int], int], national: Callable[[int], int]) -> int:
+    """The digits the parse of a national-form number reads, whose national-prefix match ends at
+    ``end`` (-1: none), from ``general(at)`` and ``national(at)``: the digits deciding, from
+    offset ``at`` on, the general pattern's match and the answer of a national number starting
+    there. Nothing to strip: the number is the national number. Else it is stripped or not, as
+    the general pattern's matches (and the lengths) decide, so both ways count. The one
+    statement of those steps: :func:`depth` reads them for any number of a length,
+    :func:`deciding_prefix` for one number."""
+    if end < 0:
+        return national(0)
+    return max(general(0), end + general(end), national(0), end + national(end))
+
+
 @functools.lru_cache(maxsize=4096)
 def depth(region: str, length: int, end: int) -> int | None:
     """How many leading digits of a ``length``-digit number in ``region``'s national form, whose
@@ -103,11 +117,7 @@ def depth(region: str, length: int, end: int) -> int | None:
         return min(needed, size)
 
     try:
-        if end < 0:
-            needed = national(length)  # nothing to strip: the number is the national number
-        else:  # stripped or not (the general pattern's matches and the lengths decide)
-            needed = max(_general(metadata, length), end + _general(metadata, length - end),
-                         national(length), end + national(length - end))
+        needed = _steps(end, lambda at: _general(metadata, length - at), lambda at: national(length - at))
     except (_NoDepth, prefixes.Unreadable, re.error, RecursionError):
         return None
     return needed if needed < length else None
@@ -154,11 +164,8 @@ def _read_prefix(region: str, digits: str, end: int, bound: int, *, strict: bool
         if found is None:
             raise _NoDepth
         code = int(found.country_code)
-        if end < 0:
-            needed = _national_digits(code, digits)
-        else:
-            needed = max(_general_digits(region, digits), end + _general_digits(region, digits[end:]),
-                         _national_digits(code, digits), end + _national_digits(code, digits[end:]))
+        needed = _steps(end, lambda at: _general_digits(region, digits[at:]),
+                        lambda at: _national_digits(code, digits[at:]))
     except _NoDepth:
         if strict:
             raise
@@ -192,12 +199,12 @@ def calling_code_prefix(region: str, digits: str, end: int) -> int | None:
     match = found.national_prefix.match(rest) if found.national_prefix else None
     end_in_rest = match.end() if match else -1
     try:
+        # the whole as written (its general match, and read as a national number), then what is
+        # left after the code: its general match, and the steps of any national number
+        in_rest = _steps(end_in_rest, lambda at: _general_digits(region, rest[at:]),
+                         lambda at: _national_digits(code, rest[at:]))
         needed = max(_general_digits(region, digits), _read_prefix(region, digits, end, bound, strict=True),
-                     cut + _general_digits(region, rest), cut + _national_digits(code, rest))
-        if end_in_rest >= 0:
-            after = rest[end_in_rest:]
-            needed = max(needed, cut + end_in_rest + _general_digits(region, after),
-                         cut + end_in_rest + _national_digits(code, after))
+                     cut + max(_general_digits(region, rest), in_rest))
     except _NoDepth:
         return None
     return needed if needed < len(digits) else None
